@@ -1,0 +1,531 @@
+//! The `RedisPoolPolicy` spec: what a user declares.
+//!
+//! Every admission rule is a CEL rule (`x-kubernetes-validations`) on the type it constrains, so
+//! the API server and `redis-pool-operator plan` evaluate the very same rules with the very same
+//! messages (see [`super::validation`]). Schema-only constraints (`minimum`, `enum`) are avoided
+//! for anything a person can get wrong, because their messages are not ours.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::status::RedisPoolPolicyStatus;
+
+/// Declares per-environment Redis pool sizes for a Deployment and how a change rolls out.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "redispool.io",
+    version = "v1alpha1",
+    kind = "RedisPoolPolicy",
+    plural = "redispoolpolicies",
+    shortname = "rpp",
+    namespaced,
+    status = "RedisPoolPolicyStatus",
+    cel,
+    printcolumn = r#"{"name":"Environment","type":"string","jsonPath":".status.environment"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".status.step"}"#,
+    printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.weight"}"#,
+    printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.replicas.summary"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.environment) || self.tiers.exists(t, t.name == self.environment)")
+    .message("spec.environment must name one of spec.tiers[].name; add that tier or fix the name")
+    .field_path(".environment"))]
+pub struct RedisPoolPolicySpec {
+    /// The Deployment (same namespace) whose pool settings this policy manages.
+    pub target_ref: TargetRef,
+    /// Which tier applies. Defaults to the operator's `--environment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub environment: Option<String>,
+    /// Pool sizes per environment.
+    #[x_kube(validation = Rule::new("size(self) >= 1").message("spec.tiers needs at least one tier"))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
+        .message("spec.tiers[].name must be unique; rename or remove the duplicate tier"))]
+    #[schemars(length(max = 16))]
+    pub tiers: Vec<Tier>,
+    /// Connection behaviour shared by every tier.
+    #[serde(default)]
+    pub pool: PoolSettings,
+    /// The Redis server: its `maxclients` is the connection budget, its stats a health signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSettings>,
+    /// How a new pool configuration is rolled out.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+    /// Names of the env vars the operator owns in the target container.
+    #[serde(default)]
+    pub env_names: EnvNames,
+    /// Freeze everything: no writes to the target or canary while true.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    /// Name of an apps/v1 Deployment in the policy's namespace.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
+        .message("spec.targetRef.name must be a Deployment name (lowercase letters, digits, '-' and '.')"))]
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// The container that holds the pool. Defaults to the first container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub container: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Tier {
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("spec.tiers[].name must be lowercase letters, digits and '-', like 'production'"))]
+    #[schemars(length(max = 63))]
+    pub name: String,
+    /// Worker processes per pod, each with its own pool.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1024").message("spec.tiers[].workers must be between 1 and 1024"))]
+    pub workers: i32,
+    /// Pool size (max connections) of each worker.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000")
+        .message("spec.tiers[].connectionsPerWorker must be between 1 and 100000"))]
+    pub connections_per_worker: i32,
+    /// Replicas of the Deployment in this tier. Defaults to the Deployment's own replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 10000").message("spec.tiers[].replicas must be between 0 and 10000"))]
+    pub replicas: Option<i32>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolSettings {
+    #[serde(default = "d30")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 3600")
+        .message("spec.pool.healthCheckIntervalSeconds must be between 1 and 3600"))]
+    pub health_check_interval_seconds: i32,
+    #[serde(default)]
+    pub retry: RetrySettings,
+    #[serde(default = "d5")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 300").message("spec.pool.socketTimeoutSeconds must be between 1 and 300"))]
+    pub socket_timeout_seconds: i32,
+    #[serde(default = "d5")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 300")
+        .message("spec.pool.connectTimeoutSeconds must be between 1 and 300"))]
+    pub connect_timeout_seconds: i32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            health_check_interval_seconds: 30,
+            retry: RetrySettings::default(),
+            socket_timeout_seconds: 5,
+            connect_timeout_seconds: 5,
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.maxBackoffMs >= self.initialBackoffMs")
+    .message("spec.pool.retry.maxBackoffMs must be >= initialBackoffMs"))]
+pub struct RetrySettings {
+    #[serde(default = "d3")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 10").message("spec.pool.retry.attempts must be between 1 and 10"))]
+    pub attempts: i32,
+    #[serde(default = "d100")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 60000")
+        .message("spec.pool.retry.initialBackoffMs must be between 1 and 60000"))]
+    pub initial_backoff_ms: i32,
+    #[serde(default = "d2000")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 600000")
+        .message("spec.pool.retry.maxBackoffMs must be between 1 and 600000"))]
+    pub max_backoff_ms: i32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self { attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 2000 }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSettings {
+    /// `host:port` of the Redis server, as the operator can reach it.
+    #[x_kube(validation = Rule::new("self.matches('^[^:/\\\\s]+:[0-9]{1,5}$')")
+        .message("spec.redis.address must be host:port, like redis.saas.svc:6379"))]
+    #[schemars(length(max = 255))]
+    pub address: String,
+    /// Secret key holding the Redis password. Never logged or echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    #[serde(default)]
+    pub tls: bool,
+    /// Planned peak connections must stay within this fraction of `maxclients`.
+    #[serde(default = "d08")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0")
+        .message("spec.redis.maxClientsUtilization must be in (0, 1], e.g. 0.8 for 80% of maxclients"))]
+    pub max_clients_utilization: f64,
+    /// Use this `maxclients` instead of asking the server (for servers that forbid CONFIG GET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.redis.maxClients must be >= 1"))]
+    pub max_clients: Option<i64>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(max = 253))]
+    pub name: String,
+    #[schemars(length(max = 253))]
+    pub key: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    #[serde(default = "default_steps")]
+    #[x_kube(validation = Rule::new("size(self) >= 1").message("spec.rollout.steps needs at least one step, and the last must have weight 100"))]
+    #[x_kube(validation = Rule::new("size(self) == 0 || self[size(self) - 1].weight == 100")
+        .message("spec.rollout.steps must end with weight 100 so that a rollout completes"))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.weight == a.weight)) && self.map(s, s.weight).isSorted()")
+        .message("spec.rollout.steps weights must be strictly increasing, e.g. 10, 50, 100"))]
+    #[schemars(length(max = 20))]
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub analysis: AnalysisSpec,
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self { steps: default_steps(), analysis: AnalysisSpec::default(), metrics: MetricsSpec::default() }
+    }
+}
+
+/// The runbook's 10% (8h), 50% (12h), 100% (24h).
+fn default_steps() -> Vec<Step> {
+    [(10, "8h"), (50, "12h"), (100, "24h")]
+        .into_iter()
+        .map(|(weight, pause)| Step { weight, pause: pause.into() })
+        .collect()
+}
+
+/// Go-style durations: `30s`, `5m`, `1h30m`, `500ms`.
+pub const DURATION_RULE: &str = "self.matches('^([0-9]+(ns|us|ms|s|m|h))+$')";
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// Percent of replicas that run the new configuration at this step.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("spec.rollout.steps[].weight must be between 1 and 100"))]
+    pub weight: i32,
+    /// How long to soak at this step before advancing.
+    #[serde(default = "zero_duration")]
+    #[x_kube(validation = Rule::new(DURATION_RULE)
+        .message("spec.rollout.steps[].pause must be a duration like 30s, 10m or 8h"))]
+    #[schemars(length(max = 32))]
+    pub pause: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    #[serde(default = "d30s")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("spec.rollout.analysis.interval must be a duration like 30s"))]
+    #[schemars(length(max = 32))]
+    pub interval: String,
+    /// Consecutive failing analyses that trigger a rollback.
+    #[serde(default = "d2")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100")
+        .message("spec.rollout.analysis.failureLimit must be between 1 and 100"))]
+    pub failure_limit: i32,
+    /// Roll back when a step has not advanced for this long after its pause.
+    #[serde(default = "d1h")]
+    #[x_kube(validation = Rule::new(DURATION_RULE)
+        .message("spec.rollout.analysis.progressDeadline must be a duration like 1h"))]
+    #[schemars(length(max = 32))]
+    pub progress_deadline: String,
+    /// Fewer requests than this in an interval means no data for the rate and latency gates.
+    #[serde(default = "d100i64")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.rollout.analysis.minRequests must be >= 0"))]
+    pub min_requests: i64,
+    #[serde(default)]
+    pub on_no_data: OnNoData,
+    #[serde(default)]
+    pub success_rate: SuccessRateGate,
+    #[serde(default)]
+    pub p95_latency_ms: LatencyGate,
+    #[serde(default)]
+    pub pool_utilization: UtilizationGate,
+    #[serde(default)]
+    pub pool_exhaustion_events: CountGate,
+    #[serde(default)]
+    pub redis_connection_errors: CountGate,
+}
+
+impl Default for AnalysisSpec {
+    fn default() -> Self {
+        Self {
+            interval: "30s".into(),
+            failure_limit: 2,
+            progress_deadline: "1h".into(),
+            min_requests: 100,
+            on_no_data: OnNoData::Hold,
+            success_rate: SuccessRateGate::default(),
+            p95_latency_ms: LatencyGate::default(),
+            pool_utilization: UtilizationGate::default(),
+            pool_exhaustion_events: CountGate::default(),
+            redis_connection_errors: CountGate::default(),
+        }
+    }
+}
+
+/// What a gate without data means. Never Pass.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnNoData {
+    #[default]
+    Hold,
+    Fail,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.promoteAtLeast >= self.rollbackBelow")
+    .message("spec.rollout.analysis.successRate.promoteAtLeast must be >= rollbackBelow (promote needs the healthier value)"))]
+pub struct SuccessRateGate {
+    #[serde(default = "d99_5")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("successRate thresholds are percentages in 0..100"))]
+    pub promote_at_least: f64,
+    #[serde(default = "d99")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("successRate thresholds are percentages in 0..100"))]
+    pub rollback_below: f64,
+}
+
+impl Default for SuccessRateGate {
+    fn default() -> Self {
+        Self { promote_at_least: 99.5, rollback_below: 99.0 }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.promoteAtMost <= self.rollbackAbove")
+    .message("spec.rollout.analysis.p95LatencyMs.promoteAtMost must be <= rollbackAbove (promote needs the faster value)"))]
+pub struct LatencyGate {
+    #[serde(default = "d500")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("p95LatencyMs thresholds must be > 0 milliseconds"))]
+    pub promote_at_most: f64,
+    #[serde(default = "d1000")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("p95LatencyMs thresholds must be > 0 milliseconds"))]
+    pub rollback_above: f64,
+}
+
+impl Default for LatencyGate {
+    fn default() -> Self {
+        Self { promote_at_most: 500.0, rollback_above: 1000.0 }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.promoteAtMost <= self.rollbackAbove")
+    .message("spec.rollout.analysis.poolUtilization.promoteAtMost must be <= rollbackAbove (promote needs the lower value)"))]
+pub struct UtilizationGate {
+    #[serde(default = "d60")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("poolUtilization thresholds are percentages in 0..100"))]
+    pub promote_at_most: f64,
+    #[serde(default = "d80")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("poolUtilization thresholds are percentages in 0..100"))]
+    pub rollback_above: f64,
+}
+
+impl Default for UtilizationGate {
+    fn default() -> Self {
+        Self { promote_at_most: 60.0, rollback_above: 80.0 }
+    }
+}
+
+/// A counter gate: more than `max` new events in an interval fails the analysis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CountGate {
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self >= 0").message("event gates' max must be >= 0"))]
+    pub max: i64,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MetricsProvider {
+    #[default]
+    Pods,
+    Prometheus,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.provider != 'Prometheus' || has(self.prometheus)")
+    .message("spec.rollout.metrics.prometheus.address is required when provider is Prometheus"))]
+pub struct MetricsSpec {
+    #[serde(default)]
+    pub provider: MetricsProvider,
+    #[serde(default)]
+    pub pods: PodsMetrics,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusMetrics>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodsMetrics {
+    #[serde(default = "d8000")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("spec.rollout.metrics.pods.port must be a port, 1..65535"))]
+    pub port: i32,
+    #[serde(default = "default_health_path")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.rollout.metrics.pods.path must start with '/'"))]
+    #[schemars(length(max = 255))]
+    pub path: String,
+}
+
+impl Default for PodsMetrics {
+    fn default() -> Self {
+        Self { port: 8000, path: default_health_path() }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusMetrics {
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')")
+        .message("spec.rollout.metrics.prometheus.address must be an http(s) URL"))]
+    #[schemars(length(max = 1024))]
+    pub address: String,
+}
+
+/// The env vars the operator owns in the target container; rename them to fit an existing app.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvNames {
+    #[serde(default = "n_env")]
+    pub environment: String,
+    #[serde(default = "n_workers")]
+    pub workers: String,
+    #[serde(default = "n_max")]
+    pub max_connections: String,
+    #[serde(default = "n_hc")]
+    pub health_check_interval: String,
+    #[serde(default = "n_ra")]
+    pub retry_attempts: String,
+    #[serde(default = "n_rb")]
+    pub retry_backoff_ms: String,
+    #[serde(default = "n_rbm")]
+    pub retry_backoff_max_ms: String,
+    #[serde(default = "n_st")]
+    pub socket_timeout: String,
+    #[serde(default = "n_ct")]
+    pub socket_connect_timeout: String,
+}
+
+impl Default for EnvNames {
+    fn default() -> Self {
+        Self {
+            environment: n_env(),
+            workers: n_workers(),
+            max_connections: n_max(),
+            health_check_interval: n_hc(),
+            retry_attempts: n_ra(),
+            retry_backoff_ms: n_rb(),
+            retry_backoff_max_ms: n_rbm(),
+            socket_timeout: n_st(),
+            socket_connect_timeout: n_ct(),
+        }
+    }
+}
+
+// serde defaults: functions, because serde's `default = ...` takes a path.
+fn d2() -> i32 {
+    2
+}
+fn d3() -> i32 {
+    3
+}
+fn d5() -> i32 {
+    5
+}
+fn d30() -> i32 {
+    30
+}
+fn d100() -> i32 {
+    100
+}
+fn d2000() -> i32 {
+    2000
+}
+fn d8000() -> i32 {
+    8000
+}
+fn d100i64() -> i64 {
+    100
+}
+fn d08() -> f64 {
+    0.8
+}
+fn d99() -> f64 {
+    99.0
+}
+fn d99_5() -> f64 {
+    99.5
+}
+fn d60() -> f64 {
+    60.0
+}
+fn d80() -> f64 {
+    80.0
+}
+fn d500() -> f64 {
+    500.0
+}
+fn d1000() -> f64 {
+    1000.0
+}
+fn d30s() -> String {
+    "30s".into()
+}
+fn d1h() -> String {
+    "1h".into()
+}
+fn zero_duration() -> String {
+    "0s".into()
+}
+fn default_health_path() -> String {
+    "/health/redis".into()
+}
+fn n_env() -> String {
+    "DEPLOYMENT_ENV".into()
+}
+fn n_workers() -> String {
+    "WORKERS".into()
+}
+fn n_max() -> String {
+    "REDIS_POOL_MAX_CONNECTIONS".into()
+}
+fn n_hc() -> String {
+    "REDIS_HEALTH_CHECK_INTERVAL".into()
+}
+fn n_ra() -> String {
+    "REDIS_RETRY_ATTEMPTS".into()
+}
+fn n_rb() -> String {
+    "REDIS_RETRY_BACKOFF_MS".into()
+}
+fn n_rbm() -> String {
+    "REDIS_RETRY_BACKOFF_MAX_MS".into()
+}
+fn n_st() -> String {
+    "REDIS_SOCKET_TIMEOUT".into()
+}
+fn n_ct() -> String {
+    "REDIS_SOCKET_CONNECT_TIMEOUT".into()
+}

@@ -1,0 +1,175 @@
+//! The `RedisPoolPolicy` status: everything needed to resume a rollout after a restart.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{GateResult, Verdict};
+use crate::sizing::PoolPlan;
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// The target runs the desired configuration and nothing is in flight.
+    #[default]
+    Idle,
+    /// A canary runs the new configuration at `step`.
+    Progressing,
+    /// A person paused the rollout at its current step.
+    Paused,
+    /// The target is being given the new configuration; the canary goes once it is rolled out.
+    Promoting,
+    /// The last rollout completed: the target runs the new configuration.
+    Succeeded,
+    /// The stable Deployment is being restored and the canary removed.
+    RollingBack,
+    /// The last rollout was rolled back; its configuration is not retried until asked.
+    RolledBack,
+    /// The plan does not fit the Redis connection budget; nothing was changed.
+    Blocked,
+    /// The policy cannot be acted on (missing target, container, invalid spec).
+    Invalid,
+}
+
+impl Phase {
+    /// A rollout is in flight: a canary may exist and the target's replicas are ours.
+    pub fn is_active(self) -> bool {
+        matches!(self, Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack)
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisPoolPolicyStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The tier in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// A one-line, human explanation of the phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The configuration the target runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<ConfigRef>,
+    /// The configuration being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<ConfigRef>,
+    /// Index into spec.rollout.steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    /// Requested canary weight (percent); `replicas.actualWeight` is what the split gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicaStatus>,
+    /// When the current step's canary pods were all available (its pause counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    /// When the rollout last moved forward (started, or began a step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressed_at: Option<Time>,
+    /// Hash of the target's pod template (without the env vars we own) when the rollout began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_template_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+    /// Why a rollback is in progress, and whether its configuration may be retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+    /// A configuration that was rolled back and must not be retried until the spec changes or a
+    /// person asks for `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<FailedConfig>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The last few rollouts, newest first.
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigRef {
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PoolPlan>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub total: i32,
+    pub stable: i32,
+    pub canary: i32,
+    /// Percent of replicas that actually run the canary configuration.
+    pub actual_weight: i32,
+    /// `canary/total`, for `kubectl get`.
+    pub summary: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    pub at: Time,
+    pub verdict: Verdict,
+    /// The gate that decided a Fail or Hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default)]
+    pub gates: Vec<GateResult>,
+    #[serde(default)]
+    pub consecutive_failures: i32,
+    /// Provider errors since the step began (counted apart from gate verdicts).
+    #[serde(default)]
+    pub provider_errors: i32,
+    /// Step the analysis belongs to.
+    #[serde(default)]
+    pub step: i32,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackKind {
+    /// Gates failed or the deadline passed: remember the configuration as failed.
+    Failed,
+    /// A person aborted: remember the configuration as failed.
+    Aborted,
+    /// The spec or the target changed: start again afterwards.
+    Restart,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStatus {
+    pub kind: RollbackKind,
+    pub reason: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedConfig {
+    pub hash: String,
+    /// The policy generation at which it failed: a newer spec may try again.
+    pub generation: i64,
+    pub reason: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    RolledBack,
+    Restarted,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub hash: String,
+    pub outcome: Outcome,
+    pub reason: String,
+    pub finished_at: Time,
+}
+
+/// Entries kept in `status.history`.
+pub const HISTORY_LIMIT: usize = 5;

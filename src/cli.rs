@@ -1,0 +1,170 @@
+//! The command line: `crd`, `plan`, `run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::api::validation::{Invalid, parse_policy};
+use crate::plan::{PlanOptions, plan, render_text};
+
+#[derive(Parser, Debug)]
+#[command(name = "redis-pool-operator", version, about = "Rolls Redis connection pool settings out through canaries")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the RedisPoolPolicy CustomResourceDefinition as YAML.
+    Crd,
+    /// Validate a policy without a cluster and print its pool plan.
+    Plan(PlanArgs),
+    /// Run the controller.
+    Run,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// Policy manifest (YAML; several documents are planned one after the other). `-` for stdin.
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+    /// Tier to plan for (overrides spec.environment).
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// Total replicas (overrides the tier's replicas).
+    #[arg(long)]
+    pub replicas: Option<i32>,
+    /// The Redis server's maxclients, for the budget check (overrides spec.redis.maxClients).
+    #[arg(long)]
+    pub max_clients: Option<i64>,
+    /// Connections per pod the target holds today (default: the new value).
+    #[arg(long)]
+    pub current_connections_per_pod: Option<i64>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Exit codes of `plan`.
+pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_BUDGET: u8 = 3;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Plan(args) => run_plan(&args),
+        Command::Run => {
+            eprintln!("error: `run` (the controller) is not implemented yet; use `crd` and `plan`");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// The CRD exactly as `crds/redispoolpolicy.yaml` holds it.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&crate::api::validation::crd())
+}
+
+fn run_plan(args: &PlanArgs) -> ExitCode {
+    let text = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&args.file)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let opts = PlanOptions {
+        environment: args.environment.clone(),
+        replicas: args.replicas,
+        max_clients: args.max_clients,
+        current_connections_per_pod: args.current_connections_per_pod,
+    };
+    let (mut invalid, mut over_budget) = (false, false);
+    let mut reports = Vec::new();
+    for (i, doc) in split_documents(&text).into_iter().enumerate() {
+        let label = format!("{} (document {})", args.file.display(), i + 1);
+        match parse_policy(doc).map_err(PlanFailure::Invalid).and_then(|p| plan(&p, &opts).map_err(PlanFailure::Plan)) {
+            Ok(report) => {
+                over_budget |= !report.plan.budget.ok;
+                reports.push(report);
+            }
+            Err(PlanFailure::Invalid(Invalid(violations))) => {
+                eprintln!("error: {label} is not a valid RedisPoolPolicy:");
+                for v in violations {
+                    eprintln!("  - {v}");
+                }
+                invalid = true;
+            }
+            Err(PlanFailure::Plan(e)) => {
+                eprintln!("error: {label}: {e}");
+                invalid = true;
+            }
+        }
+    }
+    match args.output {
+        Output::Json => {
+            let json = if reports.len() == 1 {
+                serde_json::to_string_pretty(&reports[0])
+            } else {
+                serde_json::to_string_pretty(&reports)
+            };
+            println!("{}", json.expect("plan serializes"));
+        }
+        Output::Text => {
+            for r in &reports {
+                print!("{}", render_text(r));
+            }
+        }
+    }
+    // An invalid policy outranks a budget verdict: it must be fixed first.
+    ExitCode::from(if invalid {
+        EXIT_INVALID
+    } else if over_budget {
+        EXIT_BUDGET
+    } else {
+        0
+    })
+}
+
+enum PlanFailure {
+    Invalid(Invalid),
+    Plan(crate::plan::PlanError),
+}
+
+/// Splits a multi-document YAML stream, skipping empty documents.
+pub fn split_documents(text: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            docs.push(&text[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    docs.push(&text[start..]);
+    docs.into_iter().filter(|d| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))).collect()
+}

@@ -1,0 +1,11 @@
+//! redis-pool-operator: rolls Redis connection pool settings out through canaries.
+//!
+//! The functional core (`sizing`, `analysis`, `rollout`) is pure; `api` holds the CRD types.
+
+pub mod analysis;
+pub mod api;
+pub mod cli;
+pub mod plan;
+pub mod render;
+pub mod rollout;
+pub mod sizing;

@@ -1,0 +1,112 @@
+//! `redis-pool-operator plan`: a policy's pool plan, without a cluster.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::api::RedisPoolPolicy;
+use crate::sizing::{RolloutPlan, default_surge, tier};
+
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    pub environment: Option<String>,
+    pub replicas: Option<i32>,
+    pub max_clients: Option<i64>,
+    /// Connections per pod the target holds now; the new value when unknown.
+    pub current_connections_per_pod: Option<i64>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanReport {
+    pub policy: String,
+    pub target: String,
+    #[serde(flatten)]
+    pub plan: RolloutPlan,
+    /// Where the replica count came from: `flag`, `tier`, or `assumed` (1).
+    pub replicas_source: &'static str,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("no environment chosen: set spec.environment or pass --environment (tiers: {0})")]
+    NoEnvironment(String),
+    #[error("environment {0:?} is not a tier of this policy; tiers: {1}")]
+    UnknownEnvironment(String, String),
+    #[error("--replicas must be >= 0, got {0}")]
+    BadReplicas(i32),
+}
+
+pub fn plan(policy: &RedisPoolPolicy, opts: &PlanOptions) -> Result<PlanReport, PlanError> {
+    let spec = &policy.spec;
+    let names = spec.tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ");
+    let env =
+        opts.environment.clone().or(spec.environment.clone()).ok_or_else(|| PlanError::NoEnvironment(names.clone()))?;
+    let t = tier(spec, &env).ok_or_else(|| PlanError::UnknownEnvironment(env.clone(), names))?;
+    let (replicas, replicas_source) = match (opts.replicas, t.replicas) {
+        (Some(r), _) if r < 0 => return Err(PlanError::BadReplicas(r)),
+        (Some(r), _) => (r, "flag"),
+        (None, Some(r)) => (r, "tier"),
+        (None, None) => (1, "assumed"),
+    };
+    let plan = RolloutPlan::new(
+        spec,
+        t,
+        replicas,
+        opts.current_connections_per_pod,
+        default_surge(replicas),
+        opts.max_clients,
+    );
+    let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
+    let name = policy.metadata.name.as_deref().unwrap_or("<unnamed>");
+    let container = spec.target_ref.container.as_deref().unwrap_or("first container");
+    Ok(PlanReport {
+        policy: format!("{ns}/{name}"),
+        target: format!("Deployment {} ({container})", spec.target_ref.name),
+        plan,
+        replicas_source,
+    })
+}
+
+/// The report for people.
+pub fn render_text(r: &PlanReport) -> String {
+    let p = &r.plan.pool;
+    let mut s = String::new();
+    let _ = writeln!(s, "policy {} -> {}", r.policy, r.target);
+    let _ = writeln!(
+        s,
+        "tier {}: {} workers x {} connections = {} connections per pod; {} replicas{} = {} connections steady",
+        p.tier,
+        p.workers,
+        p.connections_per_worker,
+        p.connections_per_pod,
+        p.replicas,
+        match r.replicas_source {
+            "assumed" => " (assumed: set tiers[].replicas or pass --replicas)",
+            _ => "",
+        },
+        p.connections_per_pod * i64::from(p.replicas)
+    );
+    let _ = writeln!(
+        s,
+        "{:<6}{:>8}{:>8}{:>8}{:>8}{:>18}",
+        "step", "weight", "canary", "stable", "actual", "peak connections"
+    );
+    for (i, st) in r.plan.steps.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{:<6}{:>7}%{:>8}{:>8}{:>7}%{:>18}",
+            i + 1,
+            st.weight,
+            st.canary_replicas,
+            st.stable_replicas,
+            st.actual_weight,
+            st.peak_connections
+        );
+    }
+    let _ = writeln!(s, "promotion peak connections: {}", r.plan.promotion_peak_connections);
+    let b = &r.plan.budget;
+    let verdict = if b.ok { "ok" } else { "EXCEEDED" };
+    let _ = writeln!(s, "budget {verdict}: {}", b.explain());
+    s
+}
