@@ -132,6 +132,7 @@ pub struct Budget {
     pub max_clients: Option<i64>,
     /// `floor(maxClients * maxClientsUtilization)`; none without a known `maxclients`.
     pub limit: Option<i64>,
+    pub utilization: f64,
     pub peak_connections: i64,
     pub ok: bool,
 }
@@ -139,16 +140,16 @@ pub struct Budget {
 impl Budget {
     pub fn check(peak_connections: i64, max_clients: Option<i64>, utilization: f64) -> Self {
         let limit = max_clients.map(|m| (m as f64 * utilization).floor() as i64);
-        Budget { max_clients, limit, peak_connections, ok: limit.is_none_or(|l| peak_connections <= l) }
+        Budget { max_clients, limit, utilization, peak_connections, ok: limit.is_none_or(|l| peak_connections <= l) }
     }
 
     /// Why the budget refuses, with the numbers, for conditions and events.
     pub fn explain(&self) -> String {
         match (self.max_clients, self.limit) {
             (Some(max), Some(limit)) if !self.ok => format!(
-                "planned peak of {} Redis connections exceeds the budget of {limit} ({max} maxclients x utilization); \
+                "planned peak of {} Redis connections exceeds the budget of {limit} ({max} maxclients x {}); \
                  lower workers, connectionsPerWorker or replicas, or raise maxclients",
-                self.peak_connections
+                self.peak_connections, self.utilization
             ),
             (Some(_), Some(limit)) => {
                 format!("planned peak of {} connections fits the budget of {limit}", self.peak_connections)

@@ -14,7 +14,8 @@ use crate::sizing::{actual_weight, split};
 
 /// Decides the next status and the actions that lead to it.
 pub fn decide(input: &Input) -> Decision {
-    let mut m = Machine { input, status: input.status.clone(), actions: Vec::new(), consumed: false };
+    let mut m =
+        Machine { input, status: input.status.clone(), actions: Vec::new(), consumed: false, analysis_used: false };
     m.status.observed_generation = Some(input.generation);
     m.status.environment = Some(input.desired.environment.clone());
     m.run();
@@ -27,6 +28,8 @@ struct Machine<'a> {
     status: RedisPoolPolicyStatus,
     actions: Vec<Action>,
     consumed: bool,
+    /// The input's analysis was recorded; a later step in the same decision must not reuse it.
+    analysis_used: bool,
 }
 
 impl Machine<'_> {
@@ -204,19 +207,29 @@ impl Machine<'_> {
 
     fn maybe_start(&mut self, target: &TargetView) {
         let desired = self.input.desired;
-        if let Some(c) = self.canary() {
-            // A canary outside a rollout is left over (e.g. status lost): remove it.
-            let _ = c;
+        let total = desired.plan.pool.replicas;
+        self.clear_rollout();
+        let up_to_date = desired.hash == target.config_hash;
+        let not_retried = self
+            .status
+            .failed
+            .as_ref()
+            .is_some_and(|f| f.hash == desired.hash && f.generation >= self.input.generation);
+        let starting = !up_to_date && !not_retried && desired.plan.budget.ok;
+        if self.canary().is_some() && !starting {
+            // A canary outside a rollout is left over (its status was lost): restore the
+            // target's capacity first, then remove it.
+            if target.spec_replicas < total {
+                self.actions.push(Action::ScaleTarget { replicas: total });
+                self.status.message =
+                    Some(format!("restoring the target to {total} replicas before removing a leftover canary"));
+                return;
+            }
             self.actions.push(Action::DeleteCanary);
         }
-        self.clear_rollout();
-        let tier_replicas = desired.plan.pool.replicas;
-        if desired.hash == target.config_hash {
+        if up_to_date {
             self.status.stable = Some(ConfigRef { hash: desired.hash.clone(), plan: Some(desired.plan.pool.clone()) });
             self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
-            if self.status.failed.as_ref().is_some_and(|f| f.hash != desired.hash) {
-                // The spec went back to what runs: the failed config is no longer asked for.
-            }
             if self.status.phase != Phase::Succeeded {
                 self.enter(
                     Phase::Idle,
@@ -225,31 +238,23 @@ impl Machine<'_> {
                     format!("the target runs pool configuration {}", desired.hash),
                 );
             }
-            if target.spec_replicas != tier_replicas && desired.plan.budget.ok {
+            if target.spec_replicas != total && desired.plan.budget.ok {
                 // Only the replica count differs: no canary needed for a size change.
-                self.actions.push(Action::ScaleTarget { replicas: tier_replicas });
-                self.status.replicas = Some(replica_status(tier_replicas, tier_replicas, 0));
+                self.actions.push(Action::ScaleTarget { replicas: total });
+                self.status.replicas = Some(replica_status(total, total, 0));
             }
             return;
         }
-        if let Some(f) = &self.status.failed
-            && f.hash == desired.hash
-            && f.generation >= self.input.generation
-        {
-            let msg = format!(
-                "configuration {} was rolled back ({}); change the spec or annotate redispool.io/action=retry to try again",
-                f.hash, f.reason
-            );
+        if not_retried && let Some(f) = &self.status.failed {
             self.status.phase = Phase::RolledBack;
-            self.status.message = Some(msg);
+            self.status.message = Some(rolled_back_message(f));
             return;
         }
         if !desired.plan.budget.ok {
             let msg = format!("blocked: {}", desired.plan.budget.explain());
             return self.enter(Phase::Blocked, EventType::Warning, "BudgetExceeded", msg);
         }
-        // Start a rollout.
-        let total = tier_replicas;
+        // Start a rollout (adopting a canary of the same configuration, if one was left).
         let old_hash = target.config_hash.clone();
         let s = &mut self.status;
         s.failed = None;
@@ -280,8 +285,10 @@ impl Machine<'_> {
             self.steps(),
             weight
         );
+        let _ = split;
         self.enter(Phase::Progressing, EventType::Normal, "RolloutStarted", msg);
-        self.actions.push(Action::ApplyCanary { replicas: split.canary });
+        // Go straight on, so that deciding again on this status gives the same status.
+        self.progress(target);
     }
 
     fn progress(&mut self, target: &TargetView) {
@@ -307,7 +314,9 @@ impl Machine<'_> {
         let step_label = format!("step {}/{} ({}%)", step + 1, self.steps(), weight);
 
         // 1. The canary runs the desired configuration with this step's replicas.
-        let canary_ok = self.canary().is_some_and(|c| c.spec_replicas == split.canary && c.config_hash == desired.hash);
+        let canary_ok = self.canary().is_some_and(|c| {
+            c.spec_replicas == split.canary && c.config_hash == desired.hash && c.template_hash == target.template_hash
+        });
         if !canary_ok {
             self.actions.push(Action::ApplyCanary { replicas: split.canary });
         }
@@ -350,7 +359,7 @@ impl Machine<'_> {
             }
         };
         // 4. Record an analysis of this step.
-        if let Some(run) = self.input.analysis
+        if let Some(run) = self.input.analysis.filter(|r| !self.analysis_used && r.step == step as i32)
             && self.record_analysis(run, step, started)
         {
             let a = self.status.analysis.as_ref().expect("just recorded");
@@ -382,9 +391,10 @@ impl Machine<'_> {
                 self.status.step_started_at = None;
                 let msg =
                     format!("step {}/{} ({w}%): scaling the canary to {} replicas", next + 1, self.steps(), s.canary);
-                self.event(EventType::Normal, "StepAdvanced", msg.clone());
-                self.status.message = Some(msg);
-                self.actions.push(Action::ApplyCanary { replicas: s.canary });
+                self.event(EventType::Normal, "StepAdvanced", msg);
+                let _ = s;
+                // Go straight on into the new step (its canary scale-up, or its soak).
+                self.progress(target);
             } else {
                 let msg = format!("every step passed; promoting pool configuration {}", desired.hash);
                 self.enter(Phase::Promoting, EventType::Normal, "Promoting", msg);
@@ -417,6 +427,7 @@ impl Machine<'_> {
 
     /// Stores an analysis of `step`; false when it was already stored (the same instant).
     fn record_analysis(&mut self, run: &super::AnalysisRun, step: usize, started: Timestamp) -> bool {
+        self.analysis_used = true;
         let now = self.now();
         let prev = self.status.analysis.as_ref().filter(|a| a.step == step as i32 && a.at.0 >= started);
         if prev.is_some_and(|a| a.at.0 == now) {
@@ -514,29 +525,34 @@ impl Machine<'_> {
             ));
             return;
         }
+        let hash = self.canary_hash();
+        if rollback.kind == RollbackKind::Restart {
+            // Start over from step 0, reusing the canary Deployment (it gets the new template or
+            // configuration), so no delete and re-create of the same name is needed.
+            self.push_history(hash, Outcome::Restarted, rollback.reason.clone());
+            self.event(EventType::Normal, "RolloutRestarted", rollback.reason);
+            self.status.phase = Phase::Idle;
+            return self.maybe_start(target);
+        }
         if self.canary().is_some() {
             self.actions.push(Action::DeleteCanary);
         }
-        let hash = self.canary_hash();
         self.clear_rollout();
         self.status.replicas = Some(replica_status(total, total, 0));
-        match rollback.kind {
-            RollbackKind::Restart => {
-                self.push_history(hash, Outcome::Restarted, rollback.reason.clone());
-                self.enter(Phase::Idle, EventType::Normal, "RolloutRestarted", rollback.reason);
-            }
-            RollbackKind::Failed | RollbackKind::Aborted => {
-                self.status.failed = Some(FailedConfig {
-                    hash: hash.clone(),
-                    generation: self.input.generation,
-                    reason: rollback.reason.clone(),
-                });
-                self.push_history(hash.clone(), Outcome::RolledBack, rollback.reason.clone());
-                let msg = format!("rolled back pool configuration {hash}: {}", rollback.reason);
-                self.enter(Phase::RolledBack, EventType::Warning, "RolledBack", msg);
-            }
-        }
+        let failed =
+            FailedConfig { hash: hash.clone(), generation: self.input.generation, reason: rollback.reason.clone() };
+        let msg = rolled_back_message(&failed);
+        self.status.failed = Some(failed);
+        self.push_history(hash, Outcome::RolledBack, rollback.reason);
+        self.enter(Phase::RolledBack, EventType::Warning, "RolledBack", msg);
     }
+}
+
+fn rolled_back_message(f: &FailedConfig) -> String {
+    format!(
+        "rolled back pool configuration {} ({}); change the spec or annotate redispool.io/action=retry to try again",
+        f.hash, f.reason
+    )
 }
 
 pub(crate) fn replica_status(total: i32, stable: i32, canary: i32) -> ReplicaStatus {

@@ -47,6 +47,9 @@ pub struct CanaryView {
     pub spec_replicas: i32,
     pub available: i32,
     pub config_hash: String,
+    /// Hash of its pod template without the owned env vars and the track label: equal to the
+    /// target's `template_hash` when the canary was made from the target's current template.
+    pub template_hash: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +62,8 @@ pub struct Observed {
 /// What an analysis run produced: gate verdicts, and whether the provider itself failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisRun {
+    /// The step whose canary pods were measured (from [`analysis_due`]).
+    pub step: i32,
     pub analysis: Analysis,
     pub provider_error: Option<String>,
 }
@@ -135,18 +140,20 @@ pub struct Decision {
     pub action_consumed: bool,
 }
 
-/// Whether the caller should run an analysis now: a step is under way, its canary pods are all
+/// The step the caller should analyse now, if any: a step is under way, its canary pods are all
 /// available, and the last analysis of this step is at least one interval old.
-pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, now: Timestamp) -> bool {
+pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, now: Timestamp) -> Option<i32> {
     if !matches!(status.phase, crate::api::Phase::Progressing | crate::api::Phase::Paused) {
-        return false;
+        return None;
     }
-    let Some(started) = status.step_started_at.as_ref().map(|t| t.0) else { return false };
+    let started = status.step_started_at.as_ref()?.0;
+    let step = status.step.unwrap_or(0);
     let interval = durations(spec).interval;
-    match &status.analysis {
-        Some(a) if a.step == status.step.unwrap_or(0) && a.at.0 >= started => now.duration_since(a.at.0) >= interval,
+    let due = match &status.analysis {
+        Some(a) if a.step == step && a.at.0 >= started => now.duration_since(a.at.0) >= interval,
         _ => true,
-    }
+    };
+    due.then_some(step)
 }
 
 /// The spec's durations, parsed. Admission guarantees the format; a value that still fails to

@@ -1,0 +1,176 @@
+//! The `crd` and `plan` commands as a user runs them, and the example and invalid-policy corpora.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_redis-pool-operator"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = bin().current_dir(root()).args(args).output().expect("run redis-pool-operator");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn plan_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["plan", "-f", "examples/auth-api.yaml", "-o", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = run(&all);
+    assert_eq!(code, 0, "plan failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("plan -o json is not JSON ({e}): {out}"))
+}
+
+#[test]
+fn crd_file_matches_the_types() {
+    let (code, out, _) = run(&["crd"]);
+    assert_eq!(code, 0);
+    let committed = std::fs::read_to_string(root().join("crds/redispoolpolicy.yaml")).unwrap();
+    assert!(
+        out == committed,
+        "crds/redispoolpolicy.yaml drifted from the Rust types; regenerate it with:\n  cargo run -- crd > crds/redispoolpolicy.yaml"
+    );
+}
+
+#[test]
+fn plan_of_the_runbook_policy() {
+    let p = plan_json(&[]);
+    assert_eq!(p["tier"], "production");
+    assert_eq!(p["workers"], 4);
+    assert_eq!(p["connectionsPerWorker"], 40);
+    assert_eq!(p["connectionsPerPod"], 160);
+    assert_eq!(p["replicas"], 10);
+    let canaries: Vec<i64> =
+        p["steps"].as_array().unwrap().iter().map(|s| s["canaryReplicas"].as_i64().unwrap()).collect();
+    assert_eq!(canaries, vec![1, 5, 10]);
+    let stables: Vec<i64> =
+        p["steps"].as_array().unwrap().iter().map(|s| s["stableReplicas"].as_i64().unwrap()).collect();
+    assert_eq!(stables, vec![9, 5, 0]);
+    let peaks: Vec<i64> =
+        p["steps"].as_array().unwrap().iter().map(|s| s["peakConnections"].as_i64().unwrap()).collect();
+    assert_eq!(peaks, vec![1760, 2400, 3200]);
+    assert_eq!(p["budget"]["ok"], true);
+    assert_eq!(p["budget"]["limit"], serde_json::Value::Null);
+    assert_eq!(plan_json(&["--environment", "staging"])["connectionsPerPod"], 60);
+    assert_eq!(plan_json(&["--environment", "development"])["connectionsPerPod"], 20);
+    assert_eq!(plan_json(&["--environment", "staging", "--replicas", "4"])["steps"][1]["canaryReplicas"], 2);
+}
+
+#[test]
+fn plan_budget_verdict_and_exit_code() {
+    let (code, out, _) = run(&["plan", "-f", "examples/auth-api.yaml", "-o", "json", "--max-clients", "3000"]);
+    assert_eq!(code, 3, "an exceeded budget exits 3");
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        p["budget"],
+        serde_json::json!({"maxClients": 3000, "limit": 2400, "utilization": 0.8, "peakConnections": 3200, "ok": false})
+    );
+    let (code, out, _) = run(&["plan", "-f", "examples/auth-api.yaml", "--max-clients", "4000"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("budget ok: planned peak of 3200 connections fits the budget of 3200"), "{out}");
+}
+
+#[test]
+fn plan_text_is_a_table() {
+    let (code, out, _) = run(&["plan", "-f", "examples/auth-api.yaml"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("tier production: 4 workers x 40 connections = 160 connections per pod; 10 replicas"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["2", "50%", "5", "5", "50%", "2400"]),
+        "{out}"
+    );
+}
+
+#[test]
+fn plan_refuses_an_unknown_environment() {
+    let (code, _, err) = run(&["plan", "-f", "examples/auth-api.yaml", "--environment", "qa"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("environment \"qa\" is not a tier of this policy; tiers: development, staging, production"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_says_plainly_it_is_not_there_yet() {
+    let (code, _, err) = run(&["run"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not implemented"), "{err}");
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_policy_is_valid() {
+    let files = yaml_files(&root().join("examples"));
+    assert!(files.len() >= 2, "examples/ has policies");
+    for f in files {
+        let (code, out, err) = run(&["plan", "-f", f.to_str().unwrap()]);
+        assert_eq!(code, 0, "{} should be valid: {err}", f.display());
+        assert!(out.contains("connections per pod"), "{out}");
+    }
+}
+
+/// Each file in tests/corpus/invalid starts with `# expect: <message>`; `plan` must refuse it with
+/// that message (the cluster tests check the API server says the same).
+#[test]
+fn every_broken_policy_is_refused_with_its_message() {
+    let files = yaml_files(&root().join("tests/corpus/invalid"));
+    assert!(files.len() >= 10, "the corpus has at least ten kinds of broken policy");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let expect =
+            text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("first line is # expect: ...");
+        let (code, out, err) = run(&["plan", "-f", f.to_str().unwrap()]);
+        assert_eq!(code, 1, "{} must be refused, got: {out}", f.display());
+        assert!(err.contains(expect), "{}: expected {expect:?} in:\n{err}", f.display());
+        assert_eq!(err.matches("\n  - ").count(), 1, "{}: exactly one violation expected:\n{err}", f.display());
+    }
+}
+
+#[test]
+fn shape_errors_name_the_field() {
+    let good = std::fs::read_to_string(root().join("examples/auth-api.yaml")).unwrap();
+    let cases = [
+        (
+            "workers: 4, connectionsPerWorker: 40",
+            "workers: four, connectionsPerWorker: 40",
+            "spec.tiers[2].workers: invalid type: string \"four\", expected an integer",
+        ),
+        ("socketTimeoutSeconds: 5", "socketTimeoutSecs: 5", "spec.pool.socketTimeoutSecs: unknown field"),
+        (
+            "kind: RedisPoolPolicy",
+            "kind: Deployment",
+            "expected apiVersion redispool.io/v1alpha1 and kind RedisPoolPolicy",
+        ),
+        ("  targetRef:\n    name: auth-api\n    container: api\n", "", "missing field `targetRef`"),
+    ];
+    for (from, to, expect) in cases {
+        assert!(good.contains(from), "fixture lost {from:?}");
+        let dir = std::env::temp_dir().join(format!("rpo-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.yaml");
+        std::fs::write(&file, good.replacen(from, to, 1)).unwrap();
+        let (code, _, err) = run(&["plan", "-f", file.to_str().unwrap()]);
+        assert_eq!(code, 1);
+        assert!(err.contains(expect), "expected {expect:?} in:\n{err}");
+    }
+}
