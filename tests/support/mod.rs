@@ -1,0 +1,232 @@
+//! Test harness for the real-control-plane layer: one isolated local cluster per test binary
+//! (built by hack/local-cluster, torn down by its watchdog when the binary exits, pass or fail),
+//! a fresh namespace per test, and real `redis-server` processes on free loopback ports.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A control plane shared by the tests of one binary.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// Starts (once per test binary) an isolated cluster with the CRD installed. A failed start
+/// fails every test that needs it, with the same message.
+pub fn cluster() -> &'static Cluster {
+    let started = CLUSTER.get_or_init(|| std::panic::catch_unwind(start_cluster).map_err(panic_message));
+    match started {
+        Ok(c) => c,
+        Err(e) => panic!("the local cluster did not start: {e}"),
+    }
+}
+
+fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+fn start_cluster() -> Cluster {
+    {
+        let name = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "tests".into());
+        let dir = std::env::temp_dir().join(format!("rpo-cluster-{name}-{}", std::process::id()));
+        // Each cluster gets its own /16 of loopback for pod IPs, so clusters never share an IP.
+        let octet = 2 + (std::process::id() % 250);
+        let out = Command::new(root().join("hack/local-cluster"))
+            .args(["up", "--dir", dir.to_str().unwrap(), "--pod-cidr", &format!("127.{octet}.0.0/16")])
+            .args(["--watch-pid", &std::process::id().to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run hack/local-cluster up");
+        assert!(out.status.success(), "hack/local-cluster up failed; logs in {}/logs", dir.display());
+        let cluster = Cluster { kubeconfig: dir.join("kubeconfig"), dir };
+        // Tests run inside their own runtimes; this one-off setup gets a thread and runtime of its own.
+        let kubeconfig = cluster.kubeconfig.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async { install_crd(&client_for(&kubeconfig).await).await });
+        })
+        .join()
+        .unwrap_or_else(|e| panic!("install the CRD: {}", panic_message(e)));
+        cluster
+    }
+}
+
+impl Cluster {
+    /// A client bound to the calling test's runtime.
+    pub async fn client(&self) -> Client {
+        client_for(&self.kubeconfig).await
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl").env("KUBECONFIG", &self.kubeconfig).args(args).output().expect("run kubectl")
+    }
+}
+
+async fn client_for(path: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+async fn install_crd(client: &Client) {
+    let yaml = std::fs::read_to_string(root().join("crds/redispoolpolicy.yaml")).unwrap();
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.create(&PostParams::default(), &crd).await.expect("create the CRD");
+    let name = crd.metadata.name.clone().unwrap();
+    wait_until("the CRD is established", Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let crd = api.get(&name).await.ok()?;
+            let established = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        }
+    })
+    .await;
+}
+
+/// A namespace for one test, deleted when dropped (best effort; the cluster goes anyway).
+pub struct TestNamespace {
+    pub name: String,
+    pub client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(prefix: &str) -> Self {
+        let client = cluster().client().await;
+        let name = format!("{prefix}-{:x}", rand_u32());
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        api.create(&PostParams::default(), &ns).await.expect("create namespace");
+        TestNamespace { name, client }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let name = self.name.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::default()).await;
+            });
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish() as u32
+}
+
+/// Polls `check` until it returns Some, or panics after `timeout` naming what was awaited.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            let logs =
+                CLUSTER.get().and_then(|c| c.as_ref().ok()).map(|c| c.logs().display().to_string()).unwrap_or_default();
+            panic!("timed out after {timeout:?} waiting for {what} (control plane logs: {logs})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real redis-server on a free loopback port, killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts redis-server with extra `config` directives (e.g. `("maxclients", "50")`).
+    pub fn start(config: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("rpo-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        cmd.args(["--dir", dir.to_str().unwrap()]);
+        for (k, v) in config {
+            cmd.arg(format!("--{k}")).arg(v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        let server = RedisServer { port, child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen on 127.0.0.1:{port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap()
+}
