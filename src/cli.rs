@@ -22,7 +22,31 @@ pub enum Command {
     /// Validate a policy without a cluster and print its pool plan.
     Plan(PlanArgs),
     /// Run the controller.
-    Run,
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Kubeconfig to use; without it: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Tier for policies without spec.environment.
+    #[arg(long, env = "RPO_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// Watch only this namespace (namespaced mode); all namespaces when unset.
+    #[arg(long, env = "RPO_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "RPO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    #[arg(long, env = "RPO_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+    /// Log filter, e.g. `info` or `redis_pool_operator=debug`.
+    #[arg(long, env = "RPO_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Name of this instance in Events (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,9 +94,19 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Plan(args) => run_plan(&args),
-        Command::Run => {
-            eprintln!("error: `run` (the controller) is not implemented yet; use `crd` and `plan`");
-            ExitCode::from(EXIT_INVALID)
+        Command::Run(args) => run_controller(args),
+    }
+}
+
+fn run_controller(args: RunArgs) -> ExitCode {
+    crate::telemetry::init(args.log_format, &args.log_level);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(crate::controller::start(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the operator stopped");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

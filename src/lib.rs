@@ -5,7 +5,9 @@
 pub mod analysis;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod plan;
 pub mod render;
 pub mod rollout;
 pub mod sizing;
+pub mod telemetry;

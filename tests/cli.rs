@@ -102,10 +102,14 @@ fn plan_refuses_an_unknown_environment() {
 }
 
 #[test]
-fn run_says_plainly_it_is_not_there_yet() {
-    let (code, _, err) = run(&["run"]);
-    assert_ne!(code, 0);
-    assert!(err.contains("not implemented"), "{err}");
+fn run_without_a_cluster_says_so() {
+    let out = bin()
+        .args(["run", "--kubeconfig", "/nonexistent/kubeconfig", "--metrics-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kubeconfig /nonexistent/kubeconfig"), "{err}");
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {

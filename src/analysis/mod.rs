@@ -4,6 +4,9 @@
 //! lies the hold zone (do not advance, do not roll back yet). A signal that is missing, or a rate
 //! computed from too few requests, is `NoData`, which is never a Pass.
 
+pub mod pods;
+pub mod redis;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -57,11 +57,24 @@ pub(super) fn set_conditions(status: &mut RedisPoolPolicyStatus, input: &Input) 
 }
 
 fn upsert(status: &mut RedisPoolPolicyStatus, input: &Input, type_: &str, state: &str, reason: &str, message: &str) {
-    let generation = Some(input.generation);
+    set_condition(status, type_, state, reason, message, input.now, input.generation);
+}
+
+/// Sets one condition; its lastTransitionTime moves only when its status flips.
+pub fn set_condition(
+    status: &mut RedisPoolPolicyStatus,
+    type_: &str,
+    state: &str,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+    generation: i64,
+) {
+    let generation = Some(generation);
     match status.conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
             if c.status != state {
-                c.last_transition_time = Time(input.now);
+                c.last_transition_time = Time(now);
                 c.status = state.into();
             }
             c.reason = reason.into();
@@ -73,7 +86,7 @@ fn upsert(status: &mut RedisPoolPolicyStatus, input: &Input, type_: &str, state:
             status: state.into(),
             reason: reason.into(),
             message: message.into(),
-            last_transition_time: Time(input.now),
+            last_transition_time: Time(now),
             observed_generation: generation,
         }),
     }

@@ -9,6 +9,7 @@
 mod conditions;
 mod machine;
 
+pub use conditions::set_condition;
 pub use machine::decide;
 
 use jiff::Timestamp;

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
+pub mod operator;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

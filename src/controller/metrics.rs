@@ -1,0 +1,163 @@
+//! Operator metrics (Prometheus text at `/metrics`) and the probe endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::Phase;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub namespace: String,
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub namespace: String,
+    pub policy: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub namespace: String,
+    pub policy: String,
+    pub verdict: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub duration: Histogram,
+    pub phase: Family<PhaseLabels, Gauge>,
+    pub weight: Family<PolicyLabels, Gauge>,
+    pub canary_replicas: Family<PolicyLabels, Gauge>,
+    pub analyses: Family<VerdictLabels, Counter>,
+    pub writes: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("redis_pool_operator");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let phase = Family::<PhaseLabels, Gauge>::default();
+        let weight = Family::<PolicyLabels, Gauge>::default();
+        let canary_replicas = Family::<PolicyLabels, Gauge>::default();
+        let analyses = Family::<VerdictLabels, Counter>::default();
+        let writes = Family::<ResultLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        registry.register("reconcile_errors", "Failed reconciles by error kind", errors.clone());
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
+        registry.register("policy_phase", "1 for the phase each policy is in", phase.clone());
+        registry.register("policy_canary_weight", "Requested canary weight (percent) of each policy", weight.clone());
+        registry.register("policy_canary_replicas", "Canary replicas of each policy", canary_replicas.clone());
+        registry.register("analyses", "Analyses by verdict", analyses.clone());
+        registry.register("writes", "Writes to the Kubernetes API by kind", writes.clone());
+        Metrics { registry, reconciles, errors, duration, phase, weight, canary_replicas, analyses, writes }
+    }
+}
+
+impl Metrics {
+    pub fn set_phase(&self, namespace: &str, policy: &str, current: Phase, weight: i32, canary: i32) {
+        for p in ALL_PHASES {
+            let labels = PhaseLabels { namespace: namespace.into(), policy: policy.into(), phase: format!("{p:?}") };
+            self.phase.get_or_create(&labels).set(i64::from(p == current));
+        }
+        let labels = PolicyLabels { namespace: namespace.into(), policy: policy.into() };
+        self.weight.get_or_create(&labels).set(i64::from(weight));
+        self.canary_replicas.get_or_create(&labels).set(i64::from(canary));
+    }
+
+    pub fn forget(&self, namespace: &str, policy: &str) {
+        for p in ALL_PHASES {
+            self.phase.remove(&PhaseLabels {
+                namespace: namespace.into(),
+                policy: policy.into(),
+                phase: format!("{p:?}"),
+            });
+        }
+        let labels = PolicyLabels { namespace: namespace.into(), policy: policy.into() };
+        self.weight.remove(&labels);
+        self.canary_replicas.remove(&labels);
+    }
+
+    pub fn count_write(&self, kind: &str) {
+        self.writes.get_or_create(&ResultLabels { result: kind.into() }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("metrics encode");
+        out
+    }
+}
+
+const ALL_PHASES: [Phase; 9] = [
+    Phase::Idle,
+    Phase::Progressing,
+    Phase::Paused,
+    Phase::Promoting,
+    Phase::Succeeded,
+    Phase::RollingBack,
+    Phase::RolledBack,
+    Phase::Blocked,
+    Phase::Invalid,
+];
+
+#[derive(Clone)]
+struct ServerState {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<ServerState>| async move {
+                if s.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }),
+        )
+        .route("/metrics", get(|State(s): State<ServerState>| async move { s.metrics.encode() }))
+        .with_state(ServerState { metrics, ready });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+    axum::serve(listener, app).await
+}
+
+/// Durations as fractional seconds, for the histogram.
+pub fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

@@ -1,0 +1,570 @@
+//! End to end: the operator process against a real control plane, kwok pods, scripted pool
+//! health on the pods' loopback IPs, and a real redis-server.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use redis_pool_operator::api::{Phase, RedisPoolPolicy, canary_name};
+use support::fleet::{Behaviour, Fleet, Health};
+use support::operator::Operator;
+use support::*;
+
+const TARGET: &str = "auth-api";
+
+struct Env {
+    ns: TestNamespace,
+    operator: Operator,
+    started: Instant,
+}
+
+impl Env {
+    async fn new(prefix: &str, replicas: i32) -> Env {
+        let ns = TestNamespace::new(prefix).await;
+        create_target(&ns, replicas).await;
+        let operator = Operator::start(&cluster().kubeconfig, &ns.name);
+        Env { ns, operator, started: Instant::now() }
+    }
+
+    fn policies(&self) -> Api<RedisPoolPolicy> {
+        self.ns.api()
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        self.ns.api()
+    }
+
+    fn fleet(&self, behaviour: Behaviour) -> Fleet {
+        Fleet::start(self.ns.api::<Pod>(), 8000, behaviour)
+    }
+
+    async fn apply(&self, policy: serde_json::Value) {
+        let p: RedisPoolPolicy = serde_json::from_value(policy).expect("policy JSON");
+        self.policies().create(&PostParams::default(), &p).await.expect("create the policy");
+    }
+
+    async fn status(&self, name: &str) -> redis_pool_operator::api::RedisPoolPolicyStatus {
+        self.policies().get(name).await.unwrap().status.unwrap_or_default()
+    }
+
+    async fn wait_phase(
+        &self,
+        name: &str,
+        phase: Phase,
+        timeout: Duration,
+    ) -> redis_pool_operator::api::RedisPoolPolicyStatus {
+        let api = self.policies();
+        let log = self.operator.log.display().to_string();
+        wait_until(&format!("policy {name} to reach {phase:?} (operator log: {log})"), timeout, || {
+            let api = api.clone();
+            let name = name.to_string();
+            async move {
+                let s = api.get(&name).await.ok()?.status?;
+                (s.phase == phase).then_some(s)
+            }
+        })
+        .await
+    }
+
+    async fn events(&self) -> Vec<(String, String)> {
+        let api: Api<Event> = self.ns.api();
+        let mut list: Vec<Event> = api.list(&ListParams::default()).await.unwrap().items;
+        list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        list.into_iter().map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default())).collect()
+    }
+
+    async fn target(&self) -> Deployment {
+        self.deployments().get(TARGET).await.unwrap()
+    }
+
+    async fn canary(&self) -> Option<Deployment> {
+        self.deployments().get_opt(&canary_name(TARGET)).await.unwrap()
+    }
+
+    async fn annotate(&self, name: &str, action: &str) {
+        let patch = serde_json::json!({"metadata": {"annotations": {"redispool.io/action": action}}});
+        self.policies().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    }
+}
+
+async fn create_target(ns: &TestNamespace, replicas: i32) {
+    let deploy: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": TARGET, "labels": {"app": TARGET}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": TARGET}},
+            "strategy": {"rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+            "template": {
+                "metadata": {"labels": {"app": TARGET}},
+                "spec": {"containers": [{"name": "api", "image": "example/auth-api:1", "env": [
+                    {"name": "LOG_LEVEL", "value": "info"},
+                    {"name": "DEPLOYMENT_ENV", "value": "production"},
+                    {"name": "WORKERS", "value": "2"},
+                    {"name": "REDIS_POOL_MAX_CONNECTIONS", "value": "30"}
+                ]}]}
+            }
+        }
+    }))
+    .unwrap();
+    ns.api::<Deployment>().create(&PostParams::default(), &deploy).await.unwrap();
+    let api: Api<Deployment> = ns.api();
+    wait_until("the target Deployment to be available", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move { (api.get(TARGET).await.ok()?.status?.available_replicas.unwrap_or(0) == replicas).then_some(()) }
+    })
+    .await;
+}
+
+/// The runbook's policy with second-long pauses.
+fn policy(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "redispool.io/v1alpha1",
+        "kind": "RedisPoolPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "targetRef": {"name": TARGET, "container": "api"},
+            "environment": "production",
+            "tiers": [
+                {"name": "staging", "workers": 2, "connectionsPerWorker": 30},
+                {"name": "production", "workers": 4, "connectionsPerWorker": 40, "replicas": 10}
+            ],
+            "rollout": {
+                "steps": [{"weight": 10, "pause": "3s"}, {"weight": 50, "pause": "3s"}, {"weight": 100, "pause": "3s"}],
+                "analysis": {"interval": "1s", "failureLimit": 2, "progressDeadline": "10s", "minRequests": 10}
+            }
+        }
+    })
+}
+
+fn all_pods(h: Health) -> Behaviour {
+    Arc::new(move |_| Some(h.clone()))
+}
+
+/// Canary pods behave as `canary`, stable pods are healthy.
+fn canary_pods(canary: Health) -> Behaviour {
+    Arc::new(move |p: &Pod| {
+        let is_canary =
+            p.metadata.labels.as_ref().and_then(|l| l.get("redispool.io/track")).is_some_and(|t| t == "canary");
+        Some(if is_canary { canary.clone() } else { Health::good() })
+    })
+}
+
+/// (canary spec, target spec, canary available, target available)
+type Samples = Arc<Mutex<Vec<(i32, i32, i32, i32)>>>;
+
+/// Samples (canary replicas, target replicas) of the Deployments while a test runs, and the
+/// available pods, to check the invariants at every observed instant.
+struct Watcher {
+    samples: Samples,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watcher {
+    fn start(api: Api<Deployment>) -> Watcher {
+        let samples = Samples::default();
+        let s = samples.clone();
+        let task = tokio::spawn(async move {
+            for _ in 0..3000 {
+                let target = api.get(TARGET).await.ok();
+                let canary = api.get_opt(&canary_name(TARGET)).await.ok().flatten();
+                let spec = |d: &Option<Deployment>| d.as_ref().and_then(|d| d.spec.replicas).unwrap_or(0);
+                let avail = |d: &Option<Deployment>| {
+                    d.as_ref().and_then(|d| d.status.as_ref()?.available_replicas).unwrap_or(0)
+                };
+                let sample = (spec(&canary), spec(&target), avail(&canary), avail(&target));
+                {
+                    let mut v = s.lock().unwrap();
+                    if v.last() != Some(&sample) {
+                        v.push(sample);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Watcher { samples, task }
+    }
+
+    /// Distinct (canary, stable) splits requested, in order.
+    fn splits(&self) -> Vec<(i32, i32)> {
+        let mut out: Vec<(i32, i32)> = vec![];
+        for (c, t, _, _) in self.samples.lock().unwrap().iter() {
+            if out.last() != Some(&(*c, *t)) {
+                out.push((*c, *t));
+            }
+        }
+        out
+    }
+
+    /// Available pods never drop below total - maxUnavailable (25% of 10 = 2).
+    fn assert_capacity(&self, total: i32, max_unavailable: i32) {
+        for (c, t, ac, at) in self.samples.lock().unwrap().iter() {
+            assert!(c + t >= total, "requested replicas {c}+{t} below {total}");
+            assert!(ac + at >= total - max_unavailable, "available {ac}+{at} below {total}-{max_unavailable}");
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn env_of(d: &Deployment, name: &str) -> Option<String> {
+    let c = d.spec.template.spec.as_ref()?.containers.iter().find(|c| c.name == "api")?;
+    c.env.as_ref()?.iter().find(|e| e.name == name)?.value.clone()
+}
+
+#[tokio::test]
+async fn promotes_through_10_50_100_and_then_writes_nothing() {
+    let env = Env::new("promote", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let watcher = Watcher::start(env.deployments());
+    env.apply(policy("auth-api")).await;
+    let status = env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+    let took = env.started.elapsed();
+
+    let target = env.target().await;
+    assert_eq!(target.spec.replicas, Some(10));
+    assert_eq!(env_of(&target, "WORKERS").as_deref(), Some("4"));
+    assert_eq!(env_of(&target, "REDIS_POOL_MAX_CONNECTIONS").as_deref(), Some("40"));
+    assert_eq!(env_of(&target, "LOG_LEVEL").as_deref(), Some("info"), "foreign env vars are untouched");
+    assert!(env.canary().await.is_none(), "the canary is removed");
+    assert_eq!(target.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("example/auth-api:1"));
+
+    let splits = watcher.splits();
+    for step in [(1, 9), (5, 5), (10, 0)] {
+        assert!(splits.contains(&step), "split {step:?} never observed: {splits:?}");
+    }
+    watcher.assert_capacity(10, 2);
+    let reasons: Vec<String> = env.events().await.into_iter().map(|(r, _)| r).collect();
+    for r in ["RolloutStarted", "StepStarted", "StepAdvanced", "Promoting", "Promoted"] {
+        assert!(reasons.contains(&r.to_string()), "no {r} Event: {reasons:?}");
+    }
+    assert_eq!(status.history[0].outcome, redis_pool_operator::api::Outcome::Succeeded);
+
+    // Steady state: three analysis intervals without a single write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = env.operator.counter("redis_pool_operator_writes_total").await;
+    let rv = (
+        env.policies().get("auth-api").await.unwrap().metadata.resource_version,
+        env.target().await.metadata.resource_version,
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.operator.counter("redis_pool_operator_writes_total").await, writes, "the steady state wrote");
+    let rv2 = (
+        env.policies().get("auth-api").await.unwrap().metadata.resource_version,
+        env.target().await.metadata.resource_version,
+    );
+    assert_eq!(rv, rv2, "policy or target changed in the steady state");
+    eprintln!("promotion took {took:?}");
+}
+
+async fn rolls_back_on(prefix: &str, canary: Health, gate: &str) {
+    let env = Env::new(prefix, 10).await;
+    let _fleet = env.fleet(canary_pods(canary));
+    let watcher = Watcher::start(env.deployments());
+    env.apply(policy("auth-api")).await;
+    let status = env.wait_phase("auth-api", Phase::RolledBack, Duration::from_secs(90)).await;
+    let target = env.target().await;
+    assert_eq!(target.spec.replicas, Some(10), "stable restored");
+    assert_eq!(env_of(&target, "WORKERS").as_deref(), Some("2"), "the target keeps its old pool");
+    assert!(env.canary().await.is_none(), "the canary is removed");
+    let failed = status.failed.expect("the failed config is remembered");
+    assert!(failed.reason.contains(gate), "rollback reason {:?} does not name {gate}", failed.reason);
+    watcher.assert_capacity(10, 2);
+    let events = env.events().await;
+    assert!(events.iter().any(|(r, m)| r == "AnalysisFailed" && m.contains(gate)), "{events:?}");
+    assert!(events.iter().any(|(r, _)| r == "RolledBack"), "{events:?}");
+    // Not retried.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(env.canary().await.is_none(), "a rolled-back config was retried");
+    assert_eq!(env.status("auth-api").await.phase, Phase::RolledBack);
+    eprintln!("{prefix}: rolled back in {:?}", env.started.elapsed());
+}
+
+#[tokio::test]
+async fn rolls_back_on_pool_utilization() {
+    rolls_back_on("util", Health { utilization: 91.0, ..Health::good() }, "poolUtilization").await;
+}
+
+#[tokio::test]
+async fn rolls_back_on_success_rate() {
+    rolls_back_on("success", Health { success_rate: 97.0, ..Health::good() }, "successRate").await;
+}
+
+#[tokio::test]
+async fn rolls_back_on_p95_latency() {
+    rolls_back_on("latency", Health { latency_ms: 2000.0, ..Health::good() }, "p95LatencyMs").await;
+}
+
+#[tokio::test]
+async fn rolls_back_on_pool_exhaustion() {
+    rolls_back_on("exhaust", Health { exhaustion_per_scrape: 2, ..Health::good() }, "poolExhaustionEvents").await;
+}
+
+/// A real redis-server with a low `maxclients`, saturated by clients of the test: the server
+/// rejects connections, and the operator reads `rejected_connections` and rolls back.
+#[tokio::test]
+async fn rolls_back_on_redis_connection_errors_from_a_real_server() {
+    let redis = RedisServer::start(&[("maxclients", "20")]);
+    let env = Env::new("redis", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    // The server's own maxclients (20) is far below the fleet; the budget is given explicitly so
+    // that this test is about refused connections, not the budget.
+    p["spec"]["redis"] = serde_json::json!({"address": redis.address(), "maxClients": 100000});
+    env.apply(p).await;
+    let addr = redis.address();
+    let saturate = tokio::spawn(async move {
+        // Bounded: at most 60 s of bursts of 25 connections against maxclients 20.
+        for _ in 0..80 {
+            let mut held = Vec::new();
+            for _ in 0..25 {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = s.write_all(b"PING\r\n").await;
+                    held.push(s);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(held);
+            tokio::time::sleep(Duration::from_millis(450)).await;
+        }
+    });
+    let status = env.wait_phase("auth-api", Phase::RolledBack, Duration::from_secs(90)).await;
+    saturate.abort();
+    assert!(status.failed.unwrap().reason.contains("redisConnectionErrors"));
+    assert!(env.canary().await.is_none());
+    assert_eq!(env.target().await.spec.replicas, Some(10));
+}
+
+#[tokio::test]
+async fn hold_zone_never_advances_and_rolls_back_at_the_deadline() {
+    let env = Env::new("hold", 10).await;
+    let _fleet = env.fleet(canary_pods(Health { utilization: 70.0, ..Health::good() }));
+    env.apply(policy("auth-api")).await;
+    let api = env.policies();
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let seen = steps.clone();
+    let status = wait_until("a rollback after the progress deadline", Duration::from_secs(90), || {
+        let api = api.clone();
+        let seen = seen.clone();
+        async move {
+            let s = api.get("auth-api").await.ok()?.status?;
+            seen.lock().unwrap().push(s.step);
+            (s.phase == Phase::RolledBack).then_some(s)
+        }
+    })
+    .await;
+    assert!(steps.lock().unwrap().iter().all(|s| s.unwrap_or(0) == 0), "advanced past step 0 on Hold");
+    let reason = status.failed.unwrap().reason;
+    assert!(reason.contains("progressDeadline") && reason.contains("poolUtilization"), "{reason}");
+    assert!(env.started.elapsed() >= Duration::from_secs(13), "rolled back before pause + deadline");
+}
+
+#[tokio::test]
+async fn unreachable_pods_are_never_promoted() {
+    let env = Env::new("nodata", 10).await;
+    // Nobody serves the contract on canary pods: every analysis is a provider error.
+    let _fleet = env.fleet(Arc::new(|p: &Pod| {
+        let canary = p.metadata.labels.as_ref().and_then(|l| l.get("redispool.io/track")).is_some();
+        (!canary).then(Health::good)
+    }));
+    env.apply(policy("auth-api")).await;
+    let status = env.wait_phase("auth-api", Phase::RolledBack, Duration::from_secs(90)).await;
+    assert!(status.history.iter().all(|h| h.outcome != redis_pool_operator::api::Outcome::Succeeded));
+    let gates = status.analysis.unwrap().gates;
+    assert!(gates.iter().all(|g| g.verdict == redis_pool_operator::analysis::Verdict::NoData), "{gates:?}");
+    assert!(gates[0].message.contains("provider error"), "{gates:?}");
+    assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn a_plan_over_the_redis_budget_is_blocked_and_nothing_changes() {
+    let redis = RedisServer::start(&[("maxclients", "1000")]);
+    let env = Env::new("budget", 10).await;
+    let before = env.target().await.metadata.resource_version;
+    let mut p = policy("auth-api");
+    p["spec"]["redis"] = serde_json::json!({"address": redis.address(), "maxClientsUtilization": 0.8});
+    env.apply(p).await;
+    let status = env.wait_phase("auth-api", Phase::Blocked, Duration::from_secs(30)).await;
+    let msg = status.message.unwrap();
+    // The promotion peak: the target's 10 new pods of 160 beside the canary's 10: 3200 > 800.
+    assert!(msg.contains("3200") && msg.contains("800") && msg.contains("1000 maxclients"), "{msg}");
+    let budget = status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
+    assert_eq!(budget.status, "False");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(env.canary().await.is_none(), "a canary was created");
+    assert_eq!(env.target().await.metadata.resource_version, before, "the target was changed");
+    assert!(env.events().await.iter().any(|(r, _)| r == "BudgetExceeded"));
+}
+
+#[tokio::test]
+async fn target_template_change_mid_rollout_restarts_with_a_reason() {
+    let env = Env::new("template", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("30s");
+    env.apply(p).await;
+    let api = env.policies();
+    wait_until("step 1 under way", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move { api.get("auth-api").await.ok()?.status?.step_started_at.map(|_| ()) }
+    })
+    .await;
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "example/auth-api:2"}]}}}});
+    env.deployments().patch(TARGET, &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
+    let status = wait_until("a restart recorded in history", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let s = api.get("auth-api").await.ok()?.status?;
+            s.history.first().is_some_and(|h| h.outcome == redis_pool_operator::api::Outcome::Restarted).then_some(s)
+        }
+    })
+    .await;
+    assert!(status.history[0].reason.contains("pod template changed"), "{:?}", status.history);
+    let events = env.events().await;
+    assert!(events.iter().any(|(r, _)| r == "RolloutRestarted"), "{events:?}");
+    // The canary now runs the new image, with the new pool.
+    let canary = env.canary().await.expect("the canary carries on");
+    let c = &canary.spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(c.image.as_deref(), Some("example/auth-api:2"));
+    assert_eq!(env_of(&canary, "WORKERS").as_deref(), Some("4"));
+}
+
+#[tokio::test]
+async fn manual_pause_resume_and_promote() {
+    let env = Env::new("manual", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("2s");
+    p["spec"]["rollout"]["steps"][1]["pause"] = serde_json::json!("10m");
+    env.apply(p).await;
+    let api = env.policies();
+    wait_until("step 1 soaking", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move { api.get("auth-api").await.ok()?.status?.step_started_at.map(|_| ()) }
+    })
+    .await;
+    env.annotate("auth-api", "pause").await;
+    env.wait_phase("auth-api", Phase::Paused, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let s = env.status("auth-api").await;
+    assert_eq!((s.phase, s.step), (Phase::Paused, Some(0)), "a paused rollout advanced");
+    let annotations = env.policies().get("auth-api").await.unwrap().metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key("redispool.io/action"), "the action annotation is consumed");
+    env.annotate("auth-api", "resume").await;
+    wait_until("step 2 after resume", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move { (api.get("auth-api").await.ok()?.status?.step == Some(1)).then_some(()) }
+    })
+    .await;
+    // Step 2 soaks for ten minutes; a person promotes now.
+    env.annotate("auth-api", "promote").await;
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(60)).await;
+    assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("4"));
+    let reasons: Vec<String> = env.events().await.into_iter().map(|(r, _)| r).collect();
+    for r in ["Paused", "Resumed", "Promoting", "Promoted"] {
+        assert!(reasons.contains(&r.to_string()), "no {r} Event: {reasons:?}");
+    }
+}
+
+#[tokio::test]
+async fn manual_abort_then_retry() {
+    let env = Env::new("abort", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("10m");
+    env.apply(p).await;
+    let api = env.policies();
+    wait_until("step 1 soaking", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move { api.get("auth-api").await.ok()?.status?.step_started_at.map(|_| ()) }
+    })
+    .await;
+    env.annotate("auth-api", "abort").await;
+    let s = env.wait_phase("auth-api", Phase::RolledBack, Duration::from_secs(30)).await;
+    assert!(s.failed.unwrap().reason.contains("aborted"));
+    assert!(env.canary().await.is_none());
+    assert_eq!(env.target().await.spec.replicas, Some(10));
+    env.annotate("auth-api", "retry").await;
+    wait_until("a new rollout after retry", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move { (api.get("auth-api").await.ok()?.status?.phase == Phase::Progressing).then_some(()) }
+    })
+    .await;
+    // A value nobody understands is refused with an Event, and consumed.
+    env.annotate("auth-api", "yolo").await;
+    wait_until("a ManualActionIgnored Event", Duration::from_secs(15), || {
+        let env = &env;
+        async move { env.events().await.iter().any(|(r, m)| r == "ManualActionIgnored" && m.contains("yolo")).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_target_is_reported_and_other_policies_go_on() {
+    let env = Env::new("invalid", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut ghost = policy("ghost");
+    ghost["spec"]["targetRef"]["name"] = serde_json::json!("no-such-deployment");
+    env.apply(ghost).await;
+    let mut wrong = policy("wrong-container");
+    wrong["spec"]["targetRef"]["container"] = serde_json::json!("web");
+    env.apply(wrong).await;
+    let s = env.wait_phase("ghost", Phase::Invalid, Duration::from_secs(30)).await;
+    assert!(s.message.unwrap().contains("no-such-deployment not found"));
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Invalid"));
+    let s = env.wait_phase("wrong-container", Phase::Invalid, Duration::from_secs(30)).await;
+    assert!(s.message.unwrap().contains("container \"web\" not found"));
+    let events = env.events().await;
+    assert!(events.iter().filter(|(r, _)| r == "InvalidTarget").count() >= 2, "{events:?}");
+    // The valid policy of the same namespace is served all the same.
+    env.policies().delete("wrong-container", &Default::default()).await.unwrap();
+    env.apply(policy("auth-api")).await;
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+    assert_eq!(env.status("ghost").await.phase, Phase::Invalid);
+}
+
+/// Kill the operator at several points of a rollout: it resumes from status, no step is
+/// skipped, capacity holds at every observation, and the rollout ends Succeeded.
+#[tokio::test]
+async fn survives_operator_restarts_at_every_stage() {
+    let mut env = Env::new("restart", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let watcher = Watcher::start(env.deployments());
+    env.apply(policy("auth-api")).await;
+    let api = env.policies();
+    let steps_seen = Arc::new(Mutex::new(Vec::<Option<i32>>::new()));
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let s = api.get("auth-api").await.unwrap().status.unwrap_or_default();
+        steps_seen.lock().unwrap().push(s.step);
+        if s.phase == Phase::Succeeded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no promotion within 150 s across restarts; status {s:?}");
+        // Kill roughly every 2.5 s: mid-step, mid-scale, mid-promotion.
+        if env.started.elapsed() > Duration::from_millis(2500 * (kills + 1)) && kills < 8 {
+            env.operator.restart();
+            kills += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(kills >= 3, "the operator was restarted {kills} times");
+    let steps: Vec<i32> = steps_seen.lock().unwrap().iter().flatten().copied().collect();
+    for w in steps.windows(2) {
+        assert!(w[1] == w[0] || w[1] == w[0] + 1, "a step was skipped or repeated backwards: {steps:?}");
+    }
+    watcher.assert_capacity(10, 2);
+    assert!(env.canary().await.is_none());
+    assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("4"));
+    eprintln!("promoted across {kills} operator restarts in {:?}", env.started.elapsed());
+}

@@ -1,0 +1,157 @@
+//! Scripted workloads: for every Running pod of a namespace, a small HTTP server on the pod's
+//! loopback IP serving the pool health contract, with values chosen per pod by the test.
+//! Each GET advances the counters, as if the pod had served traffic since the last one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use redis_pool_operator::analysis::pods::{Counters, Histogram, PoolGauges, PoolHealth};
+use tokio::task::JoinHandle;
+
+/// What one pod reports per scrape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Health {
+    pub requests_per_scrape: u64,
+    pub success_rate: f64,
+    /// Every request lands in the bucket that holds this latency.
+    pub latency_ms: f64,
+    pub utilization: f64,
+    pub exhaustion_per_scrape: u64,
+    pub redis_errors_per_scrape: u64,
+}
+
+impl Health {
+    pub fn good() -> Self {
+        Health {
+            requests_per_scrape: 500,
+            success_rate: 100.0,
+            latency_ms: 8.0,
+            utilization: 20.0,
+            exhaustion_per_scrape: 0,
+            redis_errors_per_scrape: 0,
+        }
+    }
+}
+
+/// Running contract servers by pod uid.
+pub type Servers = Arc<Mutex<HashMap<String, (SocketAddr, JoinHandle<()>)>>>;
+
+pub type Behaviour = Arc<dyn Fn(&Pod) -> Option<Health> + Send + Sync>;
+
+const LE: [f64; 9] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0];
+
+fn advance(state: &mut PoolHealth, h: &Health) {
+    let c = &mut state.counters;
+    c.requests_total += h.requests_per_scrape;
+    let failed = ((h.requests_per_scrape as f64) * (100.0 - h.success_rate) / 100.0).round() as u64;
+    c.requests_failed_total += failed;
+    c.pool_exhaustion_events_total += h.exhaustion_per_scrape;
+    c.redis_connection_errors_total += h.redis_errors_per_scrape;
+    let bucket = LE.iter().position(|le| h.latency_ms <= *le).unwrap_or(LE.len() - 1);
+    let hist = &mut state.latency_ms;
+    for (i, count) in hist.counts.iter_mut().enumerate() {
+        if i >= bucket {
+            *count += h.requests_per_scrape;
+        }
+    }
+    hist.count += h.requests_per_scrape;
+    hist.sum += h.latency_ms * h.requests_per_scrape as f64;
+    let max = 160u64;
+    state.pool = PoolGauges {
+        max_connections: max,
+        in_use: (max as f64 * h.utilization / 100.0) as u64,
+        available_connections: max - (max as f64 * h.utilization / 100.0) as u64,
+        utilization_percent: h.utilization,
+        peak_in_use: (max as f64 * h.utilization / 100.0) as u64,
+    };
+}
+
+/// Serves the contract for the pods of one namespace until dropped.
+pub struct Fleet {
+    task: JoinHandle<()>,
+    pub servers: Servers,
+}
+
+impl Fleet {
+    pub fn start(pods: Api<Pod>, port: u16, behaviour: Behaviour) -> Fleet {
+        let servers = Servers::default();
+        let s = servers.clone();
+        let task = tokio::spawn(async move {
+            // Bounded: a test's fleet lives at most ten minutes.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+            while tokio::time::Instant::now() < deadline {
+                if let Ok(list) = pods.list(&ListParams::default()).await {
+                    sync(&list.items, port, &behaviour, &s);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Fleet { task, servers }
+    }
+}
+
+fn sync(pods: &[Pod], port: u16, behaviour: &Behaviour, servers: &Servers) {
+    let mut servers = servers.lock().unwrap();
+    let running: HashMap<String, (&Pod, String)> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .filter_map(|p| Some((p.metadata.uid.clone()?, (p, p.status.as_ref()?.pod_ip.clone()?))))
+        .collect();
+    servers.retain(|uid, (_, task)| {
+        let keep = running.contains_key(uid);
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
+    for (uid, (pod, ip)) in running {
+        if servers.contains_key(&uid) {
+            continue;
+        }
+        let ip: std::net::IpAddr = ip.parse().expect("pod IP");
+        assert!(ip.is_loopback(), "pod IP {ip} is not loopback: the network rule forbids dialling it");
+        let Some(health) = behaviour(pod) else { continue };
+        let addr = SocketAddr::new(ip, port);
+        let Ok(listener) = std::net::TcpListener::bind(addr) else { continue };
+        listener.set_nonblocking(true).unwrap();
+        let state = Arc::new(Mutex::new(PoolHealth {
+            status: "healthy".into(),
+            pool: PoolGauges::default(),
+            counters: Counters::default(),
+            latency_ms: Histogram { le: LE.to_vec(), counts: vec![0; LE.len()], count: 0, sum: 0.0 },
+        }));
+        let app = Router::new().route(
+            "/health/redis",
+            get(move || {
+                let state = state.clone();
+                let health = health.clone();
+                async move {
+                    let mut s = state.lock().unwrap();
+                    advance(&mut s, &health);
+                    axum::Json(s.clone())
+                }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = axum::serve(listener, app).await;
+        });
+        servers.insert(uid, (addr, task));
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.task.abort();
+        for (_, (_, t)) in self.servers.lock().unwrap().drain() {
+            t.abort();
+        }
+    }
+}
