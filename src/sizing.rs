@@ -135,16 +135,39 @@ pub struct Budget {
     pub utilization: f64,
     pub peak_connections: i64,
     pub ok: bool,
+    /// Why the budget could not be checked (the server could not be asked), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<String>,
 }
 
 impl Budget {
     pub fn check(peak_connections: i64, max_clients: Option<i64>, utilization: f64) -> Self {
         let limit = max_clients.map(|m| (m as f64 * utilization).floor() as i64);
-        Budget { max_clients, limit, utilization, peak_connections, ok: limit.is_none_or(|l| peak_connections <= l) }
+        Budget {
+            max_clients,
+            limit,
+            utilization,
+            peak_connections,
+            ok: limit.is_none_or(|l| peak_connections <= l),
+            unchecked: None,
+        }
     }
 
     /// Why the budget refuses, with the numbers, for conditions and events.
+    /// A budget that cannot be checked refuses: a rollout never starts on faith.
+    pub fn unknown(mut self, why: String) -> Self {
+        self.ok = false;
+        self.limit = None;
+        self.unchecked = Some(why);
+        self
+    }
+
     pub fn explain(&self) -> String {
+        if let Some(why) = &self.unchecked {
+            return format!(
+                "cannot check the Redis connection budget ({why}); set spec.redis.maxClients or make the server reachable"
+            );
+        }
         match (self.max_clients, self.limit) {
             (Some(max), Some(limit)) if !self.ok => format!(
                 "planned peak of {} Redis connections exceeds the budget of {limit} ({max} maxclients x {}); \

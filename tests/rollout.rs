@@ -568,3 +568,45 @@ async fn survives_operator_restarts_at_every_stage() {
     assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("4"));
     eprintln!("promoted across {kills} operator restarts in {:?}", env.started.elapsed());
 }
+
+/// Redis faults: an unreachable server, a missing Secret, a wrong password. Each is a condition
+/// and an Event with a clear message; none starts a rollout on faith; no password is ever echoed.
+#[tokio::test]
+async fn redis_faults_are_conditions_and_never_leak_the_password() {
+    let redis = RedisServer::start(&[("requirepass", "the-right-one")]);
+    let env = Env::new("redisfault", 10).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = env.ns.api();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "redis-auth"}, "stringData": {"password": "wrong-s3cret-pw"}}),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+
+    let cases = [
+        ("unreachable", serde_json::json!({"address": format!("127.0.0.1:{}", free_port())}), "Connection refused"),
+        (
+            "nosecret",
+            serde_json::json!({"address": redis.address(), "passwordSecretRef": {"name": "missing", "key": "password"}}),
+            "Secret",
+        ),
+        (
+            "wrongpw",
+            serde_json::json!({"address": redis.address(), "passwordSecretRef": {"name": "redis-auth", "key": "password"}}),
+            "redis 127.0.0.1",
+        ),
+    ];
+    for (name, redis_spec, expect) in &cases {
+        let mut p = policy(name);
+        p["spec"]["redis"] = redis_spec.clone();
+        env.apply(p).await;
+        let s = env.wait_phase(name, Phase::Blocked, Duration::from_secs(30)).await;
+        let c = s.conditions.iter().find(|c| c.type_ == "RedisReachable").expect("a RedisReachable condition");
+        assert_eq!(c.status, "False");
+        assert!(c.message.contains(expect), "{name}: {:?}", c.message);
+        env.policies().delete(name, &Default::default()).await.unwrap();
+    }
+    assert!(env.canary().await.is_none(), "no rollout started without a budget");
+    let everything =
+        format!("{:?}", env.events().await) + &std::fs::read_to_string(&env.operator.log).unwrap_or_default();
+    assert!(!everything.contains("wrong-s3cret-pw"), "the password leaked into Events or logs");
+}

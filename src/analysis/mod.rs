@@ -5,6 +5,7 @@
 //! computed from too few requests, is `NoData`, which is never a Pass.
 
 pub mod pods;
+pub mod prometheus;
 pub mod redis;
 
 use schemars::JsonSchema;

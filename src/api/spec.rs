@@ -402,6 +402,70 @@ pub struct PrometheusMetrics {
         .message("spec.rollout.metrics.prometheus.address must be an http(s) URL"))]
     #[schemars(length(max = 1024))]
     pub address: String,
+    /// PromQL per signal. `{{namespace}}`, `{{deployment}}` (the canary), `{{track}}` and
+    /// `{{interval}}` are filled in; each query must return one number.
+    #[serde(default)]
+    pub queries: PrometheusQueries,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusQueries {
+    #[serde(default = "q_requests")]
+    #[schemars(length(max = 2048))]
+    pub requests: String,
+    #[serde(default = "q_failed")]
+    #[schemars(length(max = 2048))]
+    pub failed_requests: String,
+    #[serde(default = "q_p95")]
+    #[schemars(length(max = 2048))]
+    pub p95_latency_ms: String,
+    #[serde(default = "q_util")]
+    #[schemars(length(max = 2048))]
+    pub pool_utilization: String,
+    #[serde(default = "q_exhaustion")]
+    #[schemars(length(max = 2048))]
+    pub pool_exhaustion_events: String,
+    #[serde(default = "q_errors")]
+    #[schemars(length(max = 2048))]
+    pub redis_connection_errors: String,
+}
+
+impl Default for PrometheusQueries {
+    fn default() -> Self {
+        Self {
+            requests: q_requests(),
+            failed_requests: q_failed(),
+            p95_latency_ms: q_p95(),
+            pool_utilization: q_util(),
+            pool_exhaustion_events: q_exhaustion(),
+            redis_connection_errors: q_errors(),
+        }
+    }
+}
+
+// Defaults over the contract's /metrics names, for pods scraped with their labels as
+// `redispool_io_track` (the usual `labelmap` of pod labels) and `namespace`.
+const SEL: &str = r#"namespace="{{namespace}}",redispool_io_track="{{track}}""#;
+fn q_requests() -> String {
+    format!("sum(increase(http_requests_total{{{SEL}}}[{{{{interval}}}}]))")
+}
+fn q_failed() -> String {
+    format!(r#"sum(increase(http_requests_total{{{SEL},code=~"5.."}}[{{{{interval}}}}]))"#)
+}
+fn q_p95() -> String {
+    format!(
+        "1000 * histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{SEL}}}[{{{{interval}}}}])))"
+    )
+}
+fn q_util() -> String {
+    format!(r#"100 * max(redis_pool_connections{{{SEL},state="used"}} / on(pod) redis_pool_max_connections{{{SEL}}})"#)
+}
+fn q_exhaustion() -> String {
+    format!("sum(increase(redis_pool_timeouts_total{{{SEL}}}[{{{{interval}}}}]))")
+}
+fn q_errors() -> String {
+    format!("sum(increase(redis_client_errors_total{{{SEL}}}[{{{{interval}}}}]))")
 }
 
 /// The env vars the operator owns in the target container; rename them to fit an existing app.

@@ -43,7 +43,7 @@ pub struct Settings {
 }
 
 /// Counters seen at the previous analysis, so the next one measures only its own interval.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Baseline {
     pub pods: HashMap<String, PoolHealth>,
     pub rejected_connections: Option<i64>,

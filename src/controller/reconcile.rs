@@ -16,11 +16,14 @@ use super::deployments::{
     build_canary, canary_view, target_container, target_env, target_promotion_patch, target_view,
 };
 use super::{Baseline, Context, Error, MANAGER, Result};
-use crate::analysis::pods::{aggregate, fetch};
+use crate::analysis::pods::{PoolHealth, aggregate, fetch};
+use crate::analysis::prometheus::{self, Scope};
 use crate::analysis::redis::{RedisSignals, RedisTarget, probe};
 use crate::analysis::{Measurements, evaluate, provider_failed};
 use crate::api::validation::validate;
-use crate::api::{ACTION_ANNOTATION, Phase, RedisPoolPolicy, RedisPoolPolicyStatus, TRACK_LABEL, canary_name};
+use crate::api::{
+    ACTION_ANNOTATION, MetricsProvider, Phase, RedisPoolPolicy, RedisPoolPolicyStatus, TRACK_LABEL, canary_name,
+};
 use crate::render::{config_hash, observed_connections_per_pod, render_env};
 use crate::rollout::{
     self, Action, AnalysisRun, Desired, EventType, Input, ManualAction, Observed, analysis_due, durations,
@@ -96,13 +99,11 @@ async fn reconcile_inner(cached: &RedisPoolPolicy, ctx: &Context) -> Result<Requ
         if let Ok((d, _)) = plan_with(policy, &status, target, &desired.environment, signals.max_clients) {
             desired = d;
         }
-    } else if let Some(Err(_)) = &redis
+    } else if let Some(Err(e)) = &redis
         && !status.phase.is_active()
         && spec.redis.as_ref().and_then(|r| r.max_clients).is_none()
     {
-        // Without maxclients the budget cannot be checked: do not start on faith.
-        desired.plan.budget.ok = false;
-        desired.plan.budget.limit = None;
+        desired.plan.budget = desired.plan.budget.clone().unknown(e.clone());
     }
 
     let (analysis, next_baseline) = match analysis_due(spec, &status, now) {
@@ -320,8 +321,8 @@ async fn redis_signals(policy: &RedisPoolPolicy, ctx: &Context, ns: &str) -> Res
     Ok(signals)
 }
 
-/// Measures the canary pods of `step` (and the Redis server) and evaluates the gates; returns
-/// the counters seen, to be the next analysis's baseline.
+/// Measures the canary of `step` (through its pods or Prometheus, and the Redis server) and
+/// evaluates the gates; returns the counters seen, to be the next analysis's baseline.
 async fn analyse(
     policy: &RedisPoolPolicy,
     ctx: &Context,
@@ -329,13 +330,53 @@ async fn analyse(
     step: i32,
     redis: Option<&Result<RedisSignals, String>>,
 ) -> (AnalysisRun, Option<Baseline>) {
-    let spec = &policy.spec.rollout;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = canary_selector(policy);
-    let listed = match pods.list(&ListParams::default().labels(&selector)).await {
-        Ok(l) => l.items,
-        Err(e) => return (failed(policy, step, format!("cannot list canary pods: {e}")), None),
+    let key = policy.uid().unwrap_or_default();
+    let previous = ctx.baselines.lock().await.get(&key).cloned().unwrap_or_default();
+    let measured = match policy.spec.rollout.metrics.provider {
+        MetricsProvider::Pods => measure_pods(policy, ctx, ns, &previous).await,
+        MetricsProvider::Prometheus => measure_prometheus(policy, ctx, ns).await,
     };
+    let (mut m, pods, errors) = match measured {
+        Ok(v) => v,
+        // The old baseline stays: the next analysis measures from there.
+        Err(e) => return (failed(policy, step, e), None),
+    };
+    // The server refusing connections is a Redis connection error whoever was refused; a server
+    // the operator cannot ask leaves the gate without data (never a Pass), unless it refused the
+    // operator itself for want of client slots, which is the very failure the gate looks for.
+    match redis {
+        Some(Ok(signals)) => {
+            let rejected = previous.rejected_connections.map_or(0, |b| (signals.rejected_connections - b).max(0));
+            m.redis_connection_errors = m.redis_connection_errors.map(|e| e + rejected);
+        }
+        Some(Err(e)) if e.contains("max number of clients") => {
+            m.redis_connection_errors = Some(m.redis_connection_errors.unwrap_or(0) + 1);
+        }
+        Some(Err(_)) => m.redis_connection_errors = None,
+        None => {}
+    }
+    let analysis = evaluate(&policy.spec.rollout.analysis, &m);
+    let next =
+        Baseline { pods, rejected_connections: redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections) };
+    (AnalysisRun { step, analysis, provider_error: errors }, Some(next))
+}
+
+type Measured = (Measurements, HashMap<String, PoolHealth>, Option<String>);
+
+/// GETs the contract on every ready canary pod and diffs it against the previous analysis.
+async fn measure_pods(
+    policy: &RedisPoolPolicy,
+    ctx: &Context,
+    ns: &str,
+    previous: &Baseline,
+) -> Result<Measured, String> {
+    let spec = &policy.spec.rollout.metrics.pods;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let listed = pods
+        .list(&ListParams::default().labels(&canary_selector(policy)))
+        .await
+        .map_err(|e| format!("cannot list canary pods: {e}"))?
+        .items;
     let ready: Vec<(String, String)> = listed
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -348,17 +389,14 @@ async fn analyse(
         .filter_map(|p| Some((p.uid()?, p.status.as_ref()?.pod_ip.clone()?)))
         .collect();
     if ready.is_empty() {
-        return (failed(policy, step, "no ready canary pod to measure".into()), None);
+        return Err("no ready canary pod to measure".into());
     }
-    let port = spec.metrics.pods.port;
-    let path = &spec.metrics.pods.path;
-    let fetches = ready
-        .iter()
-        .map(|(uid, ip)| async move { (uid.clone(), fetch(&ctx.http, ip, port, path, Duration::from_secs(2)).await) });
-    let results = futures::future::join_all(fetches).await;
+    let fetches = ready.iter().map(|(uid, ip)| async move {
+        (uid.clone(), fetch(&ctx.http, ip, spec.port, &spec.path, Duration::from_secs(2)).await)
+    });
     let mut samples = HashMap::new();
     let mut errors = Vec::new();
-    for (uid, r) in results {
+    for (uid, r) in futures::future::join_all(fetches).await {
         match r {
             Ok(h) => {
                 samples.insert(uid, h);
@@ -367,36 +405,24 @@ async fn analyse(
         }
     }
     if samples.is_empty() {
-        return (failed(policy, step, errors.join("; ")), None);
+        return Err(errors.join("; "));
     }
-    let key = policy.uid().unwrap_or_default();
-    let baselines = ctx.baselines.lock().await;
-    let baseline = baselines.get(&key);
-    let empty = Baseline::default();
-    let mut m: Measurements = aggregate(&samples, &baseline.unwrap_or(&empty).pods);
-    // The server refusing connections is a Redis connection error whoever was refused; a server
-    // the operator cannot ask leaves the gate without data (never a Pass), unless it refused the
-    // operator itself for want of client slots, which is the very failure the gate looks for.
-    match redis {
-        Some(Ok(signals)) => {
-            let before = baseline.and_then(|b| b.rejected_connections);
-            let rejected = before.map_or(0, |b| (signals.rejected_connections - b).max(0));
-            m.redis_connection_errors = m.redis_connection_errors.map(|e| e + rejected);
-        }
-        Some(Err(e)) if e.contains("max number of clients") => {
-            m.redis_connection_errors = Some(m.redis_connection_errors.unwrap_or(0) + 1);
-        }
-        Some(Err(_)) => m.redis_connection_errors = None,
-        None => {}
-    }
-    drop(baselines);
-    let analysis = evaluate(&spec.analysis, &m);
-    let provider_error = (!errors.is_empty()).then(|| errors.join("; "));
-    let next = Baseline {
-        pods: samples,
-        rejected_connections: redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections),
+    let m = aggregate(&samples, &previous.pods);
+    Ok((m, samples, (!errors.is_empty()).then(|| errors.join("; "))))
+}
+
+async fn measure_prometheus(policy: &RedisPoolPolicy, ctx: &Context, ns: &str) -> Result<Measured, String> {
+    let metrics = &policy.spec.rollout.metrics;
+    let prom = metrics.prometheus.as_ref().ok_or("spec.rollout.metrics.prometheus is not set")?;
+    let deployment = canary_name(&policy.spec.target_ref.name);
+    let scope = Scope {
+        namespace: ns,
+        deployment: &deployment,
+        track: "canary",
+        interval: &policy.spec.rollout.analysis.interval,
     };
-    (AnalysisRun { step, analysis, provider_error }, Some(next))
+    let m = prometheus::measure(&ctx.http, &prom.address, &prom.queries, &scope).await?;
+    Ok((m, HashMap::new(), None))
 }
 
 fn failed(policy: &RedisPoolPolicy, step: i32, error: String) -> AnalysisRun {
