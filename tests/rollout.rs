@@ -398,7 +398,15 @@ async fn a_plan_over_the_redis_budget_is_blocked_and_nothing_changes() {
     assert!(msg.contains("3200") && msg.contains("800") && msg.contains("1000 maxclients"), "{msg}");
     let budget = status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
     assert_eq!(budget.status, "False");
+    // Blocked is a steady state too: no writes, although the budget is checked again and again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = env.operator.counter("redis_pool_operator_writes_total").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.operator.counter("redis_pool_operator_writes_total").await,
+        writes,
+        "the Blocked steady state wrote"
+    );
     assert!(env.canary().await.is_none(), "a canary was created");
     assert_eq!(env.target().await.metadata.resource_version, before, "the target was changed");
     assert!(env.events().await.iter().any(|(r, _)| r == "BudgetExceeded"));

@@ -145,7 +145,12 @@ pub fn evaluate(spec: &AnalysisSpec, m: &Measurements) -> Analysis {
         at_most(Gate::PoolExhaustionEvents, m.pool_exhaustion_events, spec.pool_exhaustion_events.max),
         at_most(Gate::RedisConnectionErrors, m.redis_connection_errors, spec.redis_connection_errors.max),
     ];
-    combine(spec.on_no_data, gates)
+    let mut analysis = combine(spec.on_no_data, gates);
+    for g in &mut analysis.gates {
+        // Status shows two decimals; more would only be float noise.
+        g.value = g.value.map(|v| (v * 100.0).round() / 100.0);
+    }
+    analysis
 }
 
 /// Combines gate results into one verdict.

@@ -83,6 +83,8 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     };
     let config = watcher::Config::default().any_semantic();
     let policies_probe = policies.clone();
+    // Our own status writes wake the policy once more; that reconcile finds nothing to change
+    // and writes nothing, because the status is a pure function of what it observes.
     let controller = Controller::new(policies, config.clone());
     let store = controller.store();
     let mapper_store = store.clone();

@@ -139,8 +139,12 @@ async fn reconcile_inner(cached: &RedisPoolPolicy, ctx: &Context) -> Result<Requ
     if let Some(Err(e)) = &redis {
         rollout::set_condition(&mut decision.status, "RedisReachable", "False", "RedisUnreachable", e, now, generation);
     } else if let Some(Ok(s)) = &redis {
-        let msg =
-            format!("{} clients connected, maxclients {:?}, ping {:?}", s.connected_clients, s.max_clients, s.ping);
+        // Only stable facts: a message that changed every time would write status every time.
+        let address = spec.redis.as_ref().map_or("", |r| r.address.as_str());
+        let msg = match s.max_clients {
+            Some(m) => format!("{address} answers; maxclients {m}"),
+            None => format!("{address} answers; maxclients unknown (set spec.redis.maxClients)"),
+        };
         rollout::set_condition(&mut decision.status, "RedisReachable", "True", "Reachable", &msg, now, generation);
     }
 

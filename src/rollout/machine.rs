@@ -365,10 +365,11 @@ impl Machine<'_> {
             let a = self.status.analysis.as_ref().expect("just recorded");
             let limit = self.input.spec.rollout.analysis.failure_limit;
             if a.consecutive_failures >= limit {
-                let gate = a.decided_by.clone().unwrap_or_default();
-                let why = a.gates.iter().find(|g| g.gate.name() == gate).map(|g| g.message.clone()).unwrap_or_default();
-                let reason =
-                    format!("analysis failed {} times in a row at {step_label}: {gate} {why}", a.consecutive_failures);
+                let reason = format!(
+                    "analysis failed {} times in a row at {step_label}: {}",
+                    a.consecutive_failures,
+                    failing_gates(&a.gates)
+                );
                 self.start_rollback(RollbackKind::Failed, reason);
                 return self.roll_back(target);
             }
@@ -444,11 +445,9 @@ impl Machine<'_> {
         };
         let decided_by = a.decided_by.map(|g| g.name().to_string());
         if a.verdict == Verdict::Fail {
-            let why =
-                a.gates.iter().find(|g| Some(g.gate) == a.decided_by).map(|g| g.message.clone()).unwrap_or_default();
-            let gate = decided_by.clone().unwrap_or_default();
             let limit = self.input.spec.rollout.analysis.failure_limit;
-            self.event(EventType::Warning, "AnalysisFailed", format!("{gate}: {why} ({consecutive_failures}/{limit})"));
+            let msg = format!("{} ({consecutive_failures}/{limit})", failing_gates(&a.gates));
+            self.event(EventType::Warning, "AnalysisFailed", msg);
         }
         self.status.analysis = Some(AnalysisStatus {
             at: Time(now),
@@ -546,6 +545,16 @@ impl Machine<'_> {
         self.push_history(hash, Outcome::RolledBack, rollback.reason);
         self.enter(Phase::RolledBack, EventType::Warning, "RolledBack", msg);
     }
+}
+
+/// Every failing gate with its numbers, e.g. `poolUtilization 95.0% is above ...; successRate ...`.
+fn failing_gates(gates: &[crate::analysis::GateResult]) -> String {
+    let failing: Vec<String> = gates
+        .iter()
+        .filter(|g| g.verdict == Verdict::Fail)
+        .map(|g| format!("{} {}", g.gate.name(), g.message))
+        .collect();
+    if failing.is_empty() { "no data (onNoData: Fail)".into() } else { failing.join("; ") }
 }
 
 fn rolled_back_message(f: &FailedConfig) -> String {
