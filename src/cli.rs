@@ -44,9 +44,20 @@ pub struct RunArgs {
     /// Log filter, e.g. `info` or `redis_pool_operator=debug`.
     #[arg(long, env = "RPO_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-    /// Name of this instance in Events (the pod name in a cluster).
+    /// Name of this instance in Events and the Lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+    /// Run only while holding a Lease, so that of several replicas exactly one writes.
+    #[arg(long, env = "RPO_LEADER_ELECTION")]
+    pub leader_election: bool,
+    #[arg(long, env = "RPO_LEASE_NAME", default_value = "redis-pool-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Seconds a Lease stays valid without renewal: how long a standby waits for a dead leader.
+    #[arg(long, env = "RPO_LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration: u64,
 }
 
 #[derive(clap::Args, Debug)]

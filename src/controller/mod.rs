@@ -152,14 +152,78 @@ pub async fn start(args: crate::cli::RunArgs) -> std::result::Result<(), String>
     let ready = Arc::new(AtomicBool::new(false));
     let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), ready.clone()));
     tracing::info!(environment = ?settings.environment, namespace = ?settings.namespace, "starting redis-pool-operator");
-    let ctx = Arc::new(Context::new(client, settings, metrics));
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics));
+    let work = async {
+        if args.leader_election {
+            lead(client, &args, ctx, ready).await
+        } else {
+            run(ctx, ready).await;
+            Ok(())
+        }
+    };
     tokio::select! {
-        _ = run(ctx, ready) => Ok(()),
+        r = work => r,
         r = server => match r {
             Ok(Err(e)) => Err(format!("metrics server on {}: {e}", args.metrics_addr)),
             _ => Err("metrics server stopped".into()),
         },
     }
+}
+
+/// Waits for the Lease, then runs the controller for as long as it is held. Losing it ends the
+/// process: a former leader must stop writing at once, and a restart makes it a clean standby.
+async fn lead(
+    client: Client,
+    args: &crate::cli::RunArgs,
+    ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
+) -> std::result::Result<(), String> {
+    let identity = args.instance.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let duration = args.lease_duration.max(2);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .map_err(|e| format!("leader election Lease {}/{}: {e}", args.lease_namespace, args.lease_name))?;
+    let (mut leading, task) = manager.watch().await;
+    // A standby is ready: it serves probes and waits.
+    {
+        let policies: Api<RedisPoolPolicy> = Api::all(client);
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            if policies.list(&kube::api::ListParams::default().limit(1)).await.is_ok() {
+                ready.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
+    while !*leading.borrow_and_update() {
+        leading.changed().await.map_err(|_| "the leader election task stopped".to_string())?;
+    }
+    tracing::info!(%identity, "leading");
+    let lost = async {
+        loop {
+            if leading.changed().await.is_err() || !*leading.borrow_and_update() {
+                return;
+            }
+        }
+    };
+    let result = tokio::select! {
+        _ = run(ctx, ready) => Ok(()),
+        _ = lost => Err(format!("lost the Lease {}/{}; stopping so that only the leader writes", args.lease_namespace, args.lease_name)),
+    };
+    drop(leading);
+    let _ = task.await;
+    result
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "redis-pool-operator".into())
 }
 
 fn error_policy(policy: Arc<RedisPoolPolicy>, error: &Error, ctx: Arc<Context>) -> Action {

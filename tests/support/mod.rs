@@ -6,6 +6,7 @@
 
 pub mod fleet;
 pub mod operator;
+pub mod scenario;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

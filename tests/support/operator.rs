@@ -8,6 +8,7 @@ use super::free_port;
 
 pub struct Operator {
     child: Option<Child>,
+    extra: Vec<String>,
     pub metrics_port: u16,
     pub log: std::path::PathBuf,
     kubeconfig: std::path::PathBuf,
@@ -16,9 +17,15 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(kubeconfig: &Path, namespace: &str) -> Operator {
-        let log = std::env::temp_dir().join(format!("rpo-operator-{namespace}.log"));
+        Self::start_with(kubeconfig, namespace, &[], "")
+    }
+
+    /// With extra `run` flags; `tag` tells apart the logs of several operators of one namespace.
+    pub fn start_with(kubeconfig: &Path, namespace: &str, extra: &[&str], tag: &str) -> Operator {
+        let log = std::env::temp_dir().join(format!("rpo-operator-{namespace}{tag}.log"));
         let mut op = Operator {
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             metrics_port: 0,
             log,
             kubeconfig: kubeconfig.to_path_buf(),
@@ -26,6 +33,10 @@ impl Operator {
         };
         op.spawn();
         op
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     fn spawn(&mut self) {
@@ -41,6 +52,7 @@ impl Operator {
                 "--log-level",
                 "info,redis_pool_operator=debug",
             ])
+            .args(&self.extra)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)

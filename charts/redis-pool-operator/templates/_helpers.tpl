@@ -1,0 +1,46 @@
+{{- define "rpo.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rpo.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "rpo.selector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "rpo.serviceAccount" -}}
+{{- default (include "rpo.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/* What the operator does with the API, and nothing more. */}}
+{{- define "rpo.rules" -}}
+- apiGroups: [redispool.io]
+  resources: [redispoolpolicies]
+  verbs: [get, list, watch, patch]        # patch: consume the redispool.io/action annotation
+- apiGroups: [redispool.io]
+  resources: [redispoolpolicies/status]
+  verbs: [patch]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]   # targets: patch replicas and env; canaries: all
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]                           # the Pods provider reads canary pod IPs
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]                            # spec.redis.passwordSecretRef only; never list or watch
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}

@@ -1,0 +1,252 @@
+//! The Helm chart against the real local API server: lint, schema, server-side dry run, a real
+//! install; the chart's RBAC is sufficient (an operator with the chart's ServiceAccount token
+//! completes a promotion) and least (it cannot list Secrets); leader election hands over.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::Api;
+use redis_pool_operator::api::Phase;
+use support::fleet::Health;
+use support::operator::Operator;
+use support::scenario::*;
+use support::*;
+
+const CHART: &str = "charts/redis-pool-operator";
+
+fn helm_bin() -> PathBuf {
+    let out = Command::new(root().join("hack/build-tools")).arg("--print-dir").output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("helm")
+}
+
+fn helm(args: &[&str]) -> Output {
+    let helm_home = std::env::temp_dir().join(format!("rpo-helm-{}", std::process::id()));
+    Command::new(helm_bin())
+        .current_dir(root())
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .env("HELM_CACHE_HOME", helm_home.join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.join("config"))
+        .env("HELM_DATA_HOME", helm_home.join("data"))
+        .args(args)
+        .output()
+        .expect("run helm")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn chart_lints_clean() {
+    let o = helm(&["lint", CHART, "--strict"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(!t.contains("[WARNING]") && !t.contains("[ERROR]"), "{t}");
+}
+
+#[test]
+fn chart_crd_is_the_generated_one() {
+    let chart = read("charts/redis-pool-operator/crds/redispoolpolicy.yaml");
+    assert!(
+        chart == read("crds/redispoolpolicy.yaml"),
+        "the chart's CRD drifted; regenerate it with:\n  cargo run -- crd | tee crds/redispoolpolicy.yaml > charts/redis-pool-operator/crds/redispoolpolicy.yaml"
+    );
+}
+
+#[test]
+fn values_schema_refuses_wrong_values_readably() {
+    for (set, expect) in [
+        ("replicaCount=abc", "/replicaCount': got string, want integer"),
+        ("logFormat=xml", "/logFormat"),
+        ("metrics.port=70000", "/metrics/port"),
+        ("leaderElection.enabled=maybe", "/leaderElection/enabled"),
+    ] {
+        let o = helm(&["template", "rpo", CHART, "--kube-version", "1.37.2", "--set", set]);
+        assert!(!o.status.success(), "{set} was accepted");
+        assert!(text(&o).contains(expect), "{set}: expected {expect:?} in:\n{}", text(&o));
+    }
+}
+
+#[test]
+fn rendered_manifests_are_hardened() {
+    let o = helm(&["template", "rpo", CHART, "--kube-version", "1.37.2", "-n", "rpo-system"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&o.stdout))
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .collect();
+    let deploy = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("a ClusterRole");
+    let rules = serde_yaml::to_string(&role["rules"]).unwrap();
+    assert!(!rules.contains('*'), "no wildcard in RBAC:\n{rules}");
+    let secrets = role["rules"].as_sequence().unwrap().iter().find(|r| r["resources"][0] == "secrets").unwrap();
+    assert_eq!(secrets["verbs"].as_sequence().unwrap().len(), 1, "Secrets: get only");
+}
+
+/// Server-side dry run, then a real install, upgrade and uninstall (the CRD stays).
+#[test]
+fn installs_on_the_real_api_server() {
+    let o = helm(&["template", "rpo", CHART, "--kube-version", "1.37.2", "-n", "rpo-dry"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let manifests = std::env::temp_dir().join(format!("rpo-manifests-{}.yaml", std::process::id()));
+    std::fs::write(&manifests, &o.stdout).unwrap();
+    let _ = cluster().kubectl(&["create", "namespace", "rpo-dry"]);
+    let dry = cluster().kubectl(&["apply", "--dry-run=server", "-f", manifests.to_str().unwrap()]);
+    assert!(dry.status.success(), "server-side dry run failed:\n{}", text(&dry));
+
+    let install = helm(&[
+        "install",
+        "rpo",
+        CHART,
+        "-n",
+        "rpo-install",
+        "--create-namespace",
+        "--set",
+        "environment=production",
+        "--wait=false",
+    ]);
+    assert!(install.status.success(), "{}", text(&install));
+    assert!(text(&install).contains("STATUS: deployed"), "{}", text(&install));
+    assert!(text(&install).contains("kubectl get rpp -A -w"), "NOTES.txt says what to do next");
+    let got = cluster().kubectl(&["get", "deploy,sa,svc", "-n", "rpo-install", "-o", "name"]);
+    let names = String::from_utf8_lossy(&got.stdout);
+    for want in [
+        "deployment.apps/rpo-redis-pool-operator",
+        "serviceaccount/rpo-redis-pool-operator",
+        "service/rpo-redis-pool-operator-metrics",
+    ] {
+        assert!(names.contains(want), "{want} missing: {names}");
+    }
+    let upgrade = helm(&["upgrade", "rpo", CHART, "-n", "rpo-install", "--set", "replicaCount=3"]);
+    assert!(upgrade.status.success(), "{}", text(&upgrade));
+    let uninstall = helm(&["uninstall", "rpo", "-n", "rpo-install"]);
+    assert!(uninstall.status.success(), "{}", text(&uninstall));
+    let crd = cluster().kubectl(&["get", "crd", "redispoolpolicies.redispool.io"]);
+    assert!(crd.status.success(), "the CRD must survive uninstall");
+}
+
+/// A kubeconfig that authenticates as the chart's ServiceAccount with a short-lived token.
+fn service_account_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
+    let token = cluster().kubectl(&["create", "token", sa, "-n", namespace, "--duration", "1h"]);
+    assert!(token.status.success(), "{}", text(&token));
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let admin = std::fs::read_to_string(&cluster().kubeconfig).unwrap();
+    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_string();
+    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap().to_string();
+    let path = std::env::temp_dir().join(format!("rpo-sa-{namespace}-{}.kubeconfig", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster: {{server: {server}, certificate-authority: {ca}}}\nusers:\n- name: sa\n  user: {{token: {token}}}\ncontexts:\n- name: sa\n  context: {{cluster: local, user: sa}}\ncurrent-context: sa\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_charts_rbac_is_sufficient_and_least() {
+    let install =
+        helm(&["install", "rbac", CHART, "-n", "rpo-rbac", "--create-namespace", "--set", "environment=production"]);
+    assert!(install.status.success(), "{}", text(&install));
+    let client = cluster().client().await;
+    let sas: Api<ServiceAccount> = Api::namespaced(client, "rpo-rbac");
+    wait_until("the chart's ServiceAccount", Duration::from_secs(20), || {
+        let sas = sas.clone();
+        async move { sas.get_opt("rbac-redis-pool-operator").await.ok().flatten().map(|_| ()) }
+    })
+    .await;
+    let kubeconfig = service_account_kubeconfig("rpo-rbac", "rbac-redis-pool-operator");
+
+    // Least: what the operator never needs is denied.
+    for (verb, what, extra) in [
+        ("list", "secrets", "-A"),
+        ("watch", "secrets", "-A"),
+        ("delete", "namespaces", "-A"),
+        ("create", "pods", "-n=default"),
+        ("update", "deployments/scale", "-n=default"),
+    ] {
+        let o = Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["auth", "can-i", verb, what, extra])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "no", "the chart's ServiceAccount may {verb} {what}");
+    }
+    let o = Command::new("kubectl").env("KUBECONFIG", &kubeconfig).args(["get", "secrets", "-A"]).output().unwrap();
+    assert!(!o.status.success() && text(&o).contains("forbidden"), "{}", text(&o));
+
+    // Sufficient: the operator, as that ServiceAccount, with leader election, promotes.
+    let ns = TestNamespace::new("rbac").await;
+    create_target(&ns, 10).await;
+    let _fleet = support::fleet::Fleet::start(ns.api(), 8000, all_pods(Health::good()));
+    let operator = Operator::start_with(
+        &kubeconfig,
+        &ns.name,
+        &["--leader-election", "--lease-namespace", "rpo-rbac", "--lease-name", "rbac-test", "--lease-duration", "5"],
+        "-sa",
+    );
+    let env = Env { ns, operator, started: Instant::now() };
+    env.apply(policy("auth-api")).await;
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+    let log = std::fs::read_to_string(&env.operator.log).unwrap();
+    assert!(!log.contains("forbidden"), "the operator hit a permission it lacks:\n{log}");
+}
+
+/// Two operators with leader election: one leads, the other waits; killing the leader mid-rollout
+/// hands over within the lease duration and the rollout still ends Succeeded.
+#[tokio::test]
+async fn leader_election_hands_over_mid_rollout() {
+    let ns = TestNamespace::new("leader").await;
+    create_target(&ns, 10).await;
+    let _fleet = support::fleet::Fleet::start(ns.api(), 8000, all_pods(Health::good()));
+    let kubeconfig = cluster().kubeconfig.clone();
+    let args =
+        ["--leader-election", "--lease-namespace", ns.name.as_str(), "--lease-name", "rpo", "--lease-duration", "4"];
+    let a = Operator::start_with(&kubeconfig, &ns.name, &[&args[..], &["--instance", "op-a"]].concat(), "-a");
+    let leases: Api<Lease> = ns.api();
+    let holder = |leases: Api<Lease>| async move { leases.get_opt("rpo").await.ok().flatten()?.spec?.holder_identity };
+    wait_until("op-a to lead", Duration::from_secs(30), || {
+        let l = leases.clone();
+        async move { (holder(l).await.as_deref() == Some("op-a")).then_some(()) }
+    })
+    .await;
+    let b = Operator::start_with(&kubeconfig, &ns.name, &[&args[..], &["--instance", "op-b"]].concat(), "-b");
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][1]["pause"] = serde_json::json!("8s");
+    let mut env = Env { ns, operator: a, started: Instant::now() };
+    env.apply(p).await;
+    let api = env.policies();
+    wait_until("step 2 under way", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move { (api.get("auth-api").await.ok()?.status?.step == Some(1)).then_some(()) }
+    })
+    .await;
+    assert_eq!(b.counter("redis_pool_operator_writes_total").await, 0.0, "the standby wrote");
+    let killed = Instant::now();
+    env.operator.kill();
+    wait_until("op-b to take over", Duration::from_secs(30), || {
+        let l = leases.clone();
+        async move { (holder(l).await.as_deref() == Some("op-b")).then_some(()) }
+    })
+    .await;
+    let handover = killed.elapsed();
+    let status = env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+    assert!(b.counter("redis_pool_operator_writes_total").await > 0.0, "the new leader did the rest");
+    assert_eq!(status.history[0].outcome, redis_pool_operator::api::Outcome::Succeeded);
+    assert!(handover <= Duration::from_secs(12), "hand-over took {handover:?}");
+    eprintln!("leader hand-over took {handover:?}");
+}
