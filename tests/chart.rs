@@ -229,12 +229,7 @@ async fn leader_election_hands_over_mid_rollout() {
     p["spec"]["rollout"]["steps"][1]["pause"] = serde_json::json!("8s");
     let mut env = Env { ns, operator: a, started: Instant::now() };
     env.apply(p).await;
-    let api = env.policies();
-    wait_until("step 2 under way", Duration::from_secs(60), || {
-        let api = api.clone();
-        async move { (api.get("auth-api").await.ok()?.status?.step == Some(1)).then_some(()) }
-    })
-    .await;
+    env.wait_status("auth-api", "step 2 under way", Duration::from_secs(60), |s| s.step == Some(1)).await;
     assert_eq!(b.counter("redis_pool_operator_writes_total").await, 0.0, "the standby wrote");
     let killed = Instant::now();
     env.operator.kill();

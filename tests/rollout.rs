@@ -213,22 +213,13 @@ async fn target_template_change_mid_rollout_restarts_with_a_reason() {
     let mut p = policy("auth-api");
     p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("30s");
     env.apply(p).await;
-    let api = env.policies();
-    wait_until("step 1 under way", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move { api.get("auth-api").await.ok()?.status?.step_started_at.map(|_| ()) }
-    })
-    .await;
+    env.wait_status("auth-api", "step 1 under way", Duration::from_secs(30), |s| s.step_started_at.is_some()).await;
     let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "example/auth-api:2"}]}}}});
     env.deployments().patch(TARGET, &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
-    let status = wait_until("a restart recorded in history", Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let s = api.get("auth-api").await.ok()?.status?;
-            s.history.first().is_some_and(|h| h.outcome == redis_pool_operator::api::Outcome::Restarted).then_some(s)
-        }
-    })
-    .await;
+    let restarted = |s: &redis_pool_operator::api::RedisPoolPolicyStatus| {
+        s.history.first().is_some_and(|h| h.outcome == redis_pool_operator::api::Outcome::Restarted)
+    };
+    let status = env.wait_status("auth-api", "a restart recorded in history", Duration::from_secs(60), restarted).await;
     assert!(status.history[0].reason.contains("pod template changed"), "{:?}", status.history);
     let events = env.events().await;
     assert!(events.iter().any(|(r, _)| r == "RolloutRestarted"), "{events:?}");
@@ -247,12 +238,7 @@ async fn manual_pause_resume_and_promote() {
     p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("2s");
     p["spec"]["rollout"]["steps"][1]["pause"] = serde_json::json!("10m");
     env.apply(p).await;
-    let api = env.policies();
-    wait_until("step 1 soaking", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move { api.get("auth-api").await.ok()?.status?.step_started_at.map(|_| ()) }
-    })
-    .await;
+    env.wait_status("auth-api", "step 1 soaking", Duration::from_secs(30), |s| s.step_started_at.is_some()).await;
     env.annotate("auth-api", "pause").await;
     env.wait_phase("auth-api", Phase::Paused, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -261,11 +247,7 @@ async fn manual_pause_resume_and_promote() {
     let annotations = env.policies().get("auth-api").await.unwrap().metadata.annotations.unwrap_or_default();
     assert!(!annotations.contains_key("redispool.io/action"), "the action annotation is consumed");
     env.annotate("auth-api", "resume").await;
-    wait_until("step 2 after resume", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move { (api.get("auth-api").await.ok()?.status?.step == Some(1)).then_some(()) }
-    })
-    .await;
+    env.wait_status("auth-api", "step 2 after resume", Duration::from_secs(30), |s| s.step == Some(1)).await;
     // Step 2 soaks for ten minutes; a person promotes now.
     env.annotate("auth-api", "promote").await;
     env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(60)).await;
@@ -283,21 +265,15 @@ async fn manual_abort_then_retry() {
     let mut p = policy("auth-api");
     p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("10m");
     env.apply(p).await;
-    let api = env.policies();
-    wait_until("step 1 soaking", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move { api.get("auth-api").await.ok()?.status?.step_started_at.map(|_| ()) }
-    })
-    .await;
+    env.wait_status("auth-api", "step 1 soaking", Duration::from_secs(30), |s| s.step_started_at.is_some()).await;
     env.annotate("auth-api", "abort").await;
     let s = env.wait_phase("auth-api", Phase::RolledBack, Duration::from_secs(30)).await;
     assert!(s.failed.unwrap().reason.contains("aborted"));
     assert!(env.canary().await.is_none());
     assert_eq!(env.target().await.spec.replicas, Some(10));
     env.annotate("auth-api", "retry").await;
-    wait_until("a new rollout after retry", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move { (api.get("auth-api").await.ok()?.status?.phase == Phase::Progressing).then_some(()) }
+    env.wait_status("auth-api", "a new rollout after retry", Duration::from_secs(30), |s| {
+        s.phase == Phase::Progressing
     })
     .await;
     // A value nobody understands is refused with an Event, and consumed.

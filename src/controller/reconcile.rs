@@ -360,8 +360,11 @@ async fn analyse(
         None => {}
     }
     let analysis = evaluate(&policy.spec.rollout.analysis, &m);
-    let next =
-        Baseline { pods, rejected_connections: redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections) };
+    // A probe that failed keeps the last count it did see, so rejections during an outage of the
+    // probe are still counted by the next one that succeeds.
+    let rejected =
+        redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections).or(previous.rejected_connections);
+    let next = Baseline { pods, rejected_connections: rejected };
     (AnalysisRun { step, analysis, provider_error: errors }, Some(next))
 }
 

@@ -50,23 +50,35 @@ impl Env {
         self.policies().get(name).await.unwrap().status.unwrap_or_default()
     }
 
+    /// Waits until the policy's status satisfies `done`, naming `what` (and the operator log) on timeout.
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&redis_pool_operator::api::RedisPoolPolicyStatus) -> bool,
+    ) -> redis_pool_operator::api::RedisPoolPolicyStatus {
+        let api = self.policies();
+        let log = self.operator.log.display().to_string();
+        let done = &done;
+        wait_until(&format!("{what} (policy {name}, operator log: {log})"), timeout, || {
+            let api = api.clone();
+            let name = name.to_string();
+            async move {
+                let s = api.get(&name).await.ok()?.status?;
+                done(&s).then_some(s)
+            }
+        })
+        .await
+    }
+
     pub async fn wait_phase(
         &self,
         name: &str,
         phase: Phase,
         timeout: Duration,
     ) -> redis_pool_operator::api::RedisPoolPolicyStatus {
-        let api = self.policies();
-        let log = self.operator.log.display().to_string();
-        wait_until(&format!("policy {name} to reach {phase:?} (operator log: {log})"), timeout, || {
-            let api = api.clone();
-            let name = name.to_string();
-            async move {
-                let s = api.get(&name).await.ok()?.status?;
-                (s.phase == phase).then_some(s)
-            }
-        })
-        .await
+        self.wait_status(name, &format!("phase {phase:?}"), timeout, |s| s.phase == phase).await
     }
 
     pub async fn events(&self) -> Vec<(String, String)> {
