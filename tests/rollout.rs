@@ -36,8 +36,9 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     }
     watcher.assert_capacity(10, 2);
     let reasons: Vec<String> = env.events().await.into_iter().map(|(r, _)| r).collect();
-    for r in ["RolloutStarted", "StepStarted", "StepAdvanced", "Promoting", "Promoted"] {
-        assert!(reasons.contains(&r.to_string()), "no {r} Event: {reasons:?}");
+    let count = |r: &str| reasons.iter().filter(|x| *x == r).count();
+    for (r, n) in [("RolloutStarted", 1), ("StepStarted", 3), ("StepAdvanced", 2), ("Promoting", 1), ("Promoted", 1)] {
+        assert_eq!(count(r), n, "{r} Events: {reasons:?}");
     }
     assert_eq!(status.history[0].outcome, redis_pool_operator::api::Outcome::Succeeded);
 
@@ -387,4 +388,58 @@ async fn redis_faults_are_conditions_and_never_leak_the_password() {
     let everything =
         format!("{:?}", env.events().await) + &std::fs::read_to_string(&env.operator.log).unwrap_or_default();
     assert!(!everything.contains("wrong-s3cret-pw"), "the password leaked into Events or logs");
+}
+
+/// `spec.suspend` freezes a rollout where it is (no writes), and lifting it carries on.
+#[tokio::test]
+async fn suspend_freezes_and_resumes() {
+    let env = Env::new("suspend", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    env.apply(policy("auth-api")).await;
+    env.wait_status("auth-api", "step 1 soaking", Duration::from_secs(30), |s| s.step_started_at.is_some()).await;
+    let patch = serde_json::json!({"spec": {"suspend": true}});
+    env.policies().patch("auth-api", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    env.wait_status("auth-api", "the suspended message", Duration::from_secs(15), |s| {
+        s.message.as_deref().is_some_and(|m| m.starts_with("suspended"))
+    })
+    .await;
+    let before = (env.target().await.metadata.resource_version, env.canary().await.unwrap().metadata.resource_version);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let s = env.status("auth-api").await;
+    assert_eq!((s.phase, s.step), (Phase::Progressing, Some(0)), "a suspended rollout moved");
+    let after = (env.target().await.metadata.resource_version, env.canary().await.unwrap().metadata.resource_version);
+    assert_eq!(before, after, "a suspended policy changed the Deployments");
+    let patch = serde_json::json!({"spec": {"suspend": false}});
+    env.policies().patch("auth-api", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(90)).await;
+}
+
+/// Editing the policy's pool mid-rollout restarts the rollout for the new configuration; the
+/// configuration that was never finished is not written to the target.
+#[tokio::test]
+async fn a_policy_edited_mid_rollout_restarts_for_the_new_pool() {
+    let env = Env::new("edit", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][1]["pause"] = serde_json::json!("30s");
+    env.apply(p).await;
+    env.wait_status("auth-api", "step 2 under way", Duration::from_secs(60), |s| s.step == Some(1)).await;
+    let patch = serde_json::json!([{"op": "replace", "path": "/spec/tiers/1/connectionsPerWorker", "value": 50}]);
+    env.policies()
+        .patch("auth-api", &PatchParams::default(), &Patch::<()>::Json(serde_json::from_value(patch).unwrap()))
+        .await
+        .unwrap();
+    let s = env
+        .wait_status("auth-api", "a restart for the edited pool", Duration::from_secs(60), |s| {
+            s.history.first().is_some_and(|h| h.outcome == redis_pool_operator::api::Outcome::Restarted)
+        })
+        .await;
+    assert!(s.history[0].reason.contains("the spec changed"), "{:?}", s.history[0]);
+    let canary = env.canary().await.expect("the canary carries the new pool");
+    assert_eq!(env_of(&canary, "REDIS_POOL_MAX_CONNECTIONS").as_deref(), Some("50"));
+    assert_eq!(
+        env_of(&env.target().await, "REDIS_POOL_MAX_CONNECTIONS").as_deref(),
+        Some("30"),
+        "the unfinished 40 never reached the target"
+    );
 }

@@ -493,8 +493,15 @@ async fn act(
     Ok(())
 }
 
+fn note_action(note: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(note.as_bytes());
+    format!("Reconcile-{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3])
+}
+
 /// Events are best effort: a failure to record one must not fail the rollout.
 async fn publish(ctx: &Context, policy: &RedisPoolPolicy, kind: EventType, reason: &str, note: String) {
+    let action = note_action(&note);
     let event = Event {
         type_: match kind {
             EventType::Normal => KubeEventType::Normal,
@@ -502,7 +509,9 @@ async fn publish(ctx: &Context, policy: &RedisPoolPolicy, kind: EventType, reaso
         },
         reason: reason.into(),
         note: Some(note),
-        action: "Reconcile".into(),
+        // kube's Recorder folds Events with the same (type, reason, action) into one series and keeps
+        // the first note; a note-derived action keeps "step 2" from being folded into "step 1".
+        action,
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
