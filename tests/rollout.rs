@@ -47,13 +47,13 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     let writes = env.operator.counter("redis_pool_operator_writes_total").await;
     let rv = (
         env.policies().get("auth-api").await.unwrap().metadata.resource_version,
-        env.target().await.metadata.resource_version,
+        env.target().await.metadata.generation,
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(env.operator.counter("redis_pool_operator_writes_total").await, writes, "the steady state wrote");
     let rv2 = (
         env.policies().get("auth-api").await.unwrap().metadata.resource_version,
-        env.target().await.metadata.resource_version,
+        env.target().await.metadata.generation,
     );
     assert_eq!(rv, rv2, "policy or target changed in the steady state");
     eprintln!("promotion took {took:?}");
@@ -183,7 +183,7 @@ async fn unreachable_pods_are_never_promoted() {
 async fn a_plan_over_the_redis_budget_is_blocked_and_nothing_changes() {
     let redis = RedisServer::start(&[("maxclients", "1000")]);
     let env = Env::new("budget", 10).await;
-    let before = env.target().await.metadata.resource_version;
+    let before = env.target().await.metadata.generation;
     let mut p = policy("auth-api");
     p["spec"]["redis"] = serde_json::json!({"address": redis.address(), "maxClientsUtilization": 0.8});
     env.apply(p).await;
@@ -203,7 +203,7 @@ async fn a_plan_over_the_redis_budget_is_blocked_and_nothing_changes() {
         "the Blocked steady state wrote"
     );
     assert!(env.canary().await.is_none(), "a canary was created");
-    assert_eq!(env.target().await.metadata.resource_version, before, "the target was changed");
+    assert_eq!(env.target().await.metadata.generation, before, "the target was changed");
     assert!(env.events().await.iter().any(|(r, _)| r == "BudgetExceeded"));
 }
 
@@ -403,11 +403,12 @@ async fn suspend_freezes_and_resumes() {
         s.message.as_deref().is_some_and(|m| m.starts_with("suspended"))
     })
     .await;
-    let before = (env.target().await.metadata.resource_version, env.canary().await.unwrap().metadata.resource_version);
+    // Generations move with spec changes only (the Deployment controller's status updates do not).
+    let before = (env.target().await.metadata.generation, env.canary().await.unwrap().metadata.generation);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let s = env.status("auth-api").await;
     assert_eq!((s.phase, s.step), (Phase::Progressing, Some(0)), "a suspended rollout moved");
-    let after = (env.target().await.metadata.resource_version, env.canary().await.unwrap().metadata.resource_version);
+    let after = (env.target().await.metadata.generation, env.canary().await.unwrap().metadata.generation);
     assert_eq!(before, after, "a suspended policy changed the Deployments");
     let patch = serde_json::json!({"spec": {"suspend": false}});
     env.policies().patch("auth-api", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
