@@ -444,3 +444,34 @@ async fn a_policy_edited_mid_rollout_restarts_for_the_new_pool() {
         "the unfinished 40 never reached the target"
     );
 }
+
+/// Deleting a policy mid-rollout gives the target its replicas back before the policy goes; the
+/// canary goes with its owner.
+#[tokio::test]
+async fn deleting_a_policy_mid_rollout_restores_the_target() {
+    let env = Env::new("delete", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][1]["pause"] = serde_json::json!("10m");
+    env.apply(p).await;
+    env.wait_status("auth-api", "step 2 soaking", Duration::from_secs(60), |s| {
+        s.step == Some(1) && s.step_started_at.is_some()
+    })
+    .await;
+    assert_eq!(env.target().await.spec.replicas, Some(5));
+    env.policies().delete("auth-api", &Default::default()).await.unwrap();
+    let policies = env.policies();
+    wait_until("the policy to be gone", Duration::from_secs(60), || {
+        let policies = policies.clone();
+        async move { policies.get_opt("auth-api").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(env.target().await.spec.replicas, Some(10), "the target got its replicas back");
+    assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("2"), "the unfinished pool was not written");
+    let deployments = env.deployments();
+    wait_until("the canary to be garbage-collected", Duration::from_secs(60), || {
+        let d = deployments.clone();
+        async move { d.get_opt(&redis_pool_operator::api::canary_name(TARGET)).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+}

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use kube::api::ObjectMeta;
 
-use crate::api::{EnvNames, RedisPoolPolicy, TRACK_LABEL, canary_name};
+use crate::api::{RedisPoolPolicy, TRACK_LABEL, canary_name};
 use crate::render::{config_hash, observed_env, template_hash};
 use crate::rollout::{CanaryView, TargetView};
 
@@ -121,7 +121,7 @@ pub fn build_canary(
     pod_labels.insert(POLICY_LABEL.into(), policy_name);
     if let Some(pod) = spec.template.spec.as_mut() {
         for c in pod.containers.iter_mut().filter(|c| c.name == container) {
-            set_env(c, names, env);
+            set_env(c, env);
         }
     }
     spec.replicas = Some(replicas);
@@ -150,9 +150,8 @@ pub fn build_canary(
 }
 
 /// Sets the owned env vars in a container, in place, leaving every other var as it is.
-pub fn set_env(c: &mut Container, names: &EnvNames, env: &[(String, String)]) {
+pub fn set_env(c: &mut Container, env: &[(String, String)]) {
     let vars = c.env.get_or_insert_with(Vec::new);
-    let _ = names;
     for (name, value) in env {
         match vars.iter_mut().find(|v| &v.name == name) {
             Some(v) => {

@@ -58,6 +58,17 @@ async fn reconcile_inner(cached: &RedisPoolPolicy, ctx: &Context) -> Result<Requ
     };
     let policy = &fresh;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    if policy.metadata.deletion_timestamp.is_some() {
+        return finalize(policy, ctx, &policies, &deployments).await;
+    }
+    if !policy.finalizers().iter().any(|f| f == FINALIZER) {
+        // Deleting a policy mid-rollout must give the target its replicas back first.
+        let patch = serde_json::json!({"metadata": {"finalizers": [FINALIZER], "resourceVersion": policy.metadata.resource_version}});
+        let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        policies.patch(&name, &params, &Patch::Merge(&patch)).await.map_err(Error::write("add the finalizer"))?;
+        ctx.metrics.count_write("finalizer");
+        return Ok(Requeue::requeue(Duration::ZERO));
+    }
     let spec = &policy.spec;
     let status = policy.status.clone().unwrap_or_default();
     let now = now();
@@ -201,6 +212,63 @@ async fn reconcile_inner(cached: &RedisPoolPolicy, ctx: &Context) -> Result<Requ
         ctx.baselines.lock().await.remove(&policy.uid().unwrap_or_default());
     }
     Ok(requeue(policy, s))
+}
+
+/// Held until a deleted policy has given its target back the replicas a rollout took.
+pub const FINALIZER: &str = "redispool.io/restore-target";
+
+/// A deleted policy: restore the target's replicas (the canary goes with its owner), then let go.
+async fn finalize(
+    policy: &RedisPoolPolicy,
+    ctx: &Context,
+    policies: &Api<RedisPoolPolicy>,
+    deployments: &Api<Deployment>,
+) -> Result<Requeue> {
+    let name = policy.name_any();
+    let status = policy.status.clone().unwrap_or_default();
+    if status.phase.is_active()
+        && let (Some(total), Some(target)) =
+            (status.replicas.as_ref().map(|r| r.total), deployments.get_opt(&policy.spec.target_ref.name).await?)
+    {
+        let spec_replicas = target.spec.replicas.unwrap_or(1);
+        if spec_replicas < total {
+            let patch = serde_json::json!({"spec": {"replicas": total}});
+            let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+            deployments
+                .patch(&policy.spec.target_ref.name, &params, &Patch::Merge(&patch))
+                .await
+                .map_err(Error::write("restore the target"))?;
+            ctx.metrics.count_write("target");
+            publish(
+                ctx,
+                policy,
+                EventType::Normal,
+                "RestoringTarget",
+                format!("policy deleted mid-rollout: restoring {} to {total} replicas", policy.spec.target_ref.name),
+            )
+            .await;
+            return Ok(Requeue::requeue(Duration::from_secs(1)));
+        }
+        let available = target.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+        if available < total - super::deployments::max_unavailable(&target) {
+            return Ok(Requeue::requeue(Duration::from_secs(1)));
+        }
+    }
+    if let Some(i) = policy.finalizers().iter().position(|f| f == FINALIZER) {
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
+            {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
+        ]))
+        .expect("a JSON patch");
+        policies
+            .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+            .map_err(Error::write("remove the finalizer"))?;
+        ctx.metrics.count_write("finalizer");
+    }
+    ctx.metrics.forget(&policy.namespace().unwrap_or_default(), &name);
+    ctx.baselines.lock().await.remove(&policy.uid().unwrap_or_default());
+    Ok(Requeue::await_change())
 }
 
 fn log_transition(

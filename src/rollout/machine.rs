@@ -273,7 +273,8 @@ impl Machine<'_> {
         }
         self.status.step = Some(0);
         let weight = self.weight_of(0);
-        let split = self.set_split(total, weight);
+        // The fleet size this rollout keeps; progress() reads it back.
+        self.set_split(total, weight);
         let msg = format!(
             "rolling out pool configuration {} (tier {}: {} workers x {} connections = {} per pod) to {} replicas: step 1/{} at {}%",
             desired.hash,
@@ -285,7 +286,6 @@ impl Machine<'_> {
             self.steps(),
             weight
         );
-        let _ = split;
         self.enter(Phase::Progressing, EventType::Normal, "RolloutStarted", msg);
         // Go straight on, so that deciding again on this status gives the same status.
         self.progress(target);
@@ -393,7 +393,6 @@ impl Machine<'_> {
                 let msg =
                     format!("step {}/{} ({w}%): scaling the canary to {} replicas", next + 1, self.steps(), s.canary);
                 self.event(EventType::Normal, "StepAdvanced", msg);
-                let _ = s;
                 // Go straight on into the new step (its canary scale-up, or its soak).
                 self.progress(target);
             } else {
