@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::ListParams;
 
 #[derive(Parser)]
 struct Args {
@@ -70,10 +68,7 @@ impl Window {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let kubeconfig = Kubeconfig::read_from(&args.kubeconfig).expect("kubeconfig");
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
-    let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config).expect("client"), &args.namespace);
+    let pods = pool_app::pods_api(&args.kubeconfig, &args.namespace).await;
     let endpoints: Arc<Mutex<Vec<String>>> = Arc::default();
     {
         let endpoints = endpoints.clone();
@@ -81,19 +76,7 @@ async fn main() {
         tokio::spawn(async move {
             loop {
                 if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
-                    let ready: Vec<String> = list
-                        .items
-                        .iter()
-                        .filter(|p| p.metadata.deletion_timestamp.is_none())
-                        .filter(|p| {
-                            p.status
-                                .as_ref()
-                                .and_then(|s| s.conditions.as_ref())
-                                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                        })
-                        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
-                        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback()))
-                        .collect();
+                    let ready: Vec<String> = list.items.iter().filter_map(pool_app::ready_loopback_ip).collect();
                     *endpoints.lock().unwrap() = ready;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -117,7 +100,7 @@ async fn main() {
     let mut last_report = Instant::now();
     while Instant::now() < end {
         tick.tick().await;
-        if args.watch_pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+        if args.watch_pid.is_some_and(|p| !pool_app::alive(p)) {
             break;
         }
         if args.report_every > 0 && last_report.elapsed() >= Duration::from_secs(args.report_every) {

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::ListParams;
 
 #[derive(Parser)]
 struct Args {
@@ -46,16 +45,13 @@ struct Running {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let kubeconfig = Kubeconfig::read_from(&args.kubeconfig).expect("kubeconfig");
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
-    let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config).expect("client"), &args.namespace);
+    let pods = pool_app::pods_api(&args.kubeconfig, &args.namespace).await;
     std::fs::create_dir_all(&args.log_dir).expect("log dir");
     let mut running: HashMap<String, Running> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
     loop {
-        if Instant::now() > deadline || args.watch_pid.is_some_and(|p| !alive(p)) {
+        if Instant::now() > deadline || args.watch_pid.is_some_and(|p| !pool_app::alive(p)) {
             break;
         }
         if let Ok(list) = pods.list(&ListParams::default().labels(&args.selector)).await {
@@ -69,10 +65,6 @@ async fn main() {
     for (_, r) in running.drain() {
         stop(r);
     }
-}
-
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn sync(args: &Args, pods: &[Pod], running: &mut HashMap<String, Running>) {
