@@ -291,7 +291,25 @@ impl Machine<'_> {
         self.progress(target);
     }
 
+    /// The target already carries the canary's configuration: a promotion began and its status
+    /// write was lost (a crash). The only consistent end is to finish it.
+    fn finish_begun_promotion(&mut self, target: &TargetView) -> bool {
+        if target.config_hash != self.canary_hash() {
+            return false;
+        }
+        let msg = format!(
+            "the target already carries pool configuration {}: completing the promotion that was under way",
+            target.config_hash
+        );
+        self.enter(Phase::Promoting, EventType::Normal, "Promoting", msg);
+        self.promote(target);
+        true
+    }
+
     fn progress(&mut self, target: &TargetView) {
+        if self.finish_begun_promotion(target) {
+            return;
+        }
         let desired = self.input.desired;
         if self.canary_hash() != desired.hash {
             let reason = format!("the spec changed to pool configuration {}; restarting the rollout", desired.hash);
@@ -502,6 +520,9 @@ impl Machine<'_> {
     }
 
     fn roll_back(&mut self, target: &TargetView) {
+        if self.finish_begun_promotion(target) {
+            return;
+        }
         let total = self.total(target);
         let rollback = self
             .status
