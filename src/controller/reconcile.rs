@@ -28,7 +28,7 @@ use crate::render::{config_hash, observed_connections_per_pod, render_env};
 use crate::rollout::{
     self, Action, AnalysisRun, Desired, EventType, Input, ManualAction, Observed, analysis_due, durations,
 };
-use crate::sizing::{RolloutPlan, default_surge, tier};
+use crate::sizing::{Budget, RolloutPlan, default_surge, tier};
 
 pub async fn reconcile(policy: Arc<RedisPoolPolicy>, ctx: Arc<Context>) -> Result<Requeue> {
     let start = Instant::now();
@@ -104,12 +104,11 @@ async fn reconcile_inner(cached: &RedisPoolPolicy, ctx: &Context) -> Result<Requ
     let mut desired = desired;
     if let Some(Ok(signals)) = &redis
         && spec.redis.as_ref().and_then(|r| r.max_clients).is_none()
-        && let Some(target) = &target
+        && target.is_some()
     {
-        // Re-plan with the server's maxclients.
-        if let Ok((d, _)) = plan_with(policy, &status, target, &desired.environment, signals.max_clients) {
-            desired = d;
-        }
+        // Only the budget depends on the server's maxclients: check the same peak against it.
+        let b = &desired.plan.budget;
+        desired.plan.budget = Budget::check(b.peak_connections, signals.max_clients, b.utilization);
     } else if let Some(Err(e)) = &redis
         && !status.phase.is_active()
         && spec.redis.as_ref().and_then(|r| r.max_clients).is_none()
@@ -311,33 +310,18 @@ fn plan(
 ) -> Result<(Desired, Vec<(String, String)>), String> {
     validate(policy).map_err(|e| format!("invalid spec: {e}"))?;
     let env = environment.ok_or("no environment: set spec.environment or run the operator with --environment")?;
-    let Some(target) = target else {
-        let t = tier(&policy.spec, env).ok_or_else(|| unknown_tier(policy, env))?;
-        let rendered = render_env(&policy.spec, t);
-        let total = t.replicas.unwrap_or(0);
-        let plan = RolloutPlan::new(&policy.spec, t, total, None, default_surge(total), None);
-        return Ok((Desired { environment: env.into(), hash: config_hash(&rendered), plan }, rendered));
-    };
-    plan_with(policy, status, target, env, None)
-}
-
-fn plan_with(
-    policy: &RedisPoolPolicy,
-    status: &RedisPoolPolicyStatus,
-    target: &Deployment,
-    env: &str,
-    max_clients: Option<i64>,
-) -> Result<(Desired, Vec<(String, String)>), String> {
     let t = tier(&policy.spec, env).ok_or_else(|| unknown_tier(policy, env))?;
     let rendered = render_env(&policy.spec, t);
     // During a rollout the target's replicas are ours; the fleet size is what the rollout began with.
-    let total = match (&status.replicas, status.phase.is_active()) {
-        (Some(r), true) => r.total,
-        _ => t.replicas.unwrap_or(target.spec.replicas.unwrap_or(1)),
+    let total = match (target, &status.replicas, status.phase.is_active()) {
+        (None, _, _) => t.replicas.unwrap_or(0),
+        (Some(_), Some(r), true) => r.total,
+        (Some(target), _, _) => t.replicas.unwrap_or(target.spec.replicas.unwrap_or(1)),
     };
-    let current =
-        target_env(policy, target).ok().and_then(|e| observed_connections_per_pod(&policy.spec.env_names, &e));
-    let plan = RolloutPlan::new(&policy.spec, t, total, current, default_surge(total), max_clients);
+    let current = target
+        .and_then(|target| target_env(policy, target).ok())
+        .and_then(|e| observed_connections_per_pod(&policy.spec.env_names, &e));
+    let plan = RolloutPlan::new(&policy.spec, t, total, current, default_surge(total), None);
     Ok((Desired { environment: env.into(), hash: config_hash(&rendered), plan }, rendered))
 }
 

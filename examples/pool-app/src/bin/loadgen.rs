@@ -2,7 +2,6 @@
 //! (round-robin over the endpoints, refreshed every second), at a fixed rate, for a bounded time,
 //! and prints success rate and p50/p95/p99 latency per window and overall.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,14 +11,8 @@ use kube::api::ListParams;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long)]
-    kubeconfig: PathBuf,
-    #[arg(long)]
-    namespace: String,
-    #[arg(long)]
-    selector: String,
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
+    #[command(flatten)]
+    pods: pool_app::PodsArgs,
     #[arg(long, default_value = "/work")]
     path: String,
     /// Requests per second (open loop: a slow pod does not slow the load).
@@ -34,8 +27,6 @@ struct Args {
     /// Seconds between report lines (0: only the final summary).
     #[arg(long, default_value_t = 10)]
     report_every: u64,
-    #[arg(long)]
-    watch_pid: Option<u32>,
 }
 
 #[derive(Default)]
@@ -68,11 +59,11 @@ impl Window {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let pods = pool_app::pods_api(&args.kubeconfig, &args.namespace).await;
+    let pods = args.pods.api().await;
     let endpoints: Arc<Mutex<Vec<String>>> = Arc::default();
     {
         let endpoints = endpoints.clone();
-        let selector = args.selector.clone();
+        let selector = args.pods.selector.clone();
         tokio::spawn(async move {
             loop {
                 if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
@@ -100,7 +91,7 @@ async fn main() {
     let mut last_report = Instant::now();
     while Instant::now() < end {
         tick.tick().await;
-        if args.watch_pid.is_some_and(|p| !pool_app::alive(p)) {
+        if args.pods.orphaned() {
             break;
         }
         if args.report_every > 0 && last_report.elapsed() >= Duration::from_secs(args.report_every) {
@@ -122,7 +113,7 @@ async fn main() {
             continue;
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let url = format!("http://{ip}:{}{}", args.port, args.path);
+        let url = format!("http://{ip}:{}{}", args.pods.port, args.path);
         let (client, window, total, in_flight) = (client.clone(), window.clone(), total.clone(), in_flight.clone());
         tokio::spawn(async move {
             let t0 = Instant::now();

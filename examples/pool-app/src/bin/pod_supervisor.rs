@@ -14,27 +14,17 @@ use kube::api::ListParams;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long)]
-    kubeconfig: PathBuf,
-    #[arg(long)]
-    namespace: String,
-    /// Label selector of the pods to run, e.g. app=auth-api.
-    #[arg(long)]
-    selector: String,
+    #[command(flatten)]
+    pods: pool_app::PodsArgs,
     /// The workload binary.
     #[arg(long)]
     app: PathBuf,
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
     /// Where children log (one file per pod).
     #[arg(long)]
     log_dir: PathBuf,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 900)]
     max_seconds: u64,
-    /// Stop when this process ends.
-    #[arg(long)]
-    watch_pid: Option<u32>,
 }
 
 struct Running {
@@ -45,16 +35,16 @@ struct Running {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let pods = pool_app::pods_api(&args.kubeconfig, &args.namespace).await;
+    let pods = args.pods.api().await;
     std::fs::create_dir_all(&args.log_dir).expect("log dir");
     let mut running: HashMap<String, Running> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
     loop {
-        if Instant::now() > deadline || args.watch_pid.is_some_and(|p| !pool_app::alive(p)) {
+        if Instant::now() > deadline || args.pods.orphaned() {
             break;
         }
-        if let Ok(list) = pods.list(&ListParams::default().labels(&args.selector)).await {
+        if let Ok(list) = pods.list(&ListParams::default().labels(&args.pods.selector)).await {
             sync(&args, &list.items, &mut running);
         }
         tokio::select! {
@@ -108,7 +98,7 @@ fn sync(args: &Args, pods: &[Pod], running: &mut HashMap<String, Running>) {
         let child = Command::new(&args.app)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("LISTEN_ADDR", format!("{ip}:{}", args.port))
+            .env("LISTEN_ADDR", format!("{ip}:{}", args.pods.port))
             .env("POD_NAME", &name)
             .stdout(Stdio::null())
             .stderr(log)
@@ -120,7 +110,7 @@ fn sync(args: &Args, pods: &[Pod], running: &mut HashMap<String, Running>) {
                     .filter(|(k, _)| k == "WORKERS" || k == "REDIS_POOL_MAX_CONNECTIONS")
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>();
-                println!("started {name} on {ip}:{} {}", args.port, pool.join(" "));
+                println!("started {name} on {ip}:{} {}", args.pods.port, pool.join(" "));
                 running.insert(uid, Running { child, name });
             }
             Err(e) => eprintln!("cannot start {}: {e}", args.app.display()),
