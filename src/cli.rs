@@ -77,6 +77,10 @@ pub struct PlanArgs {
     /// Connections per pod the target holds today (default: the new value).
     #[arg(long)]
     pub current_connections_per_pod: Option<i64>,
+    /// A HorizontalPodAutoscaler scales the target up to this many replicas: plan canary pods
+    /// beside its stable and count the budget at maxReplicas.
+    #[arg(long)]
+    pub hpa_max_replicas: Option<i32>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -112,7 +116,20 @@ pub fn main() -> ExitCode {
 fn run_controller(args: RunArgs) -> ExitCode {
     crate::telemetry::init(args.log_format, &args.log_level);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(crate::controller::start(args)) {
+    let options = crate::controller::Options {
+        kubeconfig: args.kubeconfig,
+        settings: crate::controller::Settings {
+            environment: args.environment,
+            namespace: args.namespace,
+            instance: args.instance,
+        },
+        metrics_addr: args.metrics_addr,
+        leader_election: args.leader_election,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        lease_duration: args.lease_duration,
+    };
+    match runtime.block_on(crate::controller::start(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "the operator stopped");
@@ -145,6 +162,7 @@ fn run_plan(args: &PlanArgs) -> ExitCode {
         replicas: args.replicas,
         max_clients: args.max_clients,
         current_connections_per_pod: args.current_connections_per_pod,
+        hpa_max_replicas: args.hpa_max_replicas,
     };
     let (mut invalid, mut over_budget) = (false, false);
     let mut reports = Vec::new();

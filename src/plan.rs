@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::api::RedisPoolPolicy;
-use crate::sizing::{RolloutPlan, default_surge, tier};
+use crate::sizing::{Fleet, RolloutPlan, tier};
 
 #[derive(Clone, Debug, Default)]
 pub struct PlanOptions {
@@ -14,6 +14,8 @@ pub struct PlanOptions {
     pub max_clients: Option<i64>,
     /// Connections per pod the target holds now; the new value when unknown.
     pub current_connections_per_pod: Option<i64>,
+    /// An HPA scales the target up to this many replicas.
+    pub hpa_max_replicas: Option<i32>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -23,7 +25,7 @@ pub struct PlanReport {
     pub target: String,
     #[serde(flatten)]
     pub plan: RolloutPlan,
-    /// Where the replica count came from: `flag`, `tier`, or `assumed` (1).
+    /// Where the replica count came from: `flag`, `tier`, `hpa`, or `assumed` (1).
     pub replicas_source: &'static str,
 }
 
@@ -35,6 +37,8 @@ pub enum PlanError {
     UnknownEnvironment(String, String),
     #[error("--replicas must be >= 0, got {0}")]
     BadReplicas(i32),
+    #[error("--hpa-max-replicas must be >= 1, got {0}")]
+    BadHpaMax(i32),
 }
 
 pub fn plan(policy: &RedisPoolPolicy, opts: &PlanOptions) -> Result<PlanReport, PlanError> {
@@ -43,20 +47,19 @@ pub fn plan(policy: &RedisPoolPolicy, opts: &PlanOptions) -> Result<PlanReport, 
     let env =
         opts.environment.clone().or(spec.environment.clone()).ok_or_else(|| PlanError::NoEnvironment(names.clone()))?;
     let t = tier(spec, &env).ok_or_else(|| PlanError::UnknownEnvironment(env.clone(), names))?;
-    let (replicas, replicas_source) = match (opts.replicas, t.replicas) {
-        (Some(r), _) if r < 0 => return Err(PlanError::BadReplicas(r)),
-        (Some(r), _) => (r, "flag"),
-        (None, Some(r)) => (r, "tier"),
-        (None, None) => (1, "assumed"),
+    let (replicas, replicas_source) = match (opts.hpa_max_replicas, opts.replicas, t.replicas) {
+        (Some(m), _, _) if m < 1 => return Err(PlanError::BadHpaMax(m)),
+        (Some(m), _, _) => (m, "hpa"),
+        (None, Some(r), _) if r < 0 => return Err(PlanError::BadReplicas(r)),
+        (None, Some(r), _) => (r, "flag"),
+        (None, None, Some(r)) => (r, "tier"),
+        (None, None, None) => (1, "assumed"),
     };
-    let plan = RolloutPlan::new(
-        spec,
-        t,
-        replicas,
-        opts.current_connections_per_pod,
-        default_surge(replicas),
-        opts.max_clients,
-    );
+    let fleet = match replicas_source {
+        "hpa" => Fleet::Beside { max_stable: replicas },
+        _ => Fleet::Split { total: replicas, running: replicas },
+    };
+    let plan = RolloutPlan::new(spec, t, fleet, opts.current_connections_per_pod, opts.max_clients);
     let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
     let name = policy.metadata.name.as_deref().unwrap_or("<unnamed>");
     let container = spec.target_ref.container.as_deref().unwrap_or("first container");
@@ -87,6 +90,13 @@ pub fn render_text(r: &PlanReport) -> String {
         },
         p.connections_per_pod * i64::from(p.replicas)
     );
+    if let Fleet::Beside { max_stable } = r.plan.fleet {
+        let _ = writeln!(
+            s,
+            "an HPA scales the target (up to {max_stable} replicas): canary pods run beside the stable, \
+             weight = canary / (stable + canary), at most 50%; the budget counts {max_stable} stable replicas"
+        );
+    }
     let _ = writeln!(
         s,
         "{:<6}{:>8}{:>8}{:>8}{:>8}{:>18}",

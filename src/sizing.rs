@@ -1,32 +1,9 @@
 //! Pool sizing, the canary replica split and the Redis connection budget. Pure.
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::PoolPlan;
 use crate::api::{RedisPoolPolicySpec, Tier};
-
-/// One tier's pool, per worker, per pod and for the fleet.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct PoolPlan {
-    pub tier: String,
-    pub workers: i32,
-    pub connections_per_worker: i32,
-    pub connections_per_pod: i64,
-    pub replicas: i32,
-}
-
-impl PoolPlan {
-    pub fn new(tier: &Tier, replicas: i32) -> Self {
-        Self {
-            tier: tier.name.clone(),
-            workers: tier.workers,
-            connections_per_worker: tier.connections_per_worker,
-            connections_per_pod: i64::from(tier.workers) * i64::from(tier.connections_per_worker),
-            replicas,
-        }
-    }
-}
 
 /// The tier named `environment`, if the policy has it.
 pub fn tier<'a>(spec: &'a RedisPoolPolicySpec, environment: &str) -> Option<&'a Tier> {
@@ -70,6 +47,31 @@ pub fn split(total: i32, weight: i32) -> Split {
     Split { canary, stable, actual_weight: actual_weight(canary, stable) }
 }
 
+/// Canary pods beside a stable that another actor sizes (a HorizontalPodAutoscaler): the
+/// operator never changes the stable, so the weight is `canary / (stable + canary)`.
+///
+/// The rule:
+/// - weight 0 or no stable pods -> no canary;
+/// - weights 1..49 -> the integer closest to `stable * w / (100 - w)`, ties going to the smaller,
+///   clamped to `1..=stable`;
+/// - weights 50..100 -> as many canary pods as stable ones (actual weight 50%): a canary never
+///   outnumbers the stable, and the last step's promotion moves everything.
+pub fn beside(stable: i32, weight: i32) -> Split {
+    let stable = stable.max(0);
+    let canary = if weight <= 0 || stable == 0 {
+        0
+    } else if weight >= 50 {
+        stable
+    } else {
+        // Closest integer, ties down: ceil((2 * stable * w - (100 - w)) / (2 * (100 - w))).
+        let num = 2 * i64::from(stable) * i64::from(weight) - i64::from(100 - weight);
+        let den = 2 * i64::from(100 - weight);
+        let nearest = -((-num).div_euclid(den));
+        nearest.clamp(1, i64::from(stable)) as i32
+    };
+    Split { canary, stable, actual_weight: actual_weight(canary, stable) }
+}
+
 /// Percent of running pods that are canaries, rounded half up.
 pub fn actual_weight(canary: i32, stable: i32) -> i32 {
     let running = i64::from(canary) + i64::from(stable);
@@ -94,13 +96,15 @@ pub struct StepPlan {
 /// The operator scales the canary up before scaling the stable down (availability first), and a
 /// rollback scales the stable back to `total` before removing the canary. So while at step k,
 /// the worst case is a rollback in flight: `total` old pods plus `canary_k` new pods. Entering
-/// the step (`canary_k` new + `stable_{k-1}` old) is never worse, since `stable_{k-1} <= total`.
-pub fn step_plans(total: i32, weights: &[i32], old_per_pod: i64, new_per_pod: i64) -> Vec<StepPlan> {
+/// the step (`canary_k` new + `stable_{k-1}` old) is never worse, since `stable_{k-1} <= total`,
+/// except that the first canary may stand beside the `running` pods the target had before the
+/// rollout resized it.
+pub fn step_plans(total: i32, running: i32, weights: &[i32], old_per_pod: i64, new_per_pod: i64) -> Vec<StepPlan> {
     weights
         .iter()
         .map(|&weight| {
             let s = split(total, weight);
-            let stable_max = i64::from(total.max(s.stable));
+            let stable_max = i64::from(total.max(running).max(s.stable));
             StepPlan {
                 weight,
                 canary_replicas: s.canary,
@@ -110,6 +114,48 @@ pub fn step_plans(total: i32, weights: &[i32], old_per_pod: i64, new_per_pod: i6
             }
         })
         .collect()
+}
+
+/// The peak of each step when canary pods run beside a stable of up to `max_stable` pods (an
+/// HPA's `maxReplicas`): the stable is never scaled by the operator, so the worst case is the
+/// largest stable beside that stable's canary.
+pub fn beside_plans(max_stable: i32, weights: &[i32], old_per_pod: i64, new_per_pod: i64) -> Vec<StepPlan> {
+    weights
+        .iter()
+        .map(|&weight| {
+            let s = beside(max_stable, weight);
+            StepPlan {
+                weight,
+                canary_replicas: s.canary,
+                stable_replicas: s.stable,
+                actual_weight: s.actual_weight,
+                peak_connections: i64::from(s.stable) * old_per_pod + i64::from(s.canary) * new_per_pod,
+            }
+        })
+        .collect()
+}
+
+/// How a rollout sizes its canary.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", tag = "mode")]
+pub enum Fleet {
+    /// The operator moves replicas from the stable to the canary; `total` stays constant.
+    /// `running` is what the target runs before the rollout resizes it (a new generation's tier
+    /// replicas): until the stable is scaled, that many old pods stand beside the first canary.
+    Split { total: i32, running: i32 },
+    /// Another actor (an HPA) sizes the stable, up to `max_stable`; canary pods run beside it.
+    #[serde(rename_all = "camelCase")]
+    Beside { max_stable: i32 },
+}
+
+impl Fleet {
+    /// The replicas a plan counts: the fleet, or the most the stable can have.
+    pub fn replicas(self) -> i32 {
+        match self {
+            Fleet::Split { total, .. } => total,
+            Fleet::Beside { max_stable } => max_stable,
+        }
+    }
 }
 
 /// Peak during promotion: the target rolls out `total` new pods (plus the Deployment's surge
@@ -191,6 +237,7 @@ impl Budget {
 pub struct RolloutPlan {
     #[serde(flatten)]
     pub pool: PoolPlan,
+    pub fleet: Fleet,
     pub steps: Vec<StepPlan>,
     pub promotion_peak_connections: i64,
     pub budget: Budget,
@@ -201,23 +248,28 @@ impl RolloutPlan {
     pub fn new(
         spec: &RedisPoolPolicySpec,
         tier: &Tier,
-        total: i32,
+        fleet: Fleet,
         old_per_pod: Option<i64>,
-        surge: i32,
         max_clients: Option<i64>,
     ) -> Self {
+        let total = fleet.replicas();
+        let surge = default_surge(total);
         let pool = PoolPlan::new(tier, total);
         let new = pool.connections_per_pod;
         let old = old_per_pod.unwrap_or(new);
         let weights: Vec<i32> = spec.rollout.steps.iter().map(|s| s.weight).collect();
-        let steps = step_plans(total, &weights, old, new);
-        let last = weights.last().map(|&w| split(total, w)).unwrap_or(split(total, 100));
+        let last_weight = weights.last().copied().unwrap_or(100);
+        let (steps, last) = match fleet {
+            Fleet::Split { running, .. } => (step_plans(total, running, &weights, old, new), split(total, last_weight)),
+            Fleet::Beside { .. } => (beside_plans(total, &weights, old, new), beside(total, last_weight)),
+        };
         let promotion = promotion_peak(total, &last, surge, old, new);
         let peak = steps.iter().map(|s| s.peak_connections).chain([promotion]).max().unwrap_or(0);
         let utilization = spec.redis.as_ref().map_or(1.0, |r| r.max_clients_utilization);
         let max_clients = max_clients.or(spec.redis.as_ref().and_then(|r| r.max_clients));
         RolloutPlan {
             pool,
+            fleet,
             steps,
             promotion_peak_connections: promotion,
             budget: Budget::check(peak, max_clients, utilization),
@@ -281,10 +333,10 @@ mod tests {
         let tier = Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: Some(10) };
         let plan = PoolPlan::new(&tier, 10);
         assert_eq!(plan.connections_per_pod, 160);
-        let steps = step_plans(10, &[10, 50, 100], 160, 160);
+        let steps = step_plans(10, 10, &[10, 50, 100], 160, 160);
         assert_eq!(steps.iter().map(|s| s.peak_connections).collect::<Vec<_>>(), vec![1760, 2400, 3200]);
         // Old pods with a smaller pool: the rollback worst case holds 10 old + canaries new.
-        let steps = step_plans(10, &[10], 60, 160);
+        let steps = step_plans(10, 10, &[10], 60, 160);
         assert_eq!(steps[0].peak_connections, 10 * 60 + 160);
         assert_eq!(promotion_peak(10, &split(10, 100), 3, 160, 160), 3200);
         assert_eq!(promotion_peak(10, &split(10, 50), 3, 160, 160), 13 * 160 + 5 * 160);
@@ -305,7 +357,65 @@ mod tests {
         assert!(b.ok && b.limit.is_none());
     }
 
+    /// Canary pods beside N stable pods at 10%, 25% and 50%, worked out by hand from the rule.
+    #[test]
+    fn beside_table() {
+        #[rustfmt::skip]
+        let table: [(i32, [i32; 3]); 8] = [
+            (1, [1, 1, 1]), (2, [1, 1, 2]), (4, [1, 1, 4]), (5, [1, 2, 5]),
+            (10, [1, 3, 10]), (12, [1, 4, 12]), (14, [2, 5, 14]), (20, [2, 7, 20]),
+        ];
+        for (n, expected) in table {
+            for (w, want) in [10, 25, 50].into_iter().zip(expected) {
+                let s = beside(n, w);
+                assert_eq!((s.canary, s.stable), (want, n), "N={n} w={w}");
+            }
+        }
+        assert_eq!(beside(10, 100), Split { canary: 10, stable: 10, actual_weight: 50 }, "never outnumbers the stable");
+        assert_eq!(beside(0, 10).canary, 0);
+        assert_eq!(beside(10, 0).canary, 0);
+        // 10 beside 10 at 10%: 10/9 = 1.1 -> 1 canary, actual 1/11 = 9%.
+        assert_eq!(beside(10, 10).actual_weight, 9);
+    }
+
+    #[test]
+    fn an_hpa_plan_counts_max_replicas() {
+        let tier = Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: None };
+        let spec: RedisPoolPolicySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"name": "auth-api"},
+            "tiers": [{"name": "production", "workers": 4, "connectionsPerWorker": 40}],
+            "redis": {"address": "redis:6379", "maxClientsUtilization": 0.8}
+        }))
+        .unwrap();
+        let plan = RolloutPlan::new(&spec, &tier, Fleet::Beside { max_stable: 20 }, Some(60), Some(10_000));
+        let got: Vec<(i32, i32, i64)> =
+            plan.steps.iter().map(|s| (s.canary_replicas, s.stable_replicas, s.peak_connections)).collect();
+        // 10%: 20 x 60 + 2 x 160; 50%: 20 x 60 + 20 x 160; 100%: the same beside-the-stable peak.
+        assert_eq!(got, vec![(2, 20, 1520), (20, 20, 4400), (20, 20, 4400)]);
+        // Promotion: 20 + 5 surge pods at the larger pool, beside the 20 canary pods.
+        assert_eq!(plan.promotion_peak_connections, 25 * 160 + 20 * 160);
+        assert_eq!(plan.budget.peak_connections, 7200);
+        assert_eq!(plan.budget.limit, Some(8000));
+        assert!(plan.budget.ok);
+    }
+
     proptest! {
+        #[test]
+        fn beside_keeps_the_stable_and_stays_close(stable in 0i32..300, weight in 0i32..=100) {
+            let s = beside(stable, weight);
+            prop_assert_eq!(s.stable, stable);
+            prop_assert!(s.canary >= 0 && s.canary <= stable, "the canary never outnumbers the stable");
+            if stable >= 1 && (1..50).contains(&weight) {
+                prop_assert!(s.canary >= 1);
+                let want = f64::from(stable) * f64::from(weight) / f64::from(100 - weight);
+                let err = (f64::from(s.canary) - want).abs();
+                for c in 1..=stable {
+                    prop_assert!(err <= (f64::from(c) - want).abs() + 1e-9, "N={} w={} picked {} but {} is closer", stable, weight, s.canary, c);
+                }
+            }
+            prop_assert!(beside(stable, weight).canary <= beside(stable, (weight + 1).min(100)).canary, "monotonic in weight");
+        }
+
         #[test]
         fn split_conserves_and_stays_close(total in 0i32..500, weight in 0i32..=100) {
             let s = split(total, weight);
@@ -334,7 +444,7 @@ mod tests {
 
         #[test]
         fn peaks_cover_every_pod_that_can_coexist(total in 1i32..100, old in 1i64..500, new in 1i64..500) {
-            for s in step_plans(total, &[10, 50, 100], old, new) {
+            for s in step_plans(total, total, &[10, 50, 100], old, new) {
                 prop_assert!(s.peak_connections >= i64::from(s.canary_replicas) * new + i64::from(s.stable_replicas) * old);
                 prop_assert!(s.peak_connections >= i64::from(total) * old.min(new));
             }

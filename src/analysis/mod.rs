@@ -4,22 +4,14 @@
 //! lies the hold zone (do not advance, do not roll back yet). A signal that is missing, or a rate
 //! computed from too few requests, is `NoData`, which is never a Pass.
 
-pub mod pods;
+pub mod contract;
 pub mod prometheus;
 pub mod redis;
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{AnalysisSpec, OnNoData};
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    Hold,
-    Fail,
-    NoData,
-}
+pub use crate::api::{Gate, GateResult, Verdict};
 
 /// What one analysis interval measured on the canary pods (deltas over the interval).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -34,38 +26,6 @@ pub struct Measurements {
     pub pool_utilization: Option<f64>,
     pub pool_exhaustion_events: Option<i64>,
     pub redis_connection_errors: Option<i64>,
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum Gate {
-    SuccessRate,
-    P95LatencyMs,
-    PoolUtilization,
-    PoolExhaustionEvents,
-    RedisConnectionErrors,
-}
-
-impl Gate {
-    pub fn name(self) -> &'static str {
-        match self {
-            Gate::SuccessRate => "successRate",
-            Gate::P95LatencyMs => "p95LatencyMs",
-            Gate::PoolUtilization => "poolUtilization",
-            Gate::PoolExhaustionEvents => "poolExhaustionEvents",
-            Gate::RedisConnectionErrors => "redisConnectionErrors",
-        }
-    }
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct GateResult {
-    pub gate: Gate,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
-    pub verdict: Verdict,
-    pub message: String,
 }
 
 /// All gates of one analysis and the combined verdict.

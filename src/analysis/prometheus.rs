@@ -1,11 +1,7 @@
-//! The `Prometheus` provider: one instant PromQL query per signal, over the HTTP API.
-
-use std::time::Duration;
+//! PromQL for the `Prometheus` provider: the query templates and the answers. Pure; the HTTP
+//! calls are in `crate::providers::prometheus`.
 
 use serde::Deserialize;
-
-use super::Measurements;
-use crate::api::PrometheusQueries;
 
 /// Values for the query placeholders.
 pub struct Scope<'a> {
@@ -62,49 +58,20 @@ pub fn parse_scalar(body: &str) -> Result<Option<f64>, String> {
     Ok(v.is_finite().then_some(v))
 }
 
-async fn query(
-    client: &reqwest::Client,
-    address: &str,
-    promql: &str,
-    timeout: Duration,
-) -> Result<Option<f64>, String> {
-    let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
-    let resp = client
-        .get(&url)
-        .query(&[("query", promql)])
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let body = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
-    parse_scalar(&body)
-}
-
-/// Measures the canary through Prometheus. Any failing query fails the whole measurement.
-pub async fn measure(
-    client: &reqwest::Client,
-    address: &str,
-    q: &PrometheusQueries,
-    scope: &Scope<'_>,
-) -> Result<Measurements, String> {
-    let t = Duration::from_secs(5);
-    let run = |template: &str| {
-        let promql = render(template, scope);
-        async move { query(client, address, &promql, t).await }
-    };
-    let (requests, failed, p95, util, exhaustion, errors) = futures::try_join!(
-        run(&q.requests),
-        run(&q.failed_requests),
-        run(&q.p95_latency_ms),
-        run(&q.pool_utilization),
-        run(&q.pool_exhaustion_events),
-        run(&q.redis_connection_errors)
-    )?;
+/// The six answers (requests, failed, p95, utilization, exhaustion, errors) as measurements.
+pub fn measurements(
+    requests: Option<f64>,
+    failed: Option<f64>,
+    p95: Option<f64>,
+    util: Option<f64>,
+    exhaustion: Option<f64>,
+    errors: Option<f64>,
+) -> super::Measurements {
     let success_rate = match (requests, failed) {
         (Some(r), f) if r > 0.0 => Some(100.0 * (r - f.unwrap_or(0.0)).max(0.0) / r),
         _ => None,
     };
-    Ok(Measurements {
+    super::Measurements {
         requests: requests.map(|r| r.round() as i64),
         success_rate,
         p95_latency_ms: p95,
@@ -112,12 +79,13 @@ pub async fn measure(
         // An empty vector for a counter means it never moved.
         pool_exhaustion_events: Some(exhaustion.unwrap_or(0.0).round() as i64),
         redis_connection_errors: Some(errors.unwrap_or(0.0).round() as i64),
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::PrometheusQueries;
 
     #[test]
     fn renders_placeholders() {

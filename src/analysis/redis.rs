@@ -1,9 +1,7 @@
-//! The `Redis` provider: the server's own view of its clients, via the `redis` crate.
-//! `CONFIG GET maxclients` sizes the budget; `INFO` gives connected and rejected connections.
+//! The Redis server's own view of its clients, and what counts as a Redis connection error.
+//! Pure; `crate::providers::redis` asks the server.
 
-use std::time::{Duration, Instant};
-
-use redis::IntoConnectionInfo as _;
+use std::time::Duration;
 
 /// What the Redis server says about its connections.
 #[derive(Clone, Debug, PartialEq)]
@@ -13,6 +11,38 @@ pub struct RedisSignals {
     /// Connections refused since the server started (`maxclients` reached).
     pub rejected_connections: i64,
     pub ping: Duration,
+}
+
+/// Why the server could not be asked. Typed, because a decision depends on the kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RedisFault {
+    /// The server refused the operator itself for want of client slots (`maxclients` reached):
+    /// the very failure the `redisConnectionErrors` gate looks for.
+    #[error("{0}")]
+    MaxClients(String),
+    /// Unreachable, refused authentication, no answer in time, or no password to send.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Redis connection errors in one interval: what the canary pods counted, plus the connections
+/// the server rejected since the last probe (whoever was refused). A server the operator cannot
+/// ask leaves the gate without data (never a Pass), unless it refused the operator itself for
+/// want of client slots. Without a previous count of rejections, this probe only sets one.
+pub fn connection_errors(
+    from_pods: Option<i64>,
+    server: Option<&Result<RedisSignals, RedisFault>>,
+    rejected_before: Option<i64>,
+) -> Option<i64> {
+    match server {
+        None => from_pods,
+        Some(Ok(s)) => {
+            let rejected = rejected_before.map_or(0, |b| (s.rejected_connections - b).max(0));
+            from_pods.map(|e| e + rejected)
+        }
+        Some(Err(RedisFault::MaxClients(_))) => Some(from_pods.unwrap_or(0) + 1),
+        Some(Err(RedisFault::Unavailable(_))) => None,
+    }
 }
 
 /// Where and how to connect. The password is held here only, never formatted.
@@ -31,48 +61,6 @@ impl std::fmt::Debug for RedisTarget {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
-}
-
-/// Asks the server, within `timeout`. Errors name the address and the reason, never the password.
-pub async fn probe(target: &RedisTarget, timeout: Duration) -> Result<RedisSignals, String> {
-    match tokio::time::timeout(timeout, probe_inner(target)).await {
-        Ok(r) => r.map_err(|e| redact(&format!("redis {}: {e}", target.address), target)),
-        Err(_) => Err(format!("redis {}: no answer within {timeout:?}", target.address)),
-    }
-}
-
-async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, redis::RedisError> {
-    let (host, port) = target.address.rsplit_once(':').unwrap_or((&target.address, "6379"));
-    let port: u16 = port.parse().unwrap_or(6379);
-    if target.tls {
-        return Err(redis::RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            "TLS to Redis is not supported by this build",
-        )));
-    }
-    let mut settings = redis::RedisConnectionInfo::default();
-    if let Some(p) = &target.password {
-        settings = settings.set_password(p);
-    }
-    let info = redis::ConnectionAddr::Tcp(host.to_string(), port).into_connection_info()?.set_redis_settings(settings);
-    let client = redis::Client::open(info)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let start = Instant::now();
-    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-    let ping = start.elapsed();
-    // Some managed Redis forbid CONFIG; then spec.redis.maxClients must say it.
-    let max_clients =
-        match redis::cmd("CONFIG").arg("GET").arg("maxclients").query_async::<Vec<String>>(&mut conn).await {
-            Ok(pair) => pair.get(1).and_then(|v| v.parse().ok()),
-            Err(_) => None,
-        };
-    let info: String = redis::cmd("INFO").arg("clients").arg("stats").query_async(&mut conn).await?;
-    Ok(RedisSignals {
-        max_clients,
-        connected_clients: info_field(&info, "connected_clients").unwrap_or(0),
-        rejected_connections: info_field(&info, "rejected_connections").unwrap_or(0),
-        ping,
-    })
 }
 
 /// An integer field of `INFO` output (`name:value` lines).
@@ -98,6 +86,39 @@ mod tests {
         assert_eq!(info_field(info, "connected_clients"), Some(12));
         assert_eq!(info_field(info, "rejected_connections"), Some(7));
         assert_eq!(info_field(info, "missing"), None);
+    }
+
+    #[test]
+    fn what_counts_as_a_connection_error() {
+        let signals = |rejected| {
+            Ok(RedisSignals {
+                max_clients: Some(100),
+                connected_clients: 3,
+                rejected_connections: rejected,
+                ping: Duration::ZERO,
+            })
+        };
+        assert_eq!(connection_errors(Some(2), None, None), Some(2), "no server configured: the pods' count");
+        assert_eq!(
+            connection_errors(Some(0), Some(&signals(7)), Some(4)),
+            Some(3),
+            "three rejected since the last probe"
+        );
+        assert_eq!(
+            connection_errors(Some(0), Some(&signals(7)), None),
+            Some(0),
+            "the first probe only sets a baseline"
+        );
+        assert_eq!(
+            connection_errors(Some(0), Some(&signals(2)), Some(4)),
+            Some(0),
+            "a restarted server never goes negative"
+        );
+        let full = Err(RedisFault::MaxClients("max number of clients reached".into()));
+        assert_eq!(connection_errors(Some(0), Some(&full), Some(4)), Some(1), "refusing the operator counts");
+        assert_eq!(connection_errors(None, Some(&full), None), Some(1));
+        let down = Err(RedisFault::Unavailable("connection refused".into()));
+        assert_eq!(connection_errors(Some(0), Some(&down), Some(4)), None, "an unreachable server is no data");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The `redispool.io/v1alpha1` API: `RedisPoolPolicy`.
 
+mod report;
 mod spec;
 mod status;
 pub mod validation;
 
+pub use report::*;
 pub use spec::*;
 pub use status::*;
 

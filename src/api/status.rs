@@ -4,8 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{GateResult, Verdict};
-use crate::sizing::PoolPlan;
+use super::{GateResult, PoolPlan, Verdict};
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -20,6 +19,9 @@ pub enum Phase {
     Promoting,
     /// The last rollout completed: the target runs the new configuration.
     Succeeded,
+    /// The target carries the new configuration but has not rolled it out within
+    /// `progressDeadline`; the canary keeps serving until it does.
+    Degraded,
     /// The stable Deployment is being restored and the canary removed.
     RollingBack,
     /// The last rollout was rolled back; its configuration is not retried until asked.
@@ -28,12 +30,17 @@ pub enum Phase {
     Blocked,
     /// The policy cannot be acted on (missing target, container, invalid spec).
     Invalid,
+    /// Another policy manages the same Deployment (or owns its canary); this one touches nothing.
+    Conflict,
+    /// Another field manager took the pool env vars back after a promotion, again: the operator
+    /// re-rolled once for this generation and now waits for `retry` or a spec change.
+    Overridden,
 }
 
 impl Phase {
     /// A rollout is in flight: a canary may exist and the target's replicas are ours.
     pub fn is_active(self) -> bool {
-        matches!(self, Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack)
+        matches!(self, Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::Degraded | Phase::RollingBack)
     }
 }
 
@@ -64,12 +71,24 @@ pub struct RedisPoolPolicyStatus {
     pub weight: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<ReplicaStatus>,
-    /// When the current step's canary pods were all available (its pause counts from here).
+    /// When the current step's canary pods were first all available: its soak began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<Time>,
-    /// When the rollout last moved forward (started, or began a step).
+    /// The current step's soak clock, which stops while canary pods are missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakStatus>,
+    /// When the rollout began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the rollout last moved forward (started, began a step, or began promoting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progressed_at: Option<Time>,
+    /// When the promotion first wrote the new configuration into the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<Time>,
+    /// Who sets the target's replicas during this rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
     /// Hash of the target's pod template (without the env vars we own) when the rollout began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_template_hash: Option<String>,
@@ -82,11 +101,66 @@ pub struct RedisPoolPolicyStatus {
     /// person asks for `retry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<FailedConfig>,
+    /// The policy generation whose tier `replicas` was last applied to the target: a tier's
+    /// replicas is applied once per generation, never enforced against other writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas_applied_generation: Option<i64>,
+    /// Another field manager took the pool env vars back after a promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<OverrideStatus>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The last few rollouts, newest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+}
+
+/// The soak clock of a step: it runs while the step's canary pods are all available.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SoakStatus {
+    /// Soak time accumulated before `runningSince`.
+    #[serde(default)]
+    pub soaked_seconds: i64,
+    /// The clock runs since then (all canary pods available).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<Time>,
+    /// The clock stopped then: fewer canary pods available than the step asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_since: Option<Time>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalingMode {
+    /// The operator moves replicas from the stable to the canary: stable + canary = total.
+    Split,
+    /// Another actor (a HorizontalPodAutoscaler, or a writer that took the target's replicas
+    /// back mid-rollout) sets the target's replicas; canary pods run beside the stable and the
+    /// operator never writes the target's replicas.
+    Beside,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStatus {
+    pub mode: ScalingMode,
+    /// Who sets the target's replicas in `Beside` mode, e.g. `HorizontalPodAutoscaler auth-api`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideStatus {
+    /// The policy generation in which the overrides were seen.
+    pub generation: i64,
+    /// Automatic re-rollouts after an override in that generation (at most one).
+    pub rerollouts: i32,
+    /// The field managers that wrote the pool env vars, e.g. `argocd-controller`.
+    pub by: String,
+    /// The env vars they wrote.
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -137,6 +211,8 @@ pub enum RollbackKind {
     Aborted,
     /// The spec or the target changed: start again afterwards.
     Restart,
+    /// The policy is being deleted: give the target back, then let the policy go.
+    Release,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -160,6 +236,8 @@ pub enum Outcome {
     Succeeded,
     RolledBack,
     Restarted,
+    /// Another field manager took the target's pool env back during the promotion.
+    Overridden,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -9,9 +9,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use kube::api::ObjectMeta;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+
+use super::MANAGER;
 use crate::api::{RedisPoolPolicy, TRACK_LABEL, canary_name};
-use crate::render::{config_hash, observed_env, template_hash};
-use crate::rollout::{CanaryView, TargetView};
+use crate::render::{config_hash, observed_env, owned_names, template_hash};
+use crate::rollout::{CanaryView, HpaView, TargetView, Writer};
 
 /// The canary Deployment records the target template it was made from.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "redispool.io/template-hash";
@@ -40,9 +43,39 @@ pub fn target_env(policy: &RedisPoolPolicy, deploy: &Deployment) -> Result<Vec<(
     Ok(observed_env(&policy.spec.env_names, c.env.as_deref().unwrap_or_default()))
 }
 
-/// What the state machine needs to know about the target.
-pub fn target_view(policy: &RedisPoolPolicy, deploy: &Deployment) -> Result<TargetView, String> {
-    let env = target_env(policy, deploy)?;
+/// Why the operator must not write the target's pool env: a var it owns is set from a ConfigMap
+/// or Secret. Writing `value` beside another manager's `valueFrom` is refused by the API server.
+fn value_from_problem(policy: &RedisPoolPolicy, c: &Container) -> Option<String> {
+    let owned = owned_names(&policy.spec.env_names);
+    let from: Vec<&str> = c
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.value_from.is_some() && owned.contains(&e.name.as_str()))
+        .map(|e| e.name.as_str())
+        .collect();
+    (!from.is_empty()).then(|| {
+        format!(
+            "env var {} of container {} is set with valueFrom (a ConfigMap, Secret or field reference), but the \
+             operator writes it as a literal value: remove valueFrom from the Deployment, or name another variable \
+             in spec.envNames",
+            from.join(", "),
+            c.name
+        )
+    })
+}
+
+/// What the state machine needs to know about the target. A target whose container is missing
+/// is still observed (its replicas matter to a rollout in flight), but marked unusable.
+pub fn target_view(policy: &RedisPoolPolicy, deploy: &Deployment, hpa: Option<HpaView>) -> TargetView {
+    let (env, unusable, container) = match target_container(policy, deploy) {
+        Ok(c) => (
+            observed_env(&policy.spec.env_names, c.env.as_deref().unwrap_or_default()),
+            value_from_problem(policy, c),
+            Some(c.name.clone()),
+        ),
+        Err(why) => (vec![], Some(why), None),
+    };
     let spec = &deploy.spec;
     let status = deploy.status.clone().unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1);
@@ -51,14 +84,69 @@ pub fn target_view(policy: &RedisPoolPolicy, deploy: &Deployment) -> Result<Targ
         && status.updated_replicas.unwrap_or(0) == replicas
         && status.available_replicas.unwrap_or(0) == replicas
         && status.replicas.unwrap_or(0) == replicas;
-    Ok(TargetView {
+    let env_writers = container.map(|c| env_writers(policy, deploy, &c)).unwrap_or_default();
+    TargetView {
         spec_replicas: replicas,
         available: status.available_replicas.unwrap_or(0),
         rolled_out,
-        config_hash: config_hash(&env),
+        config_hash: if unusable.is_some() { String::new() } else { config_hash(&env) },
+        connections_per_pod: crate::render::observed_connections_per_pod(&policy.spec.env_names, &env),
         template_hash: template_hash(&policy.spec.env_names, &spec.template),
         max_unavailable: max_unavailable(deploy),
+        unusable,
+        replicas_writer: replicas_writer(deploy),
+        env_writers,
+        hpa,
+    }
+}
+
+/// The managedFields entries of other managers, with their field sets.
+fn foreign_fields(deploy: &Deployment) -> impl Iterator<Item = (String, Option<jiff::Timestamp>, &serde_json::Value)> {
+    deploy.metadata.managed_fields.iter().flatten().filter_map(|m| {
+        let manager = m.manager.clone()?;
+        (manager != MANAGER).then_some(())?;
+        Some((manager, m.time.as_ref().map(|t| t.0), &m.fields_v1.as_ref()?.0))
     })
+}
+
+/// The last manager other than the operator that wrote `spec.replicas` (an HPA writes it through
+/// the scale subresource, `kubectl scale` and GitOps tools directly).
+pub fn replicas_writer(deploy: &Deployment) -> Option<Writer> {
+    foreign_fields(deploy)
+        .filter(|(_, _, f)| f.pointer("/f:spec/f:replicas").is_some())
+        .max_by_key(|(_, at, _)| *at)
+        .map(|(manager, at, _)| Writer { manager, at, fields: vec![] })
+}
+
+/// Managers other than the operator that own pool env vars of `container`, with the vars.
+pub fn env_writers(policy: &RedisPoolPolicy, deploy: &Deployment, container: &str) -> Vec<Writer> {
+    let key = |name: &str| format!("k:{}", serde_json::json!({ "name": name }));
+    let owned = owned_names(&policy.spec.env_names);
+    foreign_fields(deploy)
+        .filter_map(|(manager, at, f)| {
+            let env = f
+                .get("f:spec")?
+                .get("f:template")?
+                .get("f:spec")?
+                .get("f:containers")?
+                .get(key(container))?
+                .get("f:env")?;
+            let fields: Vec<String> =
+                owned.iter().filter(|n| env.get(key(n)).is_some()).map(|n| n.to_string()).collect();
+            (!fields.is_empty()).then_some(Writer { manager, at, fields })
+        })
+        .collect()
+}
+
+/// The HPA among `hpas` that scales the Deployment `name`, as the core sees it.
+pub fn hpa_for<'a>(hpas: impl IntoIterator<Item = &'a HorizontalPodAutoscaler>, name: &str) -> Option<HpaView> {
+    hpas.into_iter().find(|h| h.spec.scale_target_ref.kind == "Deployment" && h.spec.scale_target_ref.name == name).map(
+        |h| HpaView {
+            name: h.metadata.name.clone().unwrap_or_default(),
+            min_replicas: h.spec.min_replicas.unwrap_or(1),
+            max_replicas: h.spec.max_replicas,
+        },
+    )
 }
 
 /// The Deployment's own `maxUnavailable`, resolved against its replicas (rounded down, as the
@@ -82,16 +170,39 @@ fn percent(s: &str) -> Option<i32> {
     s.strip_suffix('%')?.trim().parse().ok()
 }
 
-/// What the state machine needs to know about the canary.
-pub fn canary_view(policy: &RedisPoolPolicy, deploy: &Deployment) -> CanaryView {
+/// What the state machine needs to know about the canary. `expected` is the canary the operator
+/// would apply now: a canary whose pod template or selector differs from it (a person edited it)
+/// reports no template, so the core applies it again.
+pub fn canary_view(policy: &RedisPoolPolicy, deploy: &Deployment, expected: Option<&Deployment>) -> CanaryView {
     let env = target_env(policy, deploy).unwrap_or_default();
     let annotations = deploy.metadata.annotations.clone().unwrap_or_default();
+    let as_built =
+        expected.is_some_and(|e| e.spec.template == deploy.spec.template && e.spec.selector == deploy.spec.selector);
+    let owner = deploy.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    let foreign_owner = match owner {
+        Some(o) if Some(&o.uid) == policy.metadata.uid.as_ref() => None,
+        Some(o) => Some(format!("{} {}", o.kind, o.name)),
+        None => Some("no controller (it was not made by the operator)".into()),
+    };
     CanaryView {
         spec_replicas: deploy.spec.replicas.unwrap_or(1),
         available: deploy.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0),
         config_hash: config_hash(&env),
-        template_hash: annotations.get(TEMPLATE_HASH_ANNOTATION).cloned().unwrap_or_default(),
+        template_hash: if as_built {
+            annotations.get(TEMPLATE_HASH_ANNOTATION).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        },
+        foreign_owner,
     }
+}
+
+/// Labels and annotations by which GitOps tools and Helm track what they manage: a canary that
+/// carried them would look like part of the app to Argo CD (and be pruned), or to Helm.
+pub fn is_tracking_key(key: &str) -> bool {
+    const EXACT: [&str; 2] = ["app.kubernetes.io/instance", "app.kubernetes.io/managed-by"];
+    const PREFIXES: [&str; 4] = ["argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.sh/", "meta.helm.sh/"];
+    EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 /// The canary: the target's pod template with the new env in the managed container, the canary
@@ -129,6 +240,7 @@ pub fn build_canary(
 
     let owner = owner_reference(policy);
     let mut labels = target.metadata.labels.clone().unwrap_or_default();
+    labels.retain(|k, _| !is_tracking_key(k));
     labels.insert(TRACK_LABEL.into(), "canary".into());
     labels.insert(POLICY_LABEL.into(), policy.metadata.name.clone().unwrap_or_default());
     let annotations = BTreeMap::from([
@@ -163,17 +275,15 @@ pub fn set_env(c: &mut Container, env: &[(String, String)]) {
     }
 }
 
-/// The server-side-apply patch that writes the owned env vars and the replicas into the target:
-/// only the fields the operator owns.
-pub fn target_promotion_patch(container: &str, env: &[(String, String)], replicas: i32) -> serde_json::Value {
+/// The server-side-apply patch that writes the owned env vars into the target, and nothing else.
+/// Replicas never go through this apply: a field an applier stops sending is removed when nobody
+/// else owns it, so an apply that sometimes carried replicas could one day reset them.
+pub fn target_env_patch(container: &str, env: &[(String, String)]) -> serde_json::Value {
     let env: Vec<serde_json::Value> = env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
     serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "spec": {
-            "replicas": replicas,
-            "template": {"spec": {"containers": [{"name": container, "env": env}]}}
-        }
+        "spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}
     })
 }
 
@@ -248,26 +358,136 @@ mod tests {
         assert_eq!(get("REDIS_POOL_MAX_CONNECTIONS").as_deref(), Some("40"));
         assert_eq!(containers[1].image.as_deref(), Some("auth:7"));
         // The canary's view matches the rendered configuration and the target's template.
-        let view = canary_view(&p, &c);
+        let view = canary_view(&p, &c, Some(&c));
         assert_eq!(view.config_hash, config_hash(&env));
-        assert_eq!(view.template_hash, target_view(&p, &target()).unwrap().template_hash);
+        assert_eq!(view.template_hash, target_view(&p, &target(), None).template_hash);
+        assert_eq!(view.foreign_owner, None, "owned by this policy");
+    }
+
+    #[test]
+    fn a_canary_edited_by_a_person_or_owned_by_another_is_told_apart() {
+        let p = policy();
+        let env = render_env(&p.spec, &p.spec.tiers[2]);
+        let built = build_canary(&p, &target(), &env, 1).unwrap();
+        let mut edited = built.clone();
+        edited.spec.template.spec.as_mut().unwrap().containers[1].image = Some("auth:8".into());
+        assert_eq!(canary_view(&p, &edited, Some(&built)).template_hash, "", "an edit makes the core apply it again");
+        let mut other = p.clone();
+        other.metadata.uid = Some("uid-2".into());
+        let view = canary_view(&other, &built, Some(&built));
+        assert_eq!(view.foreign_owner.as_deref(), Some("RedisPoolPolicy auth-api"));
+        let mut orphan = built.clone();
+        orphan.metadata.owner_references = None;
+        assert!(canary_view(&p, &orphan, Some(&built)).foreign_owner.is_some(), "a canary nobody owns is not ours");
+    }
+
+    #[test]
+    fn the_canary_carries_no_gitops_or_helm_tracking() {
+        let p = policy();
+        let mut t = target();
+        let labels = t.metadata.labels.get_or_insert_with(Default::default);
+        for k in [
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/managed-by",
+            "argocd.argoproj.io/instance",
+            "kustomize.toolkit.fluxcd.io/name",
+            "helm.sh/chart",
+        ] {
+            labels.insert(k.into(), "x".into());
+        }
+        t.metadata.annotations = Some(BTreeMap::from([(
+            "argocd.argoproj.io/tracking-id".to_string(),
+            "app:apps/Deployment:saas/auth-api".to_string(),
+        )]));
+        let c = build_canary(&p, &t, &render_env(&p.spec, &p.spec.tiers[2]), 1).unwrap();
+        let labels = c.metadata.labels.unwrap();
+        assert!(labels.keys().all(|k| !is_tracking_key(k)), "{labels:?}");
+        assert_eq!(labels.get("app").map(String::as_str), Some("auth-api"), "other labels stay");
+        assert!(c.metadata.annotations.unwrap().keys().all(|k| !is_tracking_key(k)));
+        // The pods keep every label: a Service may select on app.kubernetes.io/instance.
+        assert_eq!(c.spec.template.metadata.unwrap().labels.unwrap().get("app").map(String::as_str), Some("auth-api"));
+    }
+
+    fn managed(manager: &str, time: &str, fields: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"manager": manager, "operation": "Apply", "apiVersion": "apps/v1", "time": time,
+                           "fieldsType": "FieldsV1", "fieldsV1": fields})
+    }
+
+    #[test]
+    fn managed_fields_name_the_other_writers() {
+        let p = policy();
+        let mut d = target();
+        let env_fields = serde_json::json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+        "k:{\"name\":\"api\"}": {"f:env": {
+            "k:{\"name\":\"WORKERS\"}": {".": {}, "f:name": {}, "f:value": {}},
+            "k:{\"name\":\"LOG_LEVEL\"}": {".": {}, "f:name": {}, "f:value": {}}
+        }}}}}}});
+        d.metadata.managed_fields = Some(
+            serde_json::from_value(serde_json::json!([
+                managed("argocd-controller", "2026-01-01T00:00:00Z", env_fields),
+                managed(
+                    "kube-controller-manager",
+                    "2026-01-01T00:05:00Z",
+                    serde_json::json!({"f:spec": {"f:replicas": {}}})
+                ),
+                managed(MANAGER, "2026-01-01T00:09:00Z", serde_json::json!({"f:spec": {"f:replicas": {}}})),
+            ]))
+            .unwrap(),
+        );
+        let v = target_view(&p, &d, None);
+        let w = v.replicas_writer.unwrap();
+        assert_eq!(w.manager, "kube-controller-manager", "the operator's own writes are not another writer");
+        assert_eq!(w.at, Some("2026-01-01T00:05:00Z".parse().unwrap()));
+        assert_eq!(v.env_writers.len(), 1);
+        assert_eq!(
+            (v.env_writers[0].manager.as_str(), v.env_writers[0].fields.clone()),
+            ("argocd-controller", vec!["WORKERS".to_string()])
+        );
+    }
+
+    #[test]
+    fn value_from_on_a_pool_var_makes_the_target_unusable() {
+        let p = policy();
+        let mut d = target();
+        let env = d.spec.template.spec.as_mut().unwrap().containers[1].env.as_mut().unwrap();
+        env[1] = serde_json::from_value(serde_json::json!({"name": "WORKERS", "valueFrom": {"configMapKeyRef": {"name": "pool", "key": "workers"}}})).unwrap();
+        let why = target_view(&p, &d, None).unusable.unwrap();
+        assert!(why.contains("WORKERS") && why.contains("valueFrom") && why.contains("spec.envNames"), "{why}");
+    }
+
+    #[test]
+    fn the_hpa_of_a_deployment_is_found_by_its_scale_target() {
+        let hpa = |name: &str, kind: &str, target: &str| -> HorizontalPodAutoscaler {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": target},
+                "maxReplicas": 12}}))
+            .unwrap()
+        };
+        let all = [
+            hpa("other", "Deployment", "web"),
+            hpa("sts", "StatefulSet", "auth-api"),
+            hpa("auth", "Deployment", "auth-api"),
+        ];
+        assert_eq!(hpa_for(&all, "auth-api"), Some(HpaView { name: "auth".into(), min_replicas: 1, max_replicas: 12 }));
+        assert_eq!(hpa_for(&all, "none"), None);
     }
 
     #[test]
     fn target_view_reads_replicas_budget_and_config() {
         let p = policy();
-        let v = target_view(&p, &target()).unwrap();
+        let v = target_view(&p, &target(), None);
         assert_eq!((v.spec_replicas, v.available, v.rolled_out, v.max_unavailable), (10, 10, true, 3));
+        assert_eq!(v.connections_per_pod, Some(60));
         let mut d = target();
         d.metadata.generation = Some(4);
-        assert!(!target_view(&p, &d).unwrap().rolled_out, "a newer generation is not rolled out yet");
+        assert!(!target_view(&p, &d, None).rolled_out, "a newer generation is not rolled out yet");
     }
 
     #[test]
     fn a_missing_container_names_the_ones_there() {
         let mut p = policy();
         p.spec.target_ref.container = Some("web".into());
-        let err = target_view(&p, &target()).unwrap_err();
+        let err = target_view(&p, &target(), None).unusable.unwrap();
         assert!(err.contains("\"web\" not found") && err.contains("sidecar, api"), "{err}");
     }
 

@@ -10,6 +10,11 @@ pub enum Error {
     NoNamespace,
     #[error("cannot build the canary: {0}")]
     Build(String),
+    /// The policy is being deleted and its target is not given back yet (not a failure).
+    #[error("releasing the target: {0}")]
+    Releasing(String),
+    #[error("{0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -27,6 +32,26 @@ impl Error {
             Error::Write { .. } => "write",
             Error::NoNamespace => "no_namespace",
             Error::Build(_) => "build",
+            Error::Releasing(_) => "releasing",
+            Error::Finalizer(e) => match &**e {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+impl Error {
+    /// The error a reconcile step returned, seen through the finalizer helper's wrapper.
+    pub fn inner(&self) -> &Error {
+        match self {
+            Error::Finalizer(e) => match &**e {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.inner(),
+                _ => self,
+            },
+            other => other,
         }
     }
 }

@@ -4,29 +4,35 @@
 //! [`crate::rollout::decide`], acts with server-side apply under one field manager, and records
 //! status and Events. A reconcile that changes nothing writes nothing.
 
+mod act;
 pub mod deployments;
 mod error;
 pub mod metrics;
+mod observe;
 mod reconcile;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 
 pub use error::{Error, Result};
 use metrics::Metrics;
+pub use reconcile::FINALIZER;
 
-use crate::analysis::pods::PoolHealth;
+use crate::analysis::contract::PoolHealth;
 use crate::api::RedisPoolPolicy;
 
 /// The one field manager for every write the operator makes.
@@ -40,6 +46,18 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Identity for Events (the pod name in a cluster).
     pub instance: Option<String>,
+}
+
+/// How to run: what `run` on the command line asks for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub kubeconfig: Option<PathBuf>,
+    pub settings: Settings,
+    pub metrics_addr: std::net::SocketAddr,
+    pub leader_election: bool,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub lease_duration: u64,
 }
 
 /// Counters seen at the previous analysis, so the next one measures only its own interval.
@@ -57,6 +75,14 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Keyed by policy uid.
     pub baselines: Mutex<HashMap<String, Baseline>>,
+    /// When this process began acting: time before it never counts against a deadline.
+    pub awake_since: Timestamp,
+    /// Every policy the controller watches (to tell which one holds a shared target).
+    pub policies: OnceLock<Store<RedisPoolPolicy>>,
+    /// Every HorizontalPodAutoscaler in the watched namespaces.
+    pub hpas: OnceLock<Store<HorizontalPodAutoscaler>>,
+    /// Consecutive failed reconciles per policy, for the error backoff.
+    failures: std::sync::Mutex<HashMap<ObjectRef<RedisPoolPolicy>, u32>>,
 }
 
 impl Context {
@@ -69,55 +95,103 @@ impl Context {
             settings,
             http: reqwest::Client::builder().no_proxy().build().expect("http client"),
             baselines: Mutex::default(),
+            awake_since: Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid timestamp"),
+            policies: OnceLock::new(),
+            hpas: OnceLock::new(),
+            failures: std::sync::Mutex::default(),
         }
+    }
+
+    /// Drops what the process remembers of a policy that is gone.
+    async fn forget(&self, policy: &RedisPoolPolicy) {
+        self.metrics.forget(&policy.namespace().unwrap_or_default(), &policy.name_any());
+        self.baselines.lock().await.remove(&policy.uid().unwrap_or_default());
     }
 }
 
-/// Runs the controller until a shutdown signal. `ready` turns true once the policy cache is
-/// synced.
+fn apis<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Marks the process ready once the API server answers a list of policies in the watched scope
+/// (connectivity and RBAC both work), retrying until it does. A namespaced operator lists its own
+/// namespace: its Role allows nothing wider.
+fn ready_when_listable(
+    client: Client,
+    namespace: Option<String>,
+    ready: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let policies: Api<RedisPoolPolicy> = apis(&client, namespace.as_deref());
+        loop {
+            match policies.list(&kube::api::ListParams::default().limit(1)).await {
+                Ok(_) => {
+                    ready.store(true, Ordering::Relaxed);
+                    tracing::info!("listed policies; ready");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list RedisPoolPolicies yet"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+}
+
+/// Runs the controller until a shutdown signal. `ready` turns true once policies can be listed.
 pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let client = ctx.client.clone();
-    let (policies, deployments): (Api<RedisPoolPolicy>, Api<Deployment>) = match &ctx.settings.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let ns = ctx.settings.namespace.clone();
+    let policies: Api<RedisPoolPolicy> = apis(&client, ns.as_deref());
+    let deployments: Api<Deployment> = apis(&client, ns.as_deref());
+    let hpas: Api<HorizontalPodAutoscaler> = apis(&client, ns.as_deref());
     let config = watcher::Config::default().any_semantic();
-    let policies_probe = policies.clone();
     // Our own status writes wake the policy once more; that reconcile finds nothing to change
     // and writes nothing, because the status is a pure function of what it observes.
     let controller = Controller::new(policies, config.clone());
     let store = controller.store();
-    let mapper_store = store.clone();
-    // A Deployment wakes the policies that target it, and its owner policy if it is a canary.
-    let controller = controller.watches(deployments, config, move |d: Deployment| {
-        let ns = d.namespace().unwrap_or_default();
-        let name = d.name_any();
-        let owner = d.owner_references().iter().find(|o| o.kind == "RedisPoolPolicy").map(|o| o.name.clone());
-        mapper_store
+    let _ = ctx.policies.set(store.clone());
+    // HPAs: a cache the reconciles read, kept by its own watch.
+    let (hpa_store, hpa_writer) = reflector::store();
+    let _ = ctx.hpas.set(hpa_store);
+    let hpa_cache = tokio::spawn(
+        reflector(hpa_writer, watcher(hpas.clone(), config.clone()))
+            .default_backoff()
+            .applied_objects()
+            .for_each(|_| async {}),
+    );
+    let targets_of = move |store: &Store<RedisPoolPolicy>, ns: String, name: String, owner: Option<String>| {
+        store
             .state()
             .into_iter()
             .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
             .filter(|p| p.spec.target_ref.name == name || owner.as_deref() == Some(p.name_any().as_str()))
             .map(|p| ObjectRef::from_obj(&*p))
             .collect::<Vec<_>>()
-    });
-    // Ready once the API server answers a list of policies: connectivity and RBAC both work.
-    let readiness = {
-        let policies = policies_probe;
-        tokio::spawn(async move {
-            loop {
-                match policies.list(&kube::api::ListParams::default().limit(1)).await {
-                    Ok(_) => {
-                        ready.store(true, Ordering::Relaxed);
-                        tracing::info!("listed policies; ready");
-                        return;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot list RedisPoolPolicies yet"),
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        })
     };
+    let deployment_store = store.clone();
+    let hpa_policies = store.clone();
+    // A Deployment wakes the policies that target it, and its owner policy if it is a canary;
+    // an HPA wakes the policies of the Deployment it scales.
+    let controller = controller
+        .watches(deployments, config.clone(), move |d: Deployment| {
+            let owner = d.owner_references().iter().find(|o| o.kind == "RedisPoolPolicy").map(|o| o.name.clone());
+            targets_of(&deployment_store, d.namespace().unwrap_or_default(), d.name_any(), owner)
+        })
+        .watches(hpas, config, move |h: HorizontalPodAutoscaler| {
+            let target = h.spec.scale_target_ref.name.clone();
+            targets_of(&hpa_policies, h.namespace().unwrap_or_default(), target, None)
+        });
+    let readiness = ready_when_listable(client, ns, ready);
     controller
         .shutdown_on_signal()
         .run(reconcile::reconcile, error_policy, ctx)
@@ -128,11 +202,12 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         })
         .await;
     readiness.abort();
+    hpa_cache.abort();
 }
 
 /// Connects, serves probes and metrics, and runs the controller until a signal.
-pub async fn start(args: crate::cli::RunArgs) -> std::result::Result<(), String> {
-    let config = match &args.kubeconfig {
+pub async fn start(options: Options) -> std::result::Result<(), String> {
+    let config = match &options.kubeconfig {
         Some(path) => {
             let kubeconfig =
                 kube::config::Kubeconfig::read_from(path).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
@@ -143,28 +218,23 @@ pub async fn start(args: crate::cli::RunArgs) -> std::result::Result<(), String>
         None => kube::Config::infer().await.map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
     };
     let client = Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))?;
-    let settings = Settings {
-        environment: args.environment.clone(),
-        namespace: args.namespace.clone(),
-        instance: args.instance.clone(),
-    };
+    let settings = options.settings.clone();
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), ready.clone()));
+    let server = tokio::spawn(metrics::serve(options.metrics_addr, metrics.clone(), ready.clone()));
     tracing::info!(environment = ?settings.environment, namespace = ?settings.namespace, "starting redis-pool-operator");
-    let ctx = Arc::new(Context::new(client.clone(), settings, metrics));
     let work = async {
-        if args.leader_election {
-            lead(client, &args, ctx, ready).await
+        if options.leader_election {
+            lead(client, &options, metrics, ready).await
         } else {
-            run(ctx, ready).await;
+            run(Arc::new(Context::new(client, settings, metrics)), ready).await;
             Ok(())
         }
     };
     tokio::select! {
         r = work => r,
         r = server => match r {
-            Ok(Err(e)) => Err(format!("metrics server on {}: {e}", args.metrics_addr)),
+            Ok(Err(e)) => Err(format!("metrics server on {}: {e}", options.metrics_addr)),
             _ => Err("metrics server stopped".into()),
         },
     }
@@ -174,11 +244,11 @@ pub async fn start(args: crate::cli::RunArgs) -> std::result::Result<(), String>
 /// process: a former leader must stop writing at once, and a restart makes it a clean standby.
 async fn lead(
     client: Client,
-    args: &crate::cli::RunArgs,
-    ctx: Arc<Context>,
+    args: &Options,
+    metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) -> std::result::Result<(), String> {
-    let identity = args.instance.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let identity = args.settings.instance.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let duration = args.lease_duration.max(2);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
         .with_namespace(&args.lease_namespace)
@@ -189,21 +259,16 @@ async fn lead(
         .await
         .map_err(|e| format!("leader election Lease {}/{}: {e}", args.lease_namespace, args.lease_name))?;
     let (mut leading, task) = manager.watch().await;
-    // A standby is ready: it serves probes and waits.
-    {
-        let policies: Api<RedisPoolPolicy> = Api::all(client);
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            if policies.list(&kube::api::ListParams::default().limit(1)).await.is_ok() {
-                ready.store(true, Ordering::Relaxed);
-            }
-        });
-    }
+    // A standby is ready once it can list policies in its scope: it serves probes and waits.
+    let standby = ready_when_listable(client.clone(), args.settings.namespace.clone(), ready.clone());
     tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
     while !*leading.borrow_and_update() {
         leading.changed().await.map_err(|_| "the leader election task stopped".to_string())?;
     }
     tracing::info!(%identity, "leading");
+    standby.abort();
+    // Deadlines count from when this leader began: a hand-over gap is no one's time.
+    let ctx = Arc::new(Context::new(client, args.settings.clone(), metrics));
     let lost = async {
         loop {
             if leading.changed().await.is_err() || !*leading.borrow_and_update() {
@@ -226,9 +291,29 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "redis-pool-operator".into())
 }
 
+/// Retries a failed reconcile with a per-policy exponential backoff (1 s doubling to 5 min); a
+/// write conflict or a release in progress retries at once.
 fn error_policy(policy: Arc<RedisPoolPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(policy = %policy.name_any(), namespace = ?policy.namespace(), %error, "reconcile failed; retrying");
     ctx.metrics.errors.get_or_create(&metrics::ErrorLabels { error: error.metric_label().into() }).inc();
     ctx.metrics.reconciles.get_or_create(&metrics::ResultLabels { result: "error".into() }).inc();
-    Action::requeue(Duration::from_secs(if error.metric_label() == "conflict" { 1 } else { 5 }))
+    if let Error::Releasing(why) = error.inner() {
+        tracing::info!(policy = %policy.name_any(), namespace = ?policy.namespace(), %why, "releasing the target");
+        return Action::requeue(Duration::from_secs(1));
+    }
+    tracing::warn!(policy = %policy.name_any(), namespace = ?policy.namespace(), %error, "reconcile failed; retrying");
+    if error.metric_label() == "conflict" {
+        return Action::requeue(Duration::from_secs(1));
+    }
+    let failures = {
+        let mut f = ctx.failures.lock().expect("not poisoned");
+        let n = f.entry(ObjectRef::from_obj(&*policy)).or_default();
+        *n = n.saturating_add(1);
+        *n
+    };
+    Action::requeue(Duration::from_secs(1u64 << failures.min(9).saturating_sub(1)).min(Duration::from_secs(300)))
+}
+
+/// A reconcile succeeded: the next failure starts the backoff over.
+fn reset_backoff(ctx: &Context, policy: &RedisPoolPolicy) {
+    ctx.failures.lock().expect("not poisoned").remove(&ObjectRef::from_obj(policy));
 }

@@ -1,26 +1,47 @@
 //! `decide`: one step of the rollout state machine.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::set_conditions;
 use super::{Action, CanaryView, Decision, EventType, Input, ManualAction, TargetView, durations, step_pause};
 use crate::analysis::Verdict;
 use crate::api::{
-    AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, Phase, RedisPoolPolicyStatus,
-    ReplicaStatus, RollbackKind, RollbackStatus,
+    AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus, Phase,
+    RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode, ScalingStatus, SoakStatus,
 };
-use crate::sizing::{actual_weight, split};
+use crate::sizing::{Budget, Split, actual_weight, beside, split};
 
 /// Decides the next status and the actions that lead to it.
 pub fn decide(input: &Input) -> Decision {
-    let mut m =
-        Machine { input, status: input.status.clone(), actions: Vec::new(), consumed: false, analysis_used: false };
+    let mut m = Machine {
+        input,
+        status: input.status.clone(),
+        actions: Vec::new(),
+        consumed: false,
+        released: false,
+        analysis_used: false,
+        budget: effective_budget(input),
+        handed_over: None,
+    };
     m.status.observed_generation = Some(input.generation);
     m.status.environment = Some(input.desired.environment.clone());
     m.run();
-    set_conditions(&mut m.status, input);
-    Decision { status: m.status, actions: m.actions, action_consumed: m.consumed }
+    set_conditions(&mut m.status, input, &m.budget);
+    Decision { status: m.status, actions: m.actions, action_consumed: m.consumed, released: m.released }
+}
+
+/// The plan's budget, checked against the `maxclients` the server reports now (unless the spec
+/// gives one). A server that cannot be asked blocks a rollout from starting (never on faith), but
+/// does not stop one in flight: the gates see the outage instead.
+pub fn effective_budget(input: &Input) -> Budget {
+    let b = &input.desired.plan.budget;
+    let pinned = input.spec.redis.as_ref().is_some_and(|r| r.max_clients.is_some());
+    match &input.observed.redis {
+        Some(Ok(signals)) if !pinned => Budget::check(b.peak_connections, signals.max_clients, b.utilization),
+        Some(Err(e)) if !pinned && !input.status.phase.is_active() => b.clone().unknown(e.to_string()),
+        _ => b.clone(),
+    }
 }
 
 struct Machine<'a> {
@@ -28,31 +49,52 @@ struct Machine<'a> {
     status: RedisPoolPolicyStatus,
     actions: Vec<Action>,
     consumed: bool,
+    released: bool,
     /// The input's analysis was recorded; a later step in the same decision must not reuse it.
     analysis_used: bool,
+    budget: Budget,
+    /// A restarting rollout whose replicas were handed over keeps them handed over.
+    handed_over: Option<ScalingStatus>,
 }
 
 impl Machine<'_> {
     fn run(&mut self) {
+        if self.input.deleting {
+            return self.release();
+        }
         if self.input.spec.suspend {
             // Frozen: no writes, and a pending manual action waits for resume.
             self.status.message = Some("suspended: spec.suspend is true; nothing is changed until it is false".into());
             return;
         }
+        if let Err(holder) = &self.input.observed.holder {
+            return self.conflict(holder.clone());
+        }
         let target = match &self.input.observed.target {
             Ok(t) => t.clone(),
             Err(why) => return self.invalid(why.clone()),
         };
+        if let Some(owner) = self.canary().and_then(|c| c.foreign_owner.clone()) {
+            let msg = format!(
+                "Deployment {} exists but belongs to {owner}, not to this policy; it is never touched: rename or delete it",
+                crate::api::canary_name(&self.input.spec.target_ref.name)
+            );
+            return self.conflict(msg);
+        }
         if let Some(action) = self.input.action {
             self.consumed = true;
             self.manual(action);
         }
         match self.status.phase {
-            Phase::Idle | Phase::Succeeded | Phase::RolledBack | Phase::Blocked | Phase::Invalid => {
-                self.maybe_start(&target)
-            }
+            Phase::Idle
+            | Phase::Succeeded
+            | Phase::RolledBack
+            | Phase::Blocked
+            | Phase::Invalid
+            | Phase::Conflict
+            | Phase::Overridden => self.maybe_start(&target),
             Phase::Progressing | Phase::Paused => self.progress(&target),
-            Phase::Promoting => self.promote(&target),
+            Phase::Promoting | Phase::Degraded => self.promote(&target),
             Phase::RollingBack => self.roll_back(&target),
         }
     }
@@ -76,17 +118,54 @@ impl Machine<'_> {
         self.status.message = Some(message);
     }
 
+    /// Our canary, if there is one (a foreign one never reaches the phases).
     fn canary(&self) -> Option<&CanaryView> {
         self.input.observed.canary.as_ref()
     }
 
+    fn delete_canary_if_any(&mut self) {
+        if self.canary().is_some_and(|c| c.foreign_owner.is_none()) {
+            self.actions.push(Action::DeleteCanary);
+        }
+    }
+
+    /// Time a condition has held since `since`, not counting time before this operator woke.
+    fn held_for(&self, since: Timestamp) -> SignedDuration {
+        self.now().duration_since(since.max(self.input.awake_since))
+    }
+
+    fn deadline(&self) -> SignedDuration {
+        durations(self.input.spec).progress_deadline
+    }
+
+    fn deadline_label(&self) -> &str {
+        &self.input.spec.rollout.analysis.progress_deadline
+    }
+
+    fn mode(&self) -> ScalingMode {
+        self.status.scaling.as_ref().map_or(ScalingMode::Split, |s| s.mode)
+    }
+
+    /// The fleet a split rollout keeps (its size when it began).
     fn total(&self, target: &TargetView) -> i32 {
         self.status.replicas.as_ref().map_or(target.spec_replicas, |r| r.total)
     }
 
-    fn set_split(&mut self, total: i32, weight: i32) -> crate::sizing::Split {
-        let s = split(total, weight);
+    /// The canary and stable replicas of `weight` now.
+    fn split_for(&self, target: &TargetView, weight: i32) -> Split {
+        match self.mode() {
+            ScalingMode::Split => split(self.total(target), weight),
+            ScalingMode::Beside => beside(target.spec_replicas, weight),
+        }
+    }
+
+    fn record_split(&mut self, target: &TargetView, weight: i32) -> Split {
+        let s = self.split_for(target, weight);
         self.status.weight = Some(weight);
+        let total = match self.mode() {
+            ScalingMode::Split => self.total(target),
+            ScalingMode::Beside => s.stable + s.canary,
+        };
         self.status.replicas = Some(replica_status(total, s.stable, s.canary));
         s
     }
@@ -110,7 +189,11 @@ impl Machine<'_> {
         s.step = None;
         s.weight = None;
         s.step_started_at = None;
+        s.soak = None;
+        s.started_at = None;
         s.progressed_at = None;
+        s.promoted_at = None;
+        s.scaling = None;
         s.target_template_hash = None;
         s.rollback = None;
     }
@@ -127,24 +210,91 @@ impl Machine<'_> {
 
     fn start_rollback(&mut self, kind: RollbackKind, reason: String) {
         let (event_type, event_reason) = match kind {
-            RollbackKind::Restart => (EventType::Normal, "RolloutRestarting"),
+            RollbackKind::Restart | RollbackKind::Release => (EventType::Normal, "RolloutRestarting"),
             _ => (EventType::Warning, "RollingBack"),
         };
+        let event_reason = if kind == RollbackKind::Release { "Releasing" } else { event_reason };
         self.status.rollback = Some(RollbackStatus { kind, reason: reason.clone() });
         self.enter(Phase::RollingBack, event_type, event_reason, format!("rolling back: {reason}"));
     }
 
+    fn fail(&mut self, target: &TargetView, reason: String) {
+        self.start_rollback(RollbackKind::Failed, reason);
+        self.roll_back(target);
+    }
+
+    fn restart(&mut self, target: &TargetView, reason: String) {
+        self.start_rollback(RollbackKind::Restart, reason);
+        self.roll_back(target);
+    }
+
     // ---- phases --------------------------------------------------------------------------
 
-    fn invalid(&mut self, why: String) {
-        if self.status.phase.is_active() && self.canary().is_some() {
-            // The target is gone or unusable: a canary of it serves no purpose.
-            self.actions.push(Action::DeleteCanary);
+    /// Another policy holds the target (or owns the canary): touch nothing, say who. A rollout
+    /// of ours in flight is undone first (the stable restored, our canary removed).
+    fn conflict(&mut self, why: String) {
+        if let Ok(target) = self.input.observed.target.clone()
+            && self.status.phase.is_active()
+        {
+            if self.status.rollback.as_ref().is_none_or(|r| r.kind != RollbackKind::Release) {
+                self.start_rollback(RollbackKind::Release, why.clone());
+            }
+            self.roll_back(&target);
+            if !self.status.phase.is_active() {
+                // A promotion that was writing the target completed instead.
+                self.enter(Phase::Conflict, EventType::Warning, "Conflict", why);
+            }
+            return;
+        }
+        match self.input.observed.target.clone() {
+            Ok(target) if !self.remove_leftover_canary(&target) => return,
+            Ok(_) => {}
+            Err(_) => self.delete_canary_if_any(),
         }
         if self.status.phase.is_active() {
             self.clear_rollout();
         }
+        if self.input.action.is_some() {
+            self.consumed = true;
+            self.event(EventType::Warning, "ManualActionIgnored", format!("action ignored: {why}"));
+        }
+        self.enter(Phase::Conflict, EventType::Warning, "Conflict", why);
+    }
+
+    /// The target Deployment is missing, or the spec cannot be planned.
+    fn invalid(&mut self, why: String) {
+        // Nothing is left to give capacity back to; a canary of it serves no purpose.
+        self.delete_canary_if_any();
+        if self.status.phase.is_active() {
+            self.clear_rollout();
+        }
         self.enter(Phase::Invalid, EventType::Warning, "InvalidTarget", why);
+    }
+
+    /// The policy is being deleted: finish a promotion that is writing the target, undo any
+    /// other rollout (the stable first), then let the finalizer go.
+    fn release(&mut self) {
+        let target = match &self.input.observed.target {
+            Ok(t) => t.clone(),
+            Err(_) => {
+                self.delete_canary_if_any();
+                self.released = true;
+                return;
+            }
+        };
+        match self.status.phase {
+            Phase::Promoting | Phase::Degraded => {
+                self.promote(&target);
+                self.released = self.status.phase == Phase::Succeeded;
+            }
+            Phase::Progressing | Phase::Paused => {
+                self.start_rollback(RollbackKind::Release, "the policy is being deleted".into());
+                self.roll_back(&target);
+            }
+            Phase::RollingBack => self.roll_back(&target),
+            // A canary left over without a rollout (a lost status): the stable first.
+            _ => self.released = self.remove_leftover_canary(&target),
+        }
     }
 
     fn manual(&mut self, action: ManualAction) {
@@ -177,26 +327,29 @@ impl Machine<'_> {
             Abort if matches!(phase, Phase::Progressing | Phase::Paused) => {
                 self.start_rollback(RollbackKind::Aborted, "aborted by a person".into())
             }
-            Abort if phase == Phase::Promoting => self.event(
+            Abort if matches!(phase, Phase::Promoting | Phase::Degraded) => self.event(
                 EventType::Warning,
                 "ManualActionIgnored",
                 "abort ignored: the promotion is already writing the target; it will complete".into(),
             ),
-            Retry if self.status.failed.is_some() => {
+            Retry if self.status.failed.is_some() || phase == Phase::Overridden => {
                 self.status.failed = None;
-                if phase == Phase::RolledBack {
+                if let Some(o) = &mut self.status.overridden {
+                    o.rerollouts = 0;
+                }
+                if matches!(phase, Phase::RolledBack | Phase::Overridden) {
                     self.status.phase = Phase::Idle;
                 }
                 self.event(
                     EventType::Normal,
                     "Retry",
-                    "retry asked by a person: the rolled-back configuration may roll out again".into(),
+                    "retry asked by a person: the configuration may roll out again".into(),
                 );
             }
             Retry => self.event(
                 EventType::Warning,
                 "ManualActionIgnored",
-                "retry ignored: no rolled-back configuration to retry".into(),
+                "retry ignored: no rolled-back or overridden configuration to retry".into(),
             ),
             other => {
                 let what = format!("{other:?}").to_lowercase();
@@ -207,62 +360,162 @@ impl Machine<'_> {
 
     fn maybe_start(&mut self, target: &TargetView) {
         let desired = self.input.desired;
-        let total = desired.plan.pool.replicas;
+        let generation = self.input.generation;
         self.clear_rollout();
-        let up_to_date = desired.hash == target.config_hash;
-        let not_retried = self
-            .status
-            .failed
-            .as_ref()
-            .is_some_and(|f| f.hash == desired.hash && f.generation >= self.input.generation);
-        let starting = !up_to_date && !not_retried && desired.plan.budget.ok;
-        if self.canary().is_some() && !starting {
-            // A canary outside a rollout is left over (its status was lost): restore the
-            // target's capacity first, then remove it.
-            if target.spec_replicas < total {
-                self.actions.push(Action::ScaleTarget { replicas: total });
-                self.status.message =
-                    Some(format!("restoring the target to {total} replicas before removing a leftover canary"));
-                return;
-            }
-            self.actions.push(Action::DeleteCanary);
+        let up_to_date = desired.hash == target.config_hash && target.unusable.is_none();
+        let not_retried =
+            self.status.failed.as_ref().is_some_and(|f| f.hash == desired.hash && f.generation >= generation);
+        let overridden_here = self.status.overridden.clone().filter(|o| o.generation == generation);
+        let waiting_on_override = self.status.phase == Phase::Overridden && overridden_here.is_some();
+        let starting = !up_to_date
+            && target.unusable.is_none()
+            && !not_retried
+            && !waiting_on_override
+            && self.budget.ok
+            && !self.taken_back_again(target);
+        if !starting && !self.remove_leftover_canary(target) {
+            return;
+        }
+        if let Some(why) = &target.unusable {
+            return self.enter(Phase::Invalid, EventType::Warning, "InvalidTarget", why.clone());
         }
         if up_to_date {
-            self.status.stable = Some(ConfigRef { hash: desired.hash.clone(), plan: Some(desired.plan.pool.clone()) });
-            self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
-            if self.status.phase != Phase::Succeeded {
-                self.enter(
-                    Phase::Idle,
-                    EventType::Normal,
-                    "UpToDate",
-                    format!("the target runs pool configuration {}", desired.hash),
-                );
-            }
-            if target.spec_replicas != total && desired.plan.budget.ok {
-                // Only the replica count differs: no canary needed for a size change.
-                self.actions.push(Action::ScaleTarget { replicas: total });
-                self.status.replicas = Some(replica_status(total, total, 0));
-            }
-            return;
+            return self.up_to_date(target);
         }
         if not_retried && let Some(f) = &self.status.failed {
             self.status.phase = Phase::RolledBack;
             self.status.message = Some(rolled_back_message(f));
             return;
         }
-        if !desired.plan.budget.ok {
-            let msg = format!("blocked: {}", desired.plan.budget.explain());
+        if waiting_on_override {
+            self.status.message = Some(overridden_message(self.status.overridden.as_ref().expect("checked")));
+            return;
+        }
+        if !self.budget.ok {
+            let msg = format!("blocked: {}", self.budget.explain());
             return self.enter(Phase::Blocked, EventType::Warning, "BudgetExceeded", msg);
         }
-        // Start a rollout (adopting a canary of the same configuration, if one was left).
+        if self.taken_back(target) {
+            // We promoted exactly this configuration and another writer put something else back.
+            let writers = env_writers(target);
+            let fields = target.env_writers.iter().flat_map(|w| w.fields.clone()).collect::<Vec<_>>();
+            let prev = overridden_here.as_ref().map_or(0, |o| o.rerollouts);
+            let record = OverrideStatus { generation, rerollouts: prev, by: writers.clone(), fields };
+            if prev >= 1 {
+                self.status.overridden = Some(record);
+                let msg = overridden_message(self.status.overridden.as_ref().expect("just set"));
+                return self.enter(Phase::Overridden, EventType::Warning, "EnvOverridden", msg);
+            }
+            self.status.overridden = Some(OverrideStatus { rerollouts: 1, ..record });
+            let msg = format!(
+                "{writers} rewrote the pool env vars{} after the promotion; rolling pool configuration {} out again, \
+                 once for this generation (hand these fields to redis-pool-operator in your GitOps tool: see the README)",
+                fields_label(self.status.overridden.as_ref().map_or(&[][..], |o| &o.fields)),
+                desired.hash
+            );
+            self.event(EventType::Warning, "EnvOverridden", msg);
+        }
+        self.start(target);
+    }
+
+    /// A canary outside a rollout is left over (its status was lost): restore the target's
+    /// capacity first (unless an HPA sizes it), then remove it. False while restoring.
+    fn remove_leftover_canary(&mut self, target: &TargetView) -> bool {
+        if self.canary().is_none_or(|c| c.foreign_owner.is_some()) {
+            return true;
+        }
+        // Without a status, the fleet is the plan's, or the tier's if it names one.
+        let desired = self.input.desired;
+        let total = desired.plan.pool.replicas.max(desired.tier_replicas.unwrap_or(0));
+        if target.hpa.is_none() && target.spec_replicas < total {
+            self.actions.push(Action::ScaleTarget { replicas: total });
+            self.status.message =
+                Some(format!("restoring the target to {total} replicas before removing a leftover canary"));
+            return false;
+        }
+        self.actions.push(Action::DeleteCanary);
+        true
+    }
+
+    /// The target runs the desired configuration: apply the tier's replicas once per spec
+    /// generation (never against an HPA), and rest.
+    fn up_to_date(&mut self, target: &TargetView) {
+        let desired = self.input.desired;
+        let generation = self.input.generation;
+        self.status.stable = Some(stable_ref(&desired.hash, Some(&desired.plan.pool), target));
+        self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
+        if self.status.phase != Phase::Succeeded {
+            self.enter(
+                Phase::Idle,
+                EventType::Normal,
+                "UpToDate",
+                format!("the target runs pool configuration {}", desired.hash),
+            );
+        }
+        let tier_replicas = self.input.desired.tier_replicas;
+        if self.status.replicas_applied_generation != Some(generation) && self.budget.ok {
+            if let Some(r) = tier_replicas
+                && target.hpa.is_none()
+                && target.spec_replicas != r
+            {
+                self.actions.push(Action::ScaleTarget { replicas: r });
+                self.status.replicas = Some(replica_status(r, r, 0));
+                self.event(
+                    EventType::Normal,
+                    "Scaled",
+                    format!("applied the tier's replicas: {r} (once for policy generation {generation})"),
+                );
+            }
+            self.status.replicas_applied_generation = Some(generation);
+        }
+    }
+
+    /// We promoted the desired configuration, and the target carries another one now.
+    fn taken_back(&self, target: &TargetView) -> bool {
+        self.status.stable.as_ref().is_some_and(|s| s.hash == self.input.desired.hash)
+            && target.config_hash != self.input.desired.hash
+    }
+
+    /// Taken back again after this generation's one automatic re-rollout.
+    fn taken_back_again(&self, target: &TargetView) -> bool {
+        self.taken_back(target)
+            && self
+                .status
+                .overridden
+                .as_ref()
+                .is_some_and(|o| o.generation == self.input.generation && o.rerollouts >= 1)
+    }
+
+    fn start(&mut self, target: &TargetView) {
+        let desired = self.input.desired;
+        let now = Time(self.now());
         let old_hash = target.config_hash.clone();
         let s = &mut self.status;
         s.failed = None;
         s.stable = Some(ConfigRef { hash: old_hash, plan: s.stable.as_ref().and_then(|c| c.plan.clone()) });
         s.canary = Some(ConfigRef { hash: desired.hash.clone(), plan: Some(desired.plan.pool.clone()) });
         s.target_template_hash = Some(target.template_hash.clone());
-        s.progressed_at = Some(Time(self.input.now));
+        s.started_at = Some(now.clone());
+        s.progressed_at = Some(now);
         s.analysis = None;
+        let handed_over = self.handed_over.take();
+        let s = &mut self.status;
+        s.scaling = Some(match (&target.hpa, handed_over) {
+            (Some(h), _) => {
+                ScalingStatus { mode: ScalingMode::Beside, by: Some(format!("HorizontalPodAutoscaler {}", h.name)) }
+            }
+            (None, Some(kept)) => kept,
+            (None, None) => ScalingStatus { mode: ScalingMode::Split, by: None },
+        });
+        // A split rollout applies the tier's replicas as part of the rollout (once per generation);
+        // beside an HPA there is nothing to apply. Either way this generation has had its say.
+        let total = match self.mode() {
+            ScalingMode::Split => {
+                super::rollout_total(desired.tier_replicas, target, &self.status, self.input.generation)
+            }
+            ScalingMode::Beside => target.spec_replicas,
+        };
+        self.status.replicas_applied_generation = Some(self.input.generation);
         let p = &desired.plan.pool;
         if total == 0 {
             // No pods, no risk to measure: write the configuration straight away.
@@ -272,17 +525,25 @@ impl Machine<'_> {
             return self.promote(target);
         }
         self.status.step = Some(0);
+        self.status.replicas = Some(replica_status(total, total, 0));
         let weight = self.weight_of(0);
-        // The fleet size this rollout keeps; progress() reads it back.
-        self.set_split(total, weight);
+        let s = self.record_split(target, weight);
+        let how = match &self.status.scaling {
+            Some(ScalingStatus { mode: ScalingMode::Beside, by }) => format!(
+                "{} sizes the stable, so {} canary pod(s) run beside its {} replicas",
+                by.as_deref().unwrap_or("another actor"),
+                s.canary,
+                s.stable
+            ),
+            _ => format!("to {total} replicas"),
+        };
         let msg = format!(
-            "rolling out pool configuration {} (tier {}: {} workers x {} connections = {} per pod) to {} replicas: step 1/{} at {}%",
+            "rolling out pool configuration {} (tier {}: {} workers x {} connections = {} per pod) {how}: step 1/{} at {}%",
             desired.hash,
             p.tier,
             p.workers,
             p.connections_per_worker,
             p.connections_per_pod,
-            total,
             self.steps(),
             weight
         );
@@ -294,16 +555,41 @@ impl Machine<'_> {
     /// The target already carries the canary's configuration: a promotion began and its status
     /// write was lost (a crash). The only consistent end is to finish it.
     fn finish_begun_promotion(&mut self, target: &TargetView) -> bool {
-        if target.config_hash != self.canary_hash() {
+        if target.config_hash != self.canary_hash() || target.unusable.is_some() {
             return false;
         }
         let msg = format!(
             "the target already carries pool configuration {}: completing the promotion that was under way",
             target.config_hash
         );
+        self.status.progressed_at = Some(Time(self.now()));
         self.enter(Phase::Promoting, EventType::Normal, "Promoting", msg);
         self.promote(target);
         true
+    }
+
+    /// In a split rollout, another field manager wrote the target's replicas after the rollout
+    /// began: it is active, so from now on the operator leaves the replicas to it.
+    fn hand_over_replicas(&mut self, target: &TargetView) {
+        if self.mode() != ScalingMode::Split {
+            return;
+        }
+        let started = self.status.started_at.as_ref().map(|t| t.0);
+        // Managed fields carry seconds: a write in the rollout's first second counts as a take-over
+        // (leaving the replicas to someone is always safe; writing over them is not).
+        let writer = target.replicas_writer.as_ref().filter(|w| w.at.zip(started).is_some_and(|(at, s)| at >= s));
+        let by = match (&target.hpa, writer) {
+            (Some(h), _) => format!("HorizontalPodAutoscaler {}", h.name),
+            (None, Some(w)) => format!("field manager {}", w.manager),
+            (None, None) => return,
+        };
+        let msg = format!(
+            "{by} took over the target's replicas ({}) during the rollout: from now on canary pods run beside the stable and \
+             the operator no longer writes the target's replicas",
+            target.spec_replicas
+        );
+        self.status.scaling = Some(ScalingStatus { mode: ScalingMode::Beside, by: Some(by) });
+        self.event(EventType::Warning, "ReplicasHandedOver", msg);
     }
 
     fn progress(&mut self, target: &TargetView) {
@@ -313,69 +599,47 @@ impl Machine<'_> {
         let desired = self.input.desired;
         if self.canary_hash() != desired.hash {
             let reason = format!("the spec changed to pool configuration {}; restarting the rollout", desired.hash);
-            self.start_rollback(RollbackKind::Restart, reason);
-            return self.roll_back(target);
+            return self.restart(target, reason);
         }
         if self.status.target_template_hash.as_deref().is_some_and(|h| h != target.template_hash) {
             let reason =
                 "the target's pod template changed during the rollout; restarting it with the new template".to_string();
-            self.start_rollback(RollbackKind::Restart, reason);
-            return self.roll_back(target);
+            return self.restart(target, reason);
         }
+        if let Some(why) = &target.unusable {
+            return self.restart(target, format!("the target can no longer be managed: {why}"));
+        }
+        if !self.budget.ok {
+            return self.restart(target, format!("the plan no longer fits: {}", self.budget.explain()));
+        }
+        self.hand_over_replicas(target);
         let now = self.now();
-        let d = durations(self.input.spec);
         let step = self.step();
-        let total = self.total(target);
         let weight = self.weight_of(step);
-        let split = self.set_split(total, weight);
+        let split = self.record_split(target, weight);
         self.status.step = Some(step as i32);
         let step_label = format!("step {}/{} ({}%)", step + 1, self.steps(), weight);
 
-        // 1. The canary runs the desired configuration with this step's replicas.
+        // 1. The canary runs the desired configuration with this step's replicas. A canary a
+        // person edited (its template no longer the one we applied) is put back.
         let canary_ok = self.canary().is_some_and(|c| {
             c.spec_replicas == split.canary && c.config_hash == desired.hash && c.template_hash == target.template_hash
         });
         if !canary_ok {
             self.actions.push(Action::ApplyCanary { replicas: split.canary });
         }
-        let available = self.canary().map_or(0, |c| c.available);
-        if !canary_ok || available < split.canary {
-            self.status.step_started_at = None;
-            self.status.message =
-                Some(format!("{step_label}: waiting for canary pods, {available}/{} available", split.canary));
-            let since = self.status.progressed_at.as_ref().map_or(now, |t| t.0);
-            if self.status.phase == Phase::Progressing && now.duration_since(since) > d.progress_deadline {
-                let reason = format!(
-                    "canary pods were not available within progressDeadline {}",
-                    self.input.spec.rollout.analysis.progress_deadline
-                );
-                self.start_rollback(RollbackKind::Failed, reason);
-                return self.roll_back(target);
-            }
-            return;
+        let available = if canary_ok { self.canary().map_or(0, |c| c.available) } else { 0 };
+        if available < split.canary {
+            return self.canary_short(target, &step_label, available, split.canary);
         }
-        // 2. Only then does the stable give up its replicas.
-        if target.spec_replicas != split.stable {
+        // 2. Only then does the stable give up its replicas (when the operator sizes it).
+        if self.mode() == ScalingMode::Split && target.spec_replicas != split.stable {
             self.actions.push(Action::ScaleTarget { replicas: split.stable });
             self.status.message = Some(format!("{step_label}: scaling the stable to {} replicas", split.stable));
             return;
         }
-        // 3. The step's soak begins.
-        let started = match &self.status.step_started_at {
-            Some(t) => t.0,
-            None => {
-                self.status.step_started_at = Some(Time(now));
-                self.status.progressed_at = Some(Time(now));
-                let msg = format!(
-                    "{step_label}: {} canary / {} stable replicas, soaking for {}",
-                    split.canary,
-                    split.stable,
-                    self.pause_label(step)
-                );
-                self.event(EventType::Normal, "StepStarted", msg);
-                now
-            }
-        };
+        // 3. The step's soak runs (begins, or resumes after canary pods were missing).
+        let started = self.soak_runs(step, &step_label);
         // 4. Record an analysis of this step.
         if let Some(run) = self.input.analysis.filter(|r| !self.analysis_used && r.step == step as i32)
             && self.record_analysis(run, step, started)
@@ -388,8 +652,7 @@ impl Machine<'_> {
                     a.consecutive_failures,
                     failing_gates(&a.gates)
                 );
-                self.start_rollback(RollbackKind::Failed, reason);
-                return self.roll_back(target);
+                return self.fail(target, reason);
             }
         }
         if self.status.phase == Phase::Paused {
@@ -397,17 +660,19 @@ impl Machine<'_> {
             return;
         }
         // 5. Advance when the soak is over and the latest analysis of this step passed.
-        let soaked_at = started + step_pause(self.input.spec, step);
+        let pause = step_pause(self.input.spec, step);
+        let soaked = self.soaked();
         let latest = self.status.analysis.as_ref().filter(|a| a.step == step as i32 && a.at.0 >= started);
         let passed = latest.is_some_and(|a| a.verdict == Verdict::Pass);
-        if now >= soaked_at && passed {
+        if soaked >= pause && passed {
             self.status.progressed_at = Some(Time(now));
             if step + 1 < self.steps() {
                 let next = step + 1;
                 let w = self.weight_of(next);
-                let s = self.set_split(total, w);
+                let s = self.record_split(target, w);
                 self.status.step = Some(next as i32);
                 self.status.step_started_at = None;
+                self.status.soak = None;
                 let msg =
                     format!("step {}/{} ({w}%): scaling the canary to {} replicas", next + 1, self.steps(), s.canary);
                 self.event(EventType::Normal, "StepAdvanced", msg);
@@ -427,16 +692,125 @@ impl Machine<'_> {
                 a.decided_by.as_ref().map(|g| format!(" ({g})")).unwrap_or_default()
             )
         });
-        self.status.message =
-            Some(format!("{step_label}: {}/{} canary pods available; {verdict}", available, split.canary));
-        if now > soaked_at && now.duration_since(soaked_at) > d.progress_deadline {
-            let reason = format!(
-                "no passing analysis within progressDeadline {} after the pause of {step_label}; {verdict}",
-                self.input.spec.rollout.analysis.progress_deadline
-            );
-            self.start_rollback(RollbackKind::Failed, reason);
-            self.roll_back(target);
+        self.status.message = Some(format!(
+            "{step_label}: {}/{} canary pods available; soaked {} of {}; {verdict}",
+            available,
+            split.canary,
+            human(soaked),
+            self.pause_label(step)
+        ));
+        // The hold zone: the soak is over but no analysis passes. Its deadline counts from the
+        // instant the soak completed.
+        if soaked >= pause {
+            let completed_at = now - (soaked - pause);
+            if self.held_for(completed_at) > self.deadline() {
+                let reason = format!(
+                    "no passing analysis within progressDeadline {} after the pause of {step_label}; {verdict}",
+                    self.deadline_label()
+                );
+                self.fail(target, reason);
+            }
         }
+    }
+
+    /// Fewer canary pods are available than the step asks for. Before the soak began, wait for
+    /// them; during the soak, stop its clock. Only a shortfall that lasts `progressDeadline`
+    /// without a break rolls back.
+    fn canary_short(&mut self, target: &TargetView, step_label: &str, available: i32, wanted: i32) {
+        let now = self.now();
+        let pause = self.pause_label(self.step());
+        let Some(soak) = self.status.soak.clone() else {
+            self.status.step_started_at = None;
+            self.status.message =
+                Some(format!("{step_label}: waiting for canary pods, {available}/{wanted} available"));
+            let since = self.status.progressed_at.as_ref().map_or(now, |t| t.0);
+            if self.status.phase == Phase::Progressing && self.held_for(since) > self.deadline() {
+                let reason = format!(
+                    "{step_label}: canary pods were not available within progressDeadline {}",
+                    self.deadline_label()
+                );
+                self.fail(target, reason);
+            }
+            return;
+        };
+        let (soaked, since) = match (soak.running_since, soak.unavailable_since) {
+            (Some(run), _) => {
+                let soaked = soak.soaked_seconds + now.duration_since(run.0).as_secs().max(0);
+                self.status.soak = Some(SoakStatus {
+                    soaked_seconds: soaked,
+                    running_since: None,
+                    unavailable_since: Some(Time(now)),
+                });
+                let msg = format!(
+                    "{step_label}: canary {available}/{wanted} available; the soak pauses at {} of {pause} until they are back",
+                    human(SignedDuration::from_secs(soaked))
+                );
+                self.event(EventType::Warning, "SoakPaused", msg);
+                (soaked, now)
+            }
+            (None, Some(t)) => (soak.soaked_seconds, t.0),
+            (None, None) => (soak.soaked_seconds, now),
+        };
+        let down = self.held_for(since);
+        self.status.message = Some(format!(
+            "{step_label}: canary {available}/{wanted} available for {}; soak paused at {} of {pause}",
+            human(now.duration_since(since)),
+            human(SignedDuration::from_secs(soaked))
+        ));
+        if self.status.phase == Phase::Progressing && down > self.deadline() {
+            let reason = format!(
+                "{step_label}: canary pods were unavailable for {} without a break, longer than progressDeadline {}",
+                human(down),
+                self.deadline_label()
+            );
+            self.fail(target, reason);
+        }
+    }
+
+    /// Starts or resumes the soak clock of `step`; returns when the step's soak first began.
+    fn soak_runs(&mut self, step: usize, step_label: &str) -> Timestamp {
+        let now = self.now();
+        match (self.status.step_started_at.clone(), self.status.soak.clone()) {
+            (Some(started), Some(soak)) if soak.running_since.is_some() => started.0,
+            (Some(started), Some(soak)) => {
+                let since = soak.unavailable_since.map_or(now, |t| t.0);
+                self.status.soak = Some(SoakStatus { running_since: Some(Time(now)), unavailable_since: None, ..soak });
+                let msg = format!(
+                    "{step_label}: canary pods are back after {}; the soak resumes at {} of {}",
+                    human(now.duration_since(since)),
+                    human(SignedDuration::from_secs(self.status.soak.as_ref().map_or(0, |s| s.soaked_seconds))),
+                    self.pause_label(step)
+                );
+                self.event(EventType::Normal, "SoakResumed", msg);
+                started.0
+            }
+            (started, _) => {
+                // A status from before the soak clock existed counts from its step start.
+                let begun = started.map_or(now, |t| t.0);
+                self.status.step_started_at = Some(Time(begun));
+                self.status.soak =
+                    Some(SoakStatus { soaked_seconds: 0, running_since: Some(Time(begun)), unavailable_since: None });
+                if begun == now {
+                    self.status.progressed_at = Some(Time(now));
+                    let s = self.status.replicas.clone().unwrap_or(replica_status(0, 0, 0));
+                    let msg = format!(
+                        "{step_label}: {} canary / {} stable replicas, soaking for {}",
+                        s.canary,
+                        s.stable,
+                        self.pause_label(step)
+                    );
+                    self.event(EventType::Normal, "StepStarted", msg);
+                }
+                begun
+            }
+        }
+    }
+
+    /// Soak time of the current step so far.
+    fn soaked(&self) -> SignedDuration {
+        let Some(s) = &self.status.soak else { return SignedDuration::ZERO };
+        let running = s.running_since.as_ref().map_or(SignedDuration::ZERO, |t| self.now().duration_since(t.0));
+        SignedDuration::from_secs(s.soaked_seconds) + running.max(SignedDuration::ZERO)
     }
 
     fn pause_label(&self, step: usize) -> String {
@@ -479,9 +853,14 @@ impl Machine<'_> {
     }
 
     fn promote(&mut self, target: &TargetView) {
+        self.hand_over_replicas(target);
         let desired = self.input.desired;
-        let total = self.total(target);
         let canary_hash = self.canary_hash();
+        // The replicas the target ends with: the split fleet, or whatever its HPA sets.
+        let (total, replicas) = match self.mode() {
+            ScalingMode::Split => (self.total(target), Some(self.total(target))),
+            ScalingMode::Beside => (target.spec_replicas, None),
+        };
         if target.config_hash != canary_hash {
             if canary_hash != desired.hash {
                 // Never write a configuration into the target that no canary has run.
@@ -489,81 +868,148 @@ impl Machine<'_> {
                     "the spec changed to pool configuration {} before promotion; restarting the rollout",
                     desired.hash
                 );
-                self.start_rollback(RollbackKind::Restart, reason);
-                return self.roll_back(target);
+                return self.restart(target, reason);
             }
-            self.actions.push(Action::PromoteTarget { replicas: total });
+            if self.status.promoted_at.is_some() {
+                return self.overridden_while_promoting(target);
+            }
+            self.status.promoted_at = Some(Time(self.now()));
+            self.actions.push(Action::PromoteTarget { replicas });
             self.status.message = Some(format!(
-                "promoting: writing pool configuration {canary_hash} into the target with {total} replicas"
+                "promoting: writing pool configuration {canary_hash} into the target{}",
+                replicas.map(|r| format!(" with {r} replicas")).unwrap_or_default()
             ));
             return;
         }
-        if target.spec_replicas != total {
-            self.actions.push(Action::PromoteTarget { replicas: total });
+        self.status.promoted_at.get_or_insert(Time(self.now()));
+        if replicas.is_some_and(|r| r != target.spec_replicas) {
+            self.actions.push(Action::PromoteTarget { replicas });
             return;
         }
         if !target.rolled_out || target.available < total {
-            self.status.message =
-                Some(format!("promoting: waiting for the target's rollout, {}/{total} available", target.available));
+            let msg = format!("promoting: waiting for the target's rollout, {}/{total} available", target.available);
+            let since = self.status.progressed_at.as_ref().map_or(self.now(), |t| t.0);
+            if self.status.phase == Phase::Promoting && self.held_for(since) > self.deadline() {
+                let msg = format!(
+                    "the target has not rolled out pool configuration {canary_hash} within progressDeadline {} \
+                     ({}/{total} available); the canary keeps serving until it does: check the target's pods",
+                    self.deadline_label(),
+                    target.available
+                );
+                return self.enter(Phase::Degraded, EventType::Warning, "PromotionStalled", msg);
+            }
+            if self.status.phase == Phase::Promoting {
+                self.status.message = Some(msg);
+            }
             return;
         }
-        if self.canary().is_some() {
-            self.actions.push(Action::DeleteCanary);
-        }
+        self.delete_canary_if_any();
         let plan = self.status.canary.as_ref().and_then(|c| c.plan.clone());
-        self.status.stable = Some(ConfigRef { hash: canary_hash.clone(), plan });
+        self.status.stable = Some(stable_ref(&canary_hash, plan.as_ref(), target));
         self.clear_rollout();
-        self.status.replicas = Some(replica_status(total, total, 0));
+        self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
         self.push_history(canary_hash.clone(), Outcome::Succeeded, "promoted".into());
         let msg = format!("promoted: the target runs pool configuration {canary_hash} on {total} replicas");
         self.enter(Phase::Succeeded, EventType::Normal, "Promoted", msg);
+    }
+
+    /// The promotion wrote the target and someone put another configuration back before it
+    /// completed: writing again would fight them for ever. Give the stable its replicas, remove
+    /// the canary and wait (as after a second override).
+    fn overridden_while_promoting(&mut self, target: &TargetView) {
+        let total = self.total(target);
+        if self.mode() == ScalingMode::Split && target.spec_replicas < total {
+            self.actions.push(Action::ScaleTarget { replicas: total });
+            return;
+        }
+        let writers = env_writers(target);
+        let fields = target.env_writers.iter().flat_map(|w| w.fields.clone()).collect::<Vec<_>>();
+        self.delete_canary_if_any();
+        let hash = self.canary_hash();
+        self.clear_rollout();
+        self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
+        let o = OverrideStatus { generation: self.input.generation, rerollouts: 1, by: writers.clone(), fields };
+        self.push_history(
+            hash,
+            Outcome::Overridden,
+            format!("{writers} rewrote the pool env vars during the promotion"),
+        );
+        let msg = overridden_message(&o);
+        self.status.overridden = Some(o);
+        self.enter(Phase::Overridden, EventType::Warning, "EnvOverridden", msg);
     }
 
     fn roll_back(&mut self, target: &TargetView) {
         if self.finish_begun_promotion(target) {
             return;
         }
+        self.hand_over_replicas(target);
         let total = self.total(target);
         let rollback = self
             .status
             .rollback
             .clone()
             .unwrap_or(RollbackStatus { kind: RollbackKind::Failed, reason: "rolling back".into() });
-        if target.spec_replicas < total {
-            self.actions.push(Action::ScaleTarget { replicas: total });
-            self.status.replicas = Some(replica_status(total, total, self.canary().map_or(0, |c| c.spec_replicas)));
-            self.status.message =
-                Some(format!("rolling back: restoring the stable to {total} replicas ({})", rollback.reason));
-            return;
-        }
-        let needed = (total - target.max_unavailable).max(0);
-        if target.available < needed {
-            self.status.message = Some(format!(
-                "rolling back: waiting for the stable, {}/{total} available ({})",
-                target.available, rollback.reason
-            ));
-            return;
+        if self.mode() == ScalingMode::Split {
+            if target.spec_replicas < total {
+                self.actions.push(Action::ScaleTarget { replicas: total });
+                self.status.replicas = Some(replica_status(total, total, self.canary().map_or(0, |c| c.spec_replicas)));
+                self.status.message =
+                    Some(format!("rolling back: restoring the stable to {total} replicas ({})", rollback.reason));
+                return;
+            }
+            let needed = (total - target.max_unavailable).max(0);
+            if target.available < needed {
+                self.status.message = Some(format!(
+                    "rolling back: waiting for the stable, {}/{total} available ({})",
+                    target.available, rollback.reason
+                ));
+                return;
+            }
         }
         let hash = self.canary_hash();
-        if rollback.kind == RollbackKind::Restart {
-            // Start over from step 0, reusing the canary Deployment (it gets the new template or
-            // configuration), so no delete and re-create of the same name is needed.
-            self.push_history(hash, Outcome::Restarted, rollback.reason.clone());
-            self.event(EventType::Normal, "RolloutRestarted", rollback.reason);
-            self.status.phase = Phase::Idle;
-            return self.maybe_start(target);
+        let stable = target.spec_replicas.max(if self.mode() == ScalingMode::Split { total } else { 0 });
+        match rollback.kind {
+            RollbackKind::Release => {
+                self.delete_canary_if_any();
+                self.clear_rollout();
+                self.status.replicas = Some(replica_status(stable, stable, 0));
+                self.push_history(hash, Outcome::Restarted, rollback.reason.clone());
+                match &self.input.observed.holder {
+                    Err(why) if !self.input.deleting => {
+                        self.enter(Phase::Conflict, EventType::Warning, "Conflict", why.clone())
+                    }
+                    _ => {
+                        self.status.phase = Phase::Idle;
+                        self.status.message = Some(format!("released: {}", rollback.reason));
+                        self.released = self.input.deleting;
+                    }
+                }
+            }
+            RollbackKind::Restart => {
+                // Start over from step 0, reusing the canary Deployment (it gets the new template or
+                // configuration), so no delete and re-create of the same name is needed.
+                self.push_history(hash, Outcome::Restarted, rollback.reason.clone());
+                self.event(EventType::Normal, "RolloutRestarted", rollback.reason);
+                self.status.phase = Phase::Idle;
+                self.handed_over = self.status.scaling.clone().filter(|s| s.mode == ScalingMode::Beside);
+                self.maybe_start(target)
+            }
+            RollbackKind::Failed | RollbackKind::Aborted => {
+                self.delete_canary_if_any();
+                self.clear_rollout();
+                self.status.replicas = Some(replica_status(stable, stable, 0));
+                let failed = FailedConfig {
+                    hash: hash.clone(),
+                    generation: self.input.generation,
+                    reason: rollback.reason.clone(),
+                };
+                let msg = rolled_back_message(&failed);
+                self.status.failed = Some(failed);
+                self.push_history(hash, Outcome::RolledBack, rollback.reason);
+                self.enter(Phase::RolledBack, EventType::Warning, "RolledBack", msg);
+            }
         }
-        if self.canary().is_some() {
-            self.actions.push(Action::DeleteCanary);
-        }
-        self.clear_rollout();
-        self.status.replicas = Some(replica_status(total, total, 0));
-        let failed =
-            FailedConfig { hash: hash.clone(), generation: self.input.generation, reason: rollback.reason.clone() };
-        let msg = rolled_back_message(&failed);
-        self.status.failed = Some(failed);
-        self.push_history(hash, Outcome::RolledBack, rollback.reason);
-        self.enter(Phase::RolledBack, EventType::Warning, "RolledBack", msg);
     }
 }
 
@@ -582,6 +1028,46 @@ fn rolled_back_message(f: &FailedConfig) -> String {
         "rolled back pool configuration {} ({}); change the spec or annotate redispool.io/action=retry to try again",
         f.hash, f.reason
     )
+}
+
+fn overridden_message(o: &OverrideStatus) -> String {
+    format!(
+        "{} took the pool env vars{} back after the promotion, again; the operator re-rolled once for this \
+         generation and now waits: hand these fields to redis-pool-operator in your GitOps tool (see the README), \
+         then annotate redispool.io/action=retry",
+        o.by,
+        fields_label(&o.fields)
+    )
+}
+
+/// ` (WORKERS, REDIS_POOL_MAX_CONNECTIONS)`, or nothing when no field is known.
+fn fields_label(fields: &[String]) -> String {
+    if fields.is_empty() { String::new() } else { format!(" ({})", fields.join(", ")) }
+}
+
+/// The field managers that hold pool env vars, for messages.
+fn env_writers(target: &TargetView) -> String {
+    let names: Vec<&str> = target.env_writers.iter().map(|w| w.manager.as_str()).collect();
+    if names.is_empty() { "another writer".into() } else { format!("field manager {}", names.join(", ")) }
+}
+
+/// What the target runs: a configuration and its plan, at the replicas it has now.
+fn stable_ref(hash: &str, plan: Option<&crate::api::PoolPlan>, target: &TargetView) -> ConfigRef {
+    let plan = plan.map(|p| crate::api::PoolPlan { replicas: target.spec_replicas, ..p.clone() });
+    ConfigRef { hash: hash.to_string(), plan }
+}
+
+/// A duration for people: `8h`, `25m`, `12s`, `1h30m`.
+pub(crate) fn human(d: SignedDuration) -> String {
+    let secs = d.as_secs().max(0);
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
 }
 
 pub(crate) fn replica_status(total: i32, stable: i32, canary: i32) -> ReplicaStatus {

@@ -7,16 +7,19 @@
 //! restores the stable before the canary goes.
 
 mod conditions;
+mod identity;
 mod machine;
 
 pub use conditions::set_condition;
+pub use identity::{Claimant, holder};
 pub use machine::decide;
 
 use jiff::Timestamp;
 
 use crate::analysis::Analysis;
-use crate::api::{RedisPoolPolicySpec, RedisPoolPolicyStatus};
-use crate::sizing::RolloutPlan;
+use crate::analysis::redis::{RedisFault, RedisSignals};
+use crate::api::{RedisPoolPolicySpec, RedisPoolPolicyStatus, ScalingMode};
+use crate::sizing::{Fleet, RolloutPlan};
 
 /// The configuration the spec asks for, rendered and sized by the caller.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +28,8 @@ pub struct Desired {
     /// Hash of the rendered env vars: what identifies a pool configuration.
     pub hash: String,
     pub plan: RolloutPlan,
+    /// The tier's `replicas`, if it sets one: applied once per spec generation, or by a rollout.
+    pub tier_replicas: Option<i32>,
 }
 
 /// The target Deployment as observed.
@@ -36,10 +41,39 @@ pub struct TargetView {
     pub rolled_out: bool,
     /// Hash of the pool env vars the target container carries now.
     pub config_hash: String,
+    /// Connections per pod the target's pool env gives, when it says so.
+    pub connections_per_pod: Option<i64>,
     /// Hash of the pod template without the env vars the operator owns.
     pub template_hash: String,
     /// The target's own `maxUnavailable`, resolved against its replicas.
     pub max_unavailable: i32,
+    /// Why the operator cannot manage this target's pool: the container is missing, or a pool
+    /// env var is set from a ConfigMap or Secret (`valueFrom`), which the operator must not
+    /// overwrite.
+    pub unusable: Option<String>,
+    /// The field manager that last wrote `spec.replicas`, when it is not the operator.
+    pub replicas_writer: Option<Writer>,
+    /// Field managers other than the operator that own pool env vars of the container.
+    pub env_writers: Vec<Writer>,
+    /// A HorizontalPodAutoscaler that scales the target.
+    pub hpa: Option<HpaView>,
+}
+
+/// Another field manager and what it wrote, from the object's `managedFields`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Writer {
+    pub manager: String,
+    /// When it last wrote (its managedFields entry's time).
+    pub at: Option<Timestamp>,
+    /// The owned env vars it holds (for env writers).
+    pub fields: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HpaView {
+    pub name: String,
+    pub min_replicas: i32,
+    pub max_replicas: i32,
 }
 
 /// The canary Deployment as observed.
@@ -48,16 +82,22 @@ pub struct CanaryView {
     pub spec_replicas: i32,
     pub available: i32,
     pub config_hash: String,
-    /// Hash of its pod template without the owned env vars and the track label: equal to the
-    /// target's `template_hash` when the canary was made from the target's current template.
+    /// Hash of the target's pod template it was made from (its annotation), when it carries
+    /// the spec the operator applied; empty when someone else edited it.
     pub template_hash: String,
+    /// Its controller owner, when that is not this policy: such a canary is never touched.
+    pub foreign_owner: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
-    /// The target, or why it cannot be used (missing Deployment or container).
+    /// The target, or why there is none (the Deployment is missing, or the spec is invalid).
     pub target: Result<TargetView, String>,
     pub canary: Option<CanaryView>,
+    /// Whether this policy holds the target: Err names the policy that does (see [`holder`]).
+    pub holder: Result<(), String>,
+    /// The Redis server, when `spec.redis` is set and the operator asked it this time.
+    pub redis: Option<Result<RedisSignals, RedisFault>>,
 }
 
 /// What an analysis run produced: gate verdicts, and whether the provider itself failed.
@@ -103,6 +143,11 @@ pub struct Input<'a> {
     pub analysis: Option<&'a AnalysisRun>,
     pub action: Option<ManualAction>,
     pub now: Timestamp,
+    /// When this operator process began acting: time before it (when no operator was watching)
+    /// never counts against a deadline.
+    pub awake_since: Timestamp,
+    /// The policy is being deleted: give the target back, then let it go.
+    pub deleting: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,10 +166,12 @@ pub enum Action {
     ScaleTarget {
         replicas: i32,
     },
-    /// Write the desired pool env into the target and set its replicas.
+    /// Write the desired pool env into the target, and set its replicas unless another actor
+    /// (an HPA) owns them.
     PromoteTarget {
-        replicas: i32,
+        replicas: Option<i32>,
     },
+    /// Delete the canary observed now (the shell deletes with its uid as a precondition).
     DeleteCanary,
     Event {
         kind: EventType,
@@ -139,12 +186,58 @@ pub struct Decision {
     pub actions: Vec<Action>,
     /// The manual action was read and acted on (or refused with an Event): remove the annotation.
     pub action_consumed: bool,
+    /// Deleting: the target is given back, so the finalizer may go.
+    pub released: bool,
 }
 
-/// The step the caller should analyse now, if any: a step is under way, its canary pods are all
-/// available, and the last analysis of this step is at least one interval old.
+/// The fleet a plan counts, and so the connection budget:
+/// - an HPA scales the target: canary pods run beside its stable, up to its `maxReplicas`;
+/// - a rollout in flight keeps the fleet it began with (or, once another writer took the
+///   replicas back, counts the stable they set);
+/// - otherwise the tier's `replicas`, or the target's own.
+pub fn fleet(
+    tier_replicas: Option<i32>,
+    target: Option<&TargetView>,
+    canary: Option<&CanaryView>,
+    status: &RedisPoolPolicyStatus,
+    generation: i64,
+) -> Fleet {
+    let Some(t) = target else {
+        let total = tier_replicas.unwrap_or(0);
+        return Fleet::Split { total, running: total };
+    };
+    let beside = status.scaling.as_ref().is_some_and(|s| s.mode == ScalingMode::Beside);
+    let running = t.spec_replicas;
+    match (&t.hpa, status.phase.is_active()) {
+        (Some(h), _) => Fleet::Beside { max_stable: h.max_replicas.max(running) },
+        // A canary never outnumbers the stable it was sized beside, even if the stable shrank since.
+        (None, true) if beside => Fleet::Beside { max_stable: running.max(canary.map_or(0, |c| c.spec_replicas)) },
+        (None, true) => Fleet::Split { total: status.replicas.as_ref().map_or(running, |r| r.total), running },
+        (None, false) => Fleet::Split { total: rollout_total(tier_replicas, t, status, generation), running },
+    }
+}
+
+/// The fleet a split rollout starting now keeps: the tier's `replicas` if this spec generation
+/// has not applied them yet (a rollout applies them), else what the target runs.
+pub fn rollout_total(
+    tier_replicas: Option<i32>,
+    target: &TargetView,
+    status: &RedisPoolPolicyStatus,
+    generation: i64,
+) -> i32 {
+    match tier_replicas {
+        Some(r) if status.replicas_applied_generation != Some(generation) => r,
+        _ => target.spec_replicas,
+    }
+}
+
+/// The step the caller should analyse now, if any: a step's soak is running (its canary pods are
+/// all available), and the last analysis of this step is at least one interval old.
 pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, now: Timestamp) -> Option<i32> {
     if !matches!(status.phase, crate::api::Phase::Progressing | crate::api::Phase::Paused) {
+        return None;
+    }
+    if status.soak.as_ref().is_some_and(|s| s.running_since.is_none()) {
         return None;
     }
     let started = status.step_started_at.as_ref()?.0;

@@ -1,13 +1,15 @@
 //! The state machine, driven against a small simulated world: scenario tests for each path, and
-//! property tests over random event sequences for the invariants of DESIGN.md section 3.
+//! property tests over random event sequences (other actors included) for the invariants of the
+//! rollout: capacity, budget, no skipped step, no promotion without a pass, no writes to an
+//! autoscaled target's replicas, no fights, and every rollout ends.
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::*;
 use crate::analysis::{Analysis, Gate, GateResult, Verdict};
-use crate::api::{Phase, RedisPoolPolicyStatus, RolloutSpec, Step, TargetRef, Tier};
-use crate::sizing::{RolloutPlan, default_surge, split};
+use crate::api::{Outcome, Phase, RedisPoolPolicyStatus, RolloutSpec, ScalingMode, Step, TargetRef, Tier};
+use crate::sizing::{default_surge, split};
 
 const OLD: &str = "old0000000";
 const NEW: &str = "new1111111";
@@ -32,16 +34,6 @@ fn spec(total: i32) -> RedisPoolPolicySpec {
     }
 }
 
-fn desired(spec: &RedisPoolPolicySpec, hash: &str, max_clients: Option<i64>) -> Desired {
-    let tier = &spec.tiers[0];
-    let total = tier.replicas.unwrap_or(1);
-    Desired {
-        environment: tier.name.clone(),
-        hash: hash.into(),
-        plan: RolloutPlan::new(spec, tier, total, None, default_surge(total), max_clients),
-    }
-}
-
 fn analysis(step: i32, verdict: Verdict) -> AnalysisRun {
     let gate = Gate::PoolUtilization;
     let (value, decided_by) = match verdict {
@@ -62,13 +54,23 @@ fn analysis(step: i32, verdict: Verdict) -> AnalysisRun {
     }
 }
 
+fn writer(manager: &str, at: Timestamp, fields: &[&str]) -> Writer {
+    Writer { manager: manager.into(), at: Some(at), fields: fields.iter().map(|f| f.to_string()).collect() }
+}
+
 /// The cluster as the controller would see it. Pods become available one tick after asked for.
 #[derive(Clone, Debug)]
 struct World {
     target: TargetView,
+    /// The target Deployment exists.
+    target_exists: bool,
     canary: Option<CanaryView>,
-    /// Fleet size the rollout must keep: target + canary never below it once available.
+    /// The replicas whoever last sized the target asked for: requested pods never drop below it.
     total: i32,
+    /// Another policy holds the target.
+    second_policy: bool,
+    /// The operator wrote the target's replicas while an HPA scaled it.
+    wrote_autoscaled_replicas: bool,
 }
 
 impl World {
@@ -79,20 +81,46 @@ impl World {
                 available: total,
                 rolled_out: true,
                 config_hash: OLD.into(),
+                connections_per_pod: None,
                 template_hash: "tpl-a".into(),
                 max_unavailable: default_surge(total).min(total),
+                unusable: None,
+                replicas_writer: None,
+                env_writers: vec![],
+                hpa: None,
             },
+            target_exists: true,
             canary: None,
             total,
+            second_policy: false,
+            wrote_autoscaled_replicas: false,
         }
     }
 
     fn observe(&self) -> Observed {
-        Observed { target: Ok(self.target.clone()), canary: self.canary.clone() }
+        Observed {
+            target: if self.target_exists {
+                Ok(self.target.clone())
+            } else {
+                Err("Deployment saas/auth-api not found".into())
+            },
+            canary: self.canary.clone(),
+            holder: if self.second_policy {
+                Err("RedisPoolPolicy saas/first already manages Deployment auth-api".into())
+            } else {
+                Ok(())
+            },
+            redis: None,
+        }
     }
 
     fn apply(&mut self, actions: &[Action], desired_hash: &str) {
         for a in actions {
+            if matches!(a, Action::ScaleTarget { .. } | Action::PromoteTarget { replicas: Some(_) })
+                && self.target.hpa.is_some()
+            {
+                self.wrote_autoscaled_replicas = true;
+            }
             match a {
                 Action::ApplyCanary { replicas } => {
                     let template = self.target.template_hash.clone();
@@ -101,6 +129,7 @@ impl World {
                         available: 0,
                         config_hash: desired_hash.into(),
                         template_hash: template.clone(),
+                        foreign_owner: None,
                     });
                     if c.config_hash != desired_hash || c.template_hash != template {
                         c.available = 0; // new pods
@@ -110,24 +139,35 @@ impl World {
                     c.config_hash = desired_hash.into();
                     c.template_hash = template;
                 }
-                Action::ScaleTarget { replicas } => {
-                    self.target.spec_replicas = *replicas;
-                    self.target.available = self.target.available.min(*replicas);
-                    self.target.rolled_out = self.target.available == *replicas;
-                }
+                Action::ScaleTarget { replicas } => self.scale_target(*replicas),
                 Action::PromoteTarget { replicas } => {
                     if self.target.config_hash != desired_hash {
                         self.target.config_hash = desired_hash.into();
                         // A new template replaces the pods: old ones stay available while new start.
                         self.target.rolled_out = false;
                     }
-                    self.target.spec_replicas = *replicas;
-                    self.target.available = self.target.available.min(*replicas);
-                    self.target.rolled_out &= self.target.available == *replicas;
+                    self.target.env_writers.clear();
+                    if let Some(r) = replicas {
+                        self.scale_target(*r);
+                    }
                 }
                 Action::DeleteCanary => self.canary = None,
                 Action::Event { .. } => {}
             }
+        }
+    }
+
+    /// The operator scales the target: it owns the field now.
+    fn scale_target(&mut self, replicas: i32) {
+        let t = &mut self.target;
+        if t.spec_replicas != replicas {
+            t.rolled_out = false;
+        }
+        t.spec_replicas = replicas;
+        t.available = t.available.min(replicas);
+        t.replicas_writer = None;
+        if self.canary.is_none() {
+            self.total = replicas;
         }
     }
 
@@ -147,70 +187,145 @@ impl World {
 
 struct Sim {
     spec: RedisPoolPolicySpec,
-    desired: Desired,
+    hash: String,
+    max_clients: Option<i64>,
     generation: i64,
     status: RedisPoolPolicyStatus,
     world: World,
     now: Timestamp,
+    awake_since: Timestamp,
     events: Vec<(&'static str, String)>,
     trace: Vec<RedisPoolPolicyStatus>,
-    manual_promote_just_now: bool,
     /// A reconcile wrote the new configuration into the target without a passing last step, a
     /// person's promote, or an empty fleet.
     unjustified_promotion: bool,
     /// The last reconcile's status write was lost (a crash), so status and world may disagree.
     status_is_stale: bool,
+    /// A reconcile that acted while another policy held the target.
+    acted_without_holding: bool,
+    /// The pool was reverted by another writer since the last retry.
+    reverted: bool,
+    /// Promotions written after a revert, since the last retry: automatic re-rollouts.
+    rerollouts: usize,
+    /// The last event was a reconcile (other actors may break invariants between reconciles).
+    settled: bool,
+    /// Someone other than an HPA scaled the target: the fleet the capacity invariant protects is
+    /// then theirs to choose (see the scenario tests for what the operator does).
+    hand_scaled: bool,
 }
 
 impl Sim {
     fn new(total: i32) -> Self {
-        let spec = spec(total);
-        let desired = desired(&spec, NEW, None);
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         Sim {
-            spec,
-            desired,
+            spec: spec(total),
+            hash: NEW.into(),
+            max_clients: None,
             generation: 1,
             status: RedisPoolPolicyStatus::default(),
             world: World::new(total),
-            now: "2026-01-01T00:00:00Z".parse().unwrap(),
+            now,
+            awake_since: now,
             events: vec![],
             trace: vec![],
-            manual_promote_just_now: false,
             unjustified_promotion: false,
             status_is_stale: false,
+            acted_without_holding: false,
+            reverted: false,
+            rerollouts: 0,
+            settled: true,
+            hand_scaled: false,
+        }
+    }
+
+    fn with_hpa(total: i32, min: i32, max: i32) -> Self {
+        let mut sim = Sim::new(total);
+        sim.spec.tiers[0].replicas = None;
+        sim.world.target.hpa = Some(HpaView { name: "auth-api".into(), min_replicas: min, max_replicas: max });
+        sim
+    }
+
+    /// What the shell computes from the spec and the world: the plan for the fleet in force.
+    fn desired(&self) -> Desired {
+        let tier = &self.spec.tiers[0];
+        let target = self.world.target_exists.then_some(&self.world.target);
+        let fleet = fleet(tier.replicas, target, self.world.canary.as_ref(), &self.status, self.generation);
+        Desired {
+            environment: tier.name.clone(),
+            hash: self.hash.clone(),
+            plan: RolloutPlan::new(&self.spec, tier, fleet, None, self.max_clients),
+            tier_replicas: tier.replicas,
+        }
+    }
+
+    fn input<'a>(
+        &'a self,
+        desired: &'a Desired,
+        observed: &'a Observed,
+        run: Option<&'a AnalysisRun>,
+        action: Option<ManualAction>,
+        deleting: bool,
+    ) -> Input<'a> {
+        Input {
+            spec: &self.spec,
+            generation: self.generation,
+            status: &self.status,
+            desired,
+            observed,
+            analysis: run,
+            action,
+            now: self.now,
+            awake_since: self.awake_since,
+            deleting,
         }
     }
 
     /// One reconcile: analyse when due (with `verdict`), decide, act, record.
     fn reconcile_with(&mut self, verdict: Verdict, action: Option<ManualAction>) -> Decision {
+        self.reconcile_full(verdict, action, false)
+    }
+
+    fn reconcile_full(&mut self, verdict: Verdict, action: Option<ManualAction>, deleting: bool) -> Decision {
         let run = analysis_due(&self.spec, &self.status, self.now).map(|step| analysis(step, verdict));
         let observed = self.world.observe();
-        let input = Input {
-            spec: &self.spec,
-            generation: self.generation,
-            status: &self.status,
-            desired: &self.desired,
-            observed: &observed,
-            analysis: run.as_ref(),
-            action,
-            now: self.now,
-        };
-        let d = decide(&input);
-        let first_write = self.world.target.config_hash != self.desired.hash
+        let desired = self.desired();
+        let d = decide(&self.input(&desired, &observed, run.as_ref(), action, deleting));
+        // Another policy holds the target: a policy that had nothing in flight touches nothing.
+        let acts = d.actions.iter().any(|a| !matches!(a, Action::Event { .. }));
+        let had_nothing = !self.status.phase.is_active() && self.world.canary.is_none();
+        self.acted_without_holding |= acts && self.world.second_policy && !deleting && had_nothing;
+        let first_write = self.world.target.config_hash != self.hash
             && d.actions.iter().any(|a| matches!(a, Action::PromoteTarget { .. }));
+        if first_write && self.world.target_exists && self.reverted {
+            self.rerollouts += 1;
+        }
         if first_write {
             let last = self.spec.rollout.steps.len() as i32 - 1;
             let passed = d.status.analysis.as_ref().is_some_and(|a| a.verdict == Verdict::Pass && a.step == last);
-            self.unjustified_promotion |= !(passed || action == Some(ManualAction::Promote) || self.world.total == 0);
+            let empty = d.status.replicas.as_ref().is_some_and(|r| r.total == 0);
+            self.unjustified_promotion |= !(passed || action == Some(ManualAction::Promote) || empty);
         }
-        self.world.apply(&d.actions, &self.desired.hash);
+        self.world.apply(&d.actions, &self.hash);
+        // A split rollout that applies the tier's replicas may resize the fleet: it keeps at least
+        // the smaller of what ran and what the tier asks for.
+        if self.status.started_at.is_none()
+            && let (Some(_), Some(r)) = (&d.status.started_at, &d.status.replicas)
+            && d.status.scaling.as_ref().is_some_and(|s| s.mode == ScalingMode::Split)
+        {
+            self.world.total = self.world.total.min(r.total);
+        }
         for a in &d.actions {
             if let Action::Event { reason, message, .. } = a {
                 self.events.push((reason, message.clone()));
+                // A person's retry, or the target changing hands, starts the count over.
+                if *reason == "Retry" || *reason == "Conflict" {
+                    (self.reverted, self.rerollouts) = (false, 0);
+                }
             }
         }
         self.status = d.status.clone();
         self.status_is_stale = false;
+        self.settled = true;
         self.trace.push(self.status.clone());
         d
     }
@@ -248,6 +363,38 @@ impl Sim {
     fn reasons(&self) -> Vec<&str> {
         self.events.iter().map(|(r, _)| *r).collect()
     }
+
+    fn count(&self, reason: &str) -> usize {
+        self.events.iter().filter(|(r, _)| *r == reason).count()
+    }
+
+    /// Another field manager puts the old pool env back (a GitOps re-apply).
+    fn gitops_revert(&mut self) {
+        self.reverted = true;
+        self.world.target.config_hash = OLD.into();
+        self.world.target.env_writers =
+            vec![writer("argocd-controller", self.now, &["WORKERS", "REDIS_POOL_MAX_CONNECTIONS"])];
+        self.world.target.rolled_out = false;
+    }
+
+    /// Someone else scales the target (`kubectl scale`, or an HPA when there is one).
+    /// Managed fields carry seconds; the write gets a second of its own, so that it is
+    /// unambiguously after what came before and before what comes after.
+    fn external_scale(&mut self, replicas: i32) {
+        self.now += SignedDuration::from_secs(1);
+        let at = self.now;
+        self.now += SignedDuration::from_secs(1);
+        let (replicas, manager) = match &self.world.target.hpa {
+            Some(h) => (replicas.clamp(h.min_replicas, h.max_replicas), "kube-controller-manager"),
+            None => (replicas, "kubectl"),
+        };
+        self.hand_scaled |= self.world.target.hpa.is_none();
+        let t = &mut self.world.target;
+        t.spec_replicas = replicas;
+        t.available = t.available.min(replicas);
+        t.replicas_writer = Some(writer(manager, at, &[]));
+        self.world.total = replicas;
+    }
 }
 
 #[test]
@@ -259,7 +406,7 @@ fn promotes_through_every_step() {
     assert_eq!(sim.world.target.config_hash, NEW);
     assert_eq!(sim.world.target.spec_replicas, 10);
     assert_eq!(sim.status.stable.as_ref().unwrap().hash, NEW);
-    assert_eq!(sim.status.history[0].outcome, crate::api::Outcome::Succeeded);
+    assert_eq!(sim.status.history[0].outcome, Outcome::Succeeded);
     assert_eq!(
         sim.reasons(),
         vec![
@@ -306,8 +453,7 @@ fn rolls_back_after_failure_limit_and_does_not_retry() {
     assert_eq!(sim.world.target.spec_replicas, 10);
     assert_eq!(sim.world.target.config_hash, OLD);
     assert_eq!(sim.status.failed.as_ref().unwrap().hash, NEW);
-    let fails = sim.events.iter().filter(|(r, _)| *r == "AnalysisFailed").count();
-    assert_eq!(fails, 2, "failureLimit is 2: {:?}", sim.events);
+    assert_eq!(sim.count("AnalysisFailed"), 2, "failureLimit is 2: {:?}", sim.events);
     // The same configuration is not tried again, however long we wait.
     for _ in 0..20 {
         sim.advance(30);
@@ -339,11 +485,13 @@ fn hold_zone_never_advances_and_rolls_back_at_the_deadline() {
     assert!(sim.trace.iter().all(|s| s.step.unwrap_or(0) == 0), "advanced on Hold");
     let reason = &sim.status.failed.as_ref().unwrap().reason;
     assert!(reason.contains("progressDeadline"), "{reason}");
-    // Deadline counts after the pause: 60 s pause + 300 s deadline.
+    // The deadline counts after the pause: 60 s pause + 300 s deadline, not earlier.
     let started = sim.trace.iter().find_map(|s| s.step_started_at.as_ref().map(|t| t.0)).unwrap();
-    let rolled = sim.trace.iter().position(|s| s.phase == Phase::RollingBack).unwrap();
-    let _ = rolled;
-    assert!(sim.now.duration_since(started) >= SignedDuration::from_secs(360));
+    let rolling = sim.trace.iter().position(|s| s.phase == Phase::RollingBack).unwrap();
+    let at_rollback = rolling as i64 * 5; // one reconcile every 5 s from t=0
+    let began = started.duration_since("2026-01-01T00:00:00Z".parse().unwrap()).as_secs();
+    assert!(at_rollback - began > 360, "rolled back {}s after the soak began", at_rollback - began);
+    assert!(at_rollback - began <= 370, "rolled back late: {}s after the soak began", at_rollback - began);
 }
 
 #[test]
@@ -363,7 +511,7 @@ fn budget_blocks_without_touching_anything() {
     sim.spec.redis = Some(
         serde_json::from_value(serde_json::json!({"address": "127.0.0.1:6379", "maxClientsUtilization": 0.8})).unwrap(),
     );
-    sim.desired = desired(&sim.spec, NEW, Some(3000)); // limit 2400 < peak 3200
+    sim.max_clients = Some(3000); // limit 2400 < peak 3200
     let d = sim.reconcile_with(Verdict::Pass, None);
     assert_eq!(sim.status.phase, Phase::Blocked);
     assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })), "{:?}", d.actions);
@@ -372,10 +520,46 @@ fn budget_blocks_without_touching_anything() {
     let budget = sim.status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
     assert_eq!(budget.status, "False");
     // Raising maxclients unblocks.
-    sim.desired = desired(&sim.spec, NEW, Some(10000));
+    sim.max_clients = Some(10000);
     sim.advance(5);
     sim.reconcile_with(Verdict::Pass, None);
     assert_eq!(sim.status.phase, Phase::Progressing);
+}
+
+/// The server's live `maxclients` is checked by the core, and a server it cannot ask blocks a
+/// rollout from starting but does not stop one in flight.
+#[test]
+fn the_live_redis_server_decides_the_budget() {
+    use crate::analysis::redis::{RedisFault, RedisSignals};
+    let mut sim = Sim::new(10);
+    sim.spec.redis = Some(serde_json::from_value(serde_json::json!({"address": "127.0.0.1:6379"})).unwrap());
+    let observed = |redis| Observed { redis: Some(redis), ..sim.world.observe() };
+    let signals = |max| {
+        Ok(RedisSignals {
+            max_clients: Some(max),
+            connected_clients: 0,
+            rejected_connections: 0,
+            ping: std::time::Duration::ZERO,
+        })
+    };
+    let desired = sim.desired();
+    let small = observed(signals(1000));
+    let d = decide(&sim.input(&desired, &small, None, None, false));
+    assert_eq!(d.status.phase, Phase::Blocked);
+    let reachable = d.status.conditions.iter().find(|c| c.type_ == "RedisReachable").unwrap();
+    assert_eq!(
+        (reachable.status.as_str(), reachable.message.as_str()),
+        ("True", "127.0.0.1:6379 answers; maxclients 1000")
+    );
+    let down = observed(Err(RedisFault::Unavailable("redis 127.0.0.1:6379: connection refused".into())));
+    let d = decide(&sim.input(&desired, &down, None, None, false));
+    assert_eq!(d.status.phase, Phase::Blocked, "never on faith");
+    assert!(d.status.message.unwrap().contains("connection refused"));
+    // Mid-rollout, an outage of the server leaves the rollout alone (the gates see it instead).
+    sim.run_until(Verdict::Pass, 50, |s| s.status.step_started_at.is_some());
+    let down = Observed { redis: Some(Err(RedisFault::Unavailable("refused".into()))), ..sim.world.observe() };
+    let d = decide(&sim.input(&desired, &down, None, None, false));
+    assert_eq!(d.status.phase, Phase::Progressing);
 }
 
 #[test]
@@ -383,9 +567,7 @@ fn template_change_mid_rollout_restarts_with_a_reason() {
     let mut sim = Sim::new(10);
     sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1) && s.status.step_started_at.is_some());
     sim.world.target.template_hash = "tpl-b".into();
-    sim.run_until(Verdict::Pass, 50, |s| {
-        s.status.history.first().is_some_and(|h| h.outcome == crate::api::Outcome::Restarted)
-    });
+    sim.run_until(Verdict::Pass, 50, |s| s.status.history.first().is_some_and(|h| h.outcome == Outcome::Restarted));
     assert!(sim.reasons().contains(&"RolloutRestarting") && sim.reasons().contains(&"RolloutRestarted"));
     assert!(sim.status.history[0].reason.contains("pod template changed"));
     assert!(sim.status.failed.is_none(), "a restart is not a failure");
@@ -401,7 +583,7 @@ fn template_change_mid_rollout_restarts_with_a_reason() {
 fn spec_change_mid_rollout_restarts_for_the_new_config() {
     let mut sim = Sim::new(10);
     sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1));
-    sim.desired = desired(&sim.spec, "newer22222", None);
+    sim.hash = "newer22222".into();
     sim.generation += 1;
     sim.run_until(Verdict::Pass, 50, |s| s.status.canary.as_ref().is_some_and(|c| c.hash == "newer22222"));
     assert_eq!(sim.status.step, Some(0));
@@ -457,19 +639,8 @@ fn suspend_freezes_everything_and_keeps_the_action() {
 fn missing_target_is_invalid_and_cleans_the_canary() {
     let mut sim = Sim::new(10);
     sim.run_until(Verdict::Pass, 100, |s| s.status.step_started_at.is_some());
-    let observed =
-        Observed { target: Err("Deployment saas/auth-api not found".into()), canary: sim.world.canary.clone() };
-    let input = Input {
-        spec: &sim.spec,
-        generation: 1,
-        status: &sim.status,
-        desired: &sim.desired,
-        observed: &observed,
-        analysis: None,
-        action: None,
-        now: sim.now,
-    };
-    let d = decide(&input);
+    sim.world.target_exists = false;
+    let d = sim.reconcile_with(Verdict::Pass, None);
     assert_eq!(d.status.phase, Phase::Invalid);
     assert!(d.actions.contains(&Action::DeleteCanary));
     assert!(
@@ -494,6 +665,304 @@ fn single_replica_keeps_its_stable_pod_until_the_last_step() {
     assert_eq!(sim.splits_seen(), vec![(1, 1), (1, 0)]);
 }
 
+// ---- living among other actors ---------------------------------------------------------------
+
+/// The runbook's long soak with a short deadline: a canary pod lost late in the soak (long after
+/// `progressDeadline` since the soak began) stops the soak clock for as long as it is missing,
+/// and neither restarts the soak nor rolls back.
+#[test]
+fn a_canary_pod_lost_late_in_a_soak_pauses_the_clock() {
+    let mut sim = Sim::new(10);
+    sim.spec.rollout.steps[0].pause = "600s".into();
+    sim.spec.rollout.analysis.progress_deadline = "60s".into();
+    sim.run_until(Verdict::Pass, 20, |s| s.status.step_started_at.is_some());
+    let began = sim.status.step_started_at.clone().unwrap();
+    // 500 s into the 600 s soak the canary pod goes (eviction), for 20 s.
+    for _ in 0..100 {
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Pass, None);
+    }
+    sim.world.canary.as_mut().unwrap().available = 0;
+    for _ in 0..4 {
+        sim.now += SignedDuration::from_secs(5);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Progressing, "a 20 s dip late in the soak rolled back");
+        assert!(
+            sim.status.message.as_deref().unwrap().contains("soak paused at 8m25s of 600s"),
+            "{:?}",
+            sim.status.message
+        );
+    }
+    assert_eq!(sim.count("SoakPaused"), 1);
+    sim.advance(5);
+    sim.reconcile_with(Verdict::Pass, None);
+    assert_eq!(sim.count("SoakResumed"), 1);
+    assert_eq!(sim.status.step_started_at, Some(began.clone()), "the soak was not restarted");
+    // The step advances once 600 s of soak have run: 20 s later than without the dip.
+    sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1));
+    let advanced = sim.now.duration_since(began.0).as_secs();
+    assert!((620..=630).contains(&advanced), "advanced {advanced}s after the soak began");
+    sim.run_until(Verdict::Pass, 300, |s| s.status.phase == Phase::Succeeded);
+    assert!(sim.status.failed.is_none());
+}
+
+#[test]
+fn a_canary_gone_without_a_break_for_the_deadline_rolls_back_saying_so() {
+    let mut sim = Sim::new(10);
+    sim.spec.rollout.steps[0].pause = "600s".into();
+    sim.run_until(Verdict::Pass, 20, |s| s.status.step_started_at.is_some());
+    for _ in 0..80 {
+        sim.now += SignedDuration::from_secs(5);
+        sim.world.canary.as_mut().unwrap().available = 0;
+        sim.reconcile_with(Verdict::Pass, None);
+        if sim.status.phase != Phase::Progressing {
+            break;
+        }
+    }
+    let reason = &sim.status.rollback.as_ref().expect("rolling back").reason;
+    assert!(
+        reason.contains("unavailable for 5m5s without a break") && reason.contains("progressDeadline 300s"),
+        "{reason}"
+    );
+}
+
+/// A canary a person scaled, edited or deleted is put back to what the step needs.
+#[test]
+fn a_canary_changed_by_a_person_is_restored() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 20, |s| s.status.step_started_at.is_some());
+    sim.world.canary.as_mut().unwrap().template_hash = String::new(); // edited
+    let d = sim.reconcile_with(Verdict::Pass, None);
+    assert!(d.actions.contains(&Action::ApplyCanary { replicas: 1 }), "{:?}", d.actions);
+    sim.world.canary = None; // deleted
+    let d = sim.reconcile_with(Verdict::Pass, None);
+    assert!(d.actions.contains(&Action::ApplyCanary { replicas: 1 }), "{:?}", d.actions);
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+}
+
+/// With an HPA the operator never writes the target's replicas: canary pods run beside the
+/// HPA's stable, sized from its current replicas, and the budget counts `maxReplicas`.
+#[test]
+fn with_an_hpa_canary_pods_run_beside_and_the_target_replicas_are_never_written() {
+    let mut sim = Sim::with_hpa(10, 4, 20);
+    assert_eq!(
+        sim.desired().plan.budget.peak_connections,
+        (20 + 5 + 20) * 160,
+        "maxReplicas, its surge and the canary"
+    );
+    sim.run_until(Verdict::Pass, 30, |s| s.status.step_started_at.is_some());
+    assert_eq!(sim.status.scaling.as_ref().map(|s| s.mode), Some(ScalingMode::Beside));
+    assert_eq!((sim.world.target.spec_replicas, sim.world.canary.as_ref().unwrap().spec_replicas), (10, 1));
+    let autoscaled = sim.status.conditions.iter().find(|c| c.type_ == "Autoscaled").unwrap();
+    assert!(
+        autoscaled.status == "True" && autoscaled.message.contains("HorizontalPodAutoscaler auth-api (4..20 replicas)")
+    );
+    // The HPA scales up mid-step: the canary follows (10% beside 16 is 2).
+    sim.external_scale(16);
+    sim.run_until(Verdict::Pass, 200, |s| {
+        s.status.step == Some(1) || s.world.canary.as_ref().is_some_and(|c| c.spec_replicas == 2)
+    });
+    sim.run_until(Verdict::Pass, 300, |s| s.status.phase == Phase::Succeeded);
+    assert!(!sim.world.wrote_autoscaled_replicas, "the operator wrote an autoscaled target's replicas");
+    assert_eq!((sim.world.target.spec_replicas, sim.world.target.config_hash.as_str()), (16, NEW));
+    assert!(sim.world.canary.is_none());
+    assert!(
+        sim.splits_seen().contains(&(16, 16)),
+        "50% beside: as many canary as stable pods: {:?}",
+        sim.splits_seen()
+    );
+}
+
+/// Without an HPA, someone scaling the target mid-rollout takes the replicas over: the operator
+/// does not scale it back, and the canary runs beside what they set.
+#[test]
+fn a_person_scaling_the_target_mid_rollout_takes_the_replicas_over() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 30, |s| s.status.step_started_at.is_some());
+    assert_eq!(sim.world.target.spec_replicas, 9);
+    sim.advance(5);
+    sim.external_scale(20);
+    sim.reconcile_with(Verdict::Pass, None);
+    assert_eq!(sim.count("ReplicasHandedOver"), 1);
+    assert_eq!(sim.status.scaling.as_ref().map(|s| s.mode), Some(ScalingMode::Beside));
+    sim.run_until(Verdict::Pass, 300, |s| s.status.phase == Phase::Succeeded);
+    assert_eq!(sim.world.target.spec_replicas, 20, "the person's replicas stand");
+}
+
+/// A tier's replicas are applied once per spec generation, never re-enforced against others.
+#[test]
+fn tier_replicas_are_applied_once_per_generation() {
+    let mut sim = Sim::new(10);
+    sim.world.target.config_hash = NEW.into();
+    sim.world.target.spec_replicas = 6;
+    let d = sim.reconcile_with(Verdict::Pass, None);
+    assert_eq!(d.actions.iter().filter(|a| matches!(a, Action::ScaleTarget { replicas: 10 })).count(), 1);
+    sim.advance(5);
+    sim.external_scale(14);
+    for _ in 0..10 {
+        sim.advance(5);
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        assert!(d.actions.is_empty(), "re-enforced the tier's replicas: {:?}", d.actions);
+    }
+    sim.generation += 1;
+    let d = sim.reconcile_with(Verdict::Pass, None);
+    assert!(d.actions.contains(&Action::ScaleTarget { replicas: 10 }), "a new generation applies it again");
+}
+
+/// Argo CD self-heal puts Git's pool env back after every promotion: the operator rolls out
+/// again once for the generation, then waits in Overridden naming the field manager.
+#[test]
+fn gitops_reverts_start_at_most_one_new_rollout() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+    sim.gitops_revert();
+    sim.run_until(Verdict::Pass, 300, |s| s.status.phase == Phase::Succeeded);
+    assert_eq!(sim.count("RolloutStarted"), 2);
+    assert!(sim.events.iter().any(|(r, m)| *r == "EnvOverridden" && m.contains("argocd-controller")));
+    sim.gitops_revert();
+    for _ in 0..50 {
+        sim.advance(5);
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })), "{:?}", d.actions);
+    }
+    assert_eq!(sim.count("RolloutStarted"), 2, "a second revert started another rollout");
+    assert_eq!(sim.status.phase, Phase::Overridden);
+    let msg = sim.status.message.clone().unwrap();
+    assert!(msg.contains("field manager argocd-controller") && msg.contains("WORKERS"), "{msg}");
+    let owned = sim.status.conditions.iter().find(|c| c.type_ == "EnvOwned").unwrap();
+    assert_eq!((owned.status.as_str(), owned.reason.as_str()), ("False", "Overridden"));
+    // A person lifts it.
+    sim.reconcile_with(Verdict::Pass, Some(ManualAction::Retry));
+    sim.run_until(Verdict::Pass, 300, |s| s.status.phase == Phase::Succeeded);
+    assert_eq!(sim.count("RolloutStarted"), 3);
+}
+
+/// A revert that lands while the promotion is rolling the target out is not written over again.
+#[test]
+fn a_revert_during_the_promotion_is_not_fought() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Promoting && s.world.target.config_hash == NEW);
+    sim.gitops_revert();
+    let mut promotes = 0;
+    for _ in 0..40 {
+        sim.advance(5);
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        promotes += d.actions.iter().filter(|a| matches!(a, Action::PromoteTarget { .. })).count();
+    }
+    assert_eq!(promotes, 0, "wrote the pool over the revert");
+    assert_eq!(sim.status.phase, Phase::Overridden);
+    assert!(sim.world.canary.is_none());
+    assert_eq!(sim.world.target.spec_replicas, 10);
+    assert_eq!(sim.status.history[0].outcome, Outcome::Overridden);
+}
+
+#[test]
+fn a_second_policy_touches_nothing_and_says_who_holds_the_target() {
+    let mut sim = Sim::new(10);
+    sim.world.second_policy = true;
+    for _ in 0..10 {
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })), "{:?}", d.actions);
+        sim.advance(5);
+    }
+    assert_eq!(sim.status.phase, Phase::Conflict);
+    assert!(sim.status.message.as_deref().unwrap().contains("saas/first"));
+    assert_eq!(sim.count("Conflict"), 1, "one Event, not one per reconcile");
+    sim.world.second_policy = false;
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+}
+
+#[test]
+fn a_canary_owned_by_someone_else_is_never_touched() {
+    let mut sim = Sim::new(10);
+    sim.world.canary = Some(CanaryView {
+        spec_replicas: 3,
+        available: 3,
+        config_hash: OLD.into(),
+        template_hash: String::new(),
+        foreign_owner: Some("RedisPoolPolicy other".into()),
+    });
+    let d = sim.reconcile_with(Verdict::Pass, None);
+    assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })), "{:?}", d.actions);
+    assert_eq!(sim.status.phase, Phase::Conflict);
+    assert!(sim.status.message.as_deref().unwrap().contains("RedisPoolPolicy other"));
+}
+
+/// Deleting a policy mid-rollout gives the stable its replicas back before the finalizer goes.
+#[test]
+fn deleting_mid_rollout_restores_the_stable_then_releases() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1) && s.status.step_started_at.is_some());
+    assert_eq!(sim.world.target.spec_replicas, 5);
+    let d = sim.reconcile_full(Verdict::Pass, None, true);
+    assert!(!d.released && d.actions.contains(&Action::ScaleTarget { replicas: 10 }), "{:?}", d.actions);
+    sim.advance(5);
+    let d = sim.reconcile_full(Verdict::Pass, None, true);
+    assert!(d.released && d.actions.contains(&Action::DeleteCanary), "{:?}", d.actions);
+    assert_eq!(sim.world.target.config_hash, OLD, "the unfinished pool is not written");
+    // An idle policy goes at once.
+    let mut idle = Sim::new(10);
+    idle.world.target.config_hash = NEW.into();
+    assert!(idle.reconcile_full(Verdict::Pass, None, true).released);
+}
+
+/// A pool env var someone sets from a ConfigMap mid-rollout: the stable is restored first, then
+/// the policy says what is wrong (and never writes beside the valueFrom).
+#[test]
+fn a_target_that_becomes_unusable_mid_rollout_is_restored_then_invalid() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1) && s.status.step_started_at.is_some());
+    sim.world.target.unusable = Some("env var WORKERS of container api is set with valueFrom".into());
+    sim.world.target.config_hash = String::new();
+    sim.run_until(Verdict::Pass, 20, |s| s.status.phase == Phase::Invalid);
+    assert_eq!(sim.world.target.spec_replicas, 10);
+    assert!(sim.world.canary.is_none());
+    assert!(sim.status.message.as_deref().unwrap().contains("valueFrom"));
+    for _ in 0..5 {
+        sim.advance(5);
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+    }
+}
+
+/// Time when no operator was running never counts against a deadline.
+#[test]
+fn operator_downtime_does_not_count_against_the_deadline() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Hold, 100, |s| s.status.step_started_at.is_some());
+    // The operator is down for an hour; the soak (60 s) completed meanwhile.
+    sim.now += SignedDuration::from_hours(1);
+    sim.awake_since = sim.now;
+    sim.world.tick();
+    for _ in 0..50 {
+        sim.reconcile_with(Verdict::Hold, None);
+        assert_eq!(sim.status.phase, Phase::Progressing, "the hour of downtime counted: {:?}", sim.status.message);
+        sim.advance(5);
+    }
+    sim.run_until(Verdict::Hold, 50, |s| s.status.phase == Phase::RolledBack);
+    let reason = sim.status.failed.as_ref().unwrap().reason.clone();
+    assert!(reason.contains("no passing analysis within progressDeadline"), "{reason}");
+}
+
+/// A promotion whose target does not roll out within the deadline becomes Degraded, keeps the
+/// canary serving, and completes when the target does.
+#[test]
+fn a_stalled_promotion_is_degraded_until_the_target_rolls_out() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Promoting);
+    for _ in 0..70 {
+        sim.now += SignedDuration::from_secs(5);
+        sim.world.target.rolled_out = false;
+        sim.reconcile_with(Verdict::Pass, None);
+    }
+    assert_eq!(sim.status.phase, Phase::Degraded);
+    assert!(sim.world.canary.is_some(), "the canary keeps serving");
+    assert!(sim.status.message.as_deref().unwrap().contains("within progressDeadline"));
+    assert_eq!(sim.count("PromotionStalled"), 1);
+    sim.run_until(Verdict::Pass, 10, |s| s.status.phase == Phase::Succeeded);
+    assert!(sim.world.canary.is_none());
+}
+
 // ---- properties over random event sequences --------------------------------------------------
 
 #[derive(Clone, Debug)]
@@ -504,9 +973,22 @@ enum Event {
     Wait(i64),
     Reconcile(Verdict),
     Manual(ManualAction),
-    /// The operator crashes after acting but before writing status.
+    /// The operator crashes after acting but before writing status, and restarts.
     CrashAfterActing(Verdict),
     TemplateChange,
+    /// A canary pod is evicted (it comes back with the next tick).
+    LoseCanaryPod,
+    /// `kubectl scale`, or the HPA when there is one.
+    ExternalScale(i32),
+    /// A person edits or deletes the canary.
+    EditCanary,
+    DeleteCanary,
+    /// A GitOps tool puts the old pool env back.
+    GitopsRevert,
+    /// Another policy claims the target, or lets go.
+    SecondPolicy(bool),
+    /// The target Deployment is deleted, or comes back.
+    TargetGone(bool),
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {
@@ -530,6 +1012,13 @@ fn arb_event() -> impl Strategy<Value = Event> {
         1 => manual.prop_map(Event::Manual),
         1 => verdict.prop_map(Event::CrashAfterActing),
         1 => Just(Event::TemplateChange),
+        2 => Just(Event::LoseCanaryPod),
+        1 => (1i32..30).prop_map(Event::ExternalScale),
+        1 => Just(Event::EditCanary),
+        1 => Just(Event::DeleteCanary),
+        1 => Just(Event::GitopsRevert),
+        1 => any::<bool>().prop_map(Event::SecondPolicy),
+        1 => any::<bool>().prop_map(Event::TargetGone),
     ]
 }
 
@@ -537,20 +1026,30 @@ fn arb_event() -> impl Strategy<Value = Event> {
 fn check_instant(sim: &Sim, prev: &RedisPoolPolicyStatus) -> Result<(), TestCaseError> {
     let w = &sim.world;
     let s = &sim.status;
-    // Capacity: requested pods never drop below the fleet.
-    prop_assert!(w.pods() >= w.total, "pods {} below total {}: {:?}", w.pods(), w.total, w);
-    // Budget: every pod that can coexist is within the plan's peak.
-    let per_pod = sim.desired.plan.pool.connections_per_pod;
-    let peak = sim.desired.plan.budget.peak_connections;
-    prop_assert!(i64::from(w.pods()) * per_pod <= peak, "{} pods exceed the planned peak {}", w.pods(), peak);
-    // Canary + stable desired replicas equal the total at a settled step.
+    // Capacity: after every reconcile, requested pods are at least what whoever sized the target
+    // asked for (a person deleting the canary breaks it until the operator's next look).
+    if w.target_exists && sim.settled && !sim.hand_scaled {
+        prop_assert!(w.pods() >= w.total, "pods {} below total {}: {:?}", w.pods(), w.total, w);
+    }
+    // Budget: during a rollout, every pod that can coexist is within the plan's peak.
+    let desired = sim.desired();
+    let per_pod = desired.plan.pool.connections_per_pod;
+    if sim.settled && !sim.status_is_stale && s.phase.is_active() && w.target_exists {
+        prop_assert!(
+            i64::from(w.pods()) * per_pod <= desired.plan.budget.peak_connections,
+            "{} pods exceed the planned peak {}",
+            w.pods(),
+            desired.plan.budget.peak_connections
+        );
+    }
+    // Canary + stable desired replicas equal the total at a settled step of a split rollout.
     if let (Some(r), true) = (&s.replicas, s.step_started_at.is_some())
         && matches!(s.phase, Phase::Progressing | Phase::Paused)
+        && s.scaling.as_ref().is_some_and(|m| m.mode == ScalingMode::Split)
         && !sim.status_is_stale
     {
         let sp = split(r.total, s.weight.unwrap());
         prop_assert_eq!((r.canary, r.stable), (sp.canary, sp.stable));
-        prop_assert_eq!(w.target.spec_replicas, sp.stable);
     }
     // No step is skipped.
     let same_rollout = prev.canary == s.canary && prev.history.first() == s.history.first();
@@ -565,12 +1064,17 @@ fn check_instant(sim: &Sim, prev: &RedisPoolPolicyStatus) -> Result<(), TestCase
     // Nothing is promoted without a Pass (or a person's promote): checked where the new
     // configuration is first written into the target.
     prop_assert!(!sim.unjustified_promotion, "the target got the new pool without a pass: {:?}", s.analysis);
+    // Never fight: no writes to an autoscaled target's replicas, nothing done while another
+    // policy holds the target, at most one automatic re-rollout after overrides.
+    prop_assert!(!w.wrote_autoscaled_replicas, "wrote the replicas of a target an HPA scales");
+    prop_assert!(!sim.acted_without_holding, "acted while another policy held the target");
+    prop_assert!(sim.rerollouts <= 1, "{} automatic re-rollouts after promotions", sim.rerollouts);
     Ok(())
 }
 
 impl Sim {
     fn apply_event(&mut self, e: &Event) {
-        self.manual_promote_just_now = false;
+        self.settled = false;
         match e {
             Event::Tick(s) => self.advance(*s),
             Event::Wait(s) => self.now += SignedDuration::from_secs(*s),
@@ -578,21 +1082,109 @@ impl Sim {
                 self.reconcile_with(*v, None);
             }
             Event::Manual(a) => {
-                self.manual_promote_just_now = *a == ManualAction::Promote;
                 self.reconcile_with(Verdict::Hold, Some(*a));
             }
             Event::CrashAfterActing(v) => {
                 let saved = self.status.clone();
                 self.reconcile_with(*v, None);
+                // A lost status forgets a fleet re-based in that reconcile (a restart after someone
+                // scaled the target): the rollout goes on with the fleet the saved status keeps.
+                if let (true, Some(r)) = (saved.phase.is_active(), &saved.replicas)
+                    && saved.scaling.as_ref().is_some_and(|s| s.mode == ScalingMode::Split)
+                {
+                    self.world.total = self.world.total.min(r.total);
+                }
                 self.status = saved;
                 self.status_is_stale = true;
+                self.awake_since = self.now;
             }
             Event::TemplateChange => {
                 let n = self.world.target.template_hash.len();
                 self.world.target.template_hash = format!("tpl-{n}");
             }
+            Event::LoseCanaryPod => {
+                if let Some(c) = &mut self.world.canary {
+                    c.available = (c.available - 1).max(0);
+                }
+            }
+            Event::ExternalScale(n) if self.world.target_exists => self.external_scale(*n),
+            Event::ExternalScale(_) => {}
+            Event::EditCanary => {
+                if let Some(c) = &mut self.world.canary {
+                    c.template_hash = String::new();
+                }
+            }
+            Event::DeleteCanary => self.world.canary = None,
+            Event::GitopsRevert => {
+                if self.world.target.config_hash == NEW {
+                    self.gitops_revert();
+                }
+            }
+            Event::SecondPolicy(on) => self.world.second_policy = *on,
+            Event::TargetGone(gone) => self.target_gone(*gone),
         }
     }
+
+    /// The target Deployment is deleted, or created anew (with the old pool, at the fleet size).
+    fn target_gone(&mut self, gone: bool) {
+        if !gone && !self.world.target_exists {
+            // The operator sees it gone before it comes back (a replace within one reconcile is
+            // not modelled).
+            if self.status.phase != Phase::Invalid {
+                self.reconcile_with(Verdict::Pass, None);
+            }
+            // A new object: nothing was reverted on it.
+            (self.reverted, self.rerollouts) = (false, 0);
+            let hpa = self.world.target.hpa.clone();
+            self.world.target = World::new(self.world.total).target;
+            self.world.target.hpa = hpa;
+        }
+        self.world.target_exists = !gone;
+    }
+
+    /// Other actors step back, and the world settles.
+    fn calm(&mut self) {
+        self.world.second_policy = false;
+        self.target_gone(false);
+    }
+}
+
+fn drain(sim: &mut Sim) -> Result<(), TestCaseError> {
+    sim.calm();
+    for _ in 0..400 {
+        let prev = sim.status.clone();
+        sim.advance(5);
+        // A paused rollout waits for a person, who eventually resumes it.
+        let action = (sim.status.phase == Phase::Paused).then_some(ManualAction::Resume);
+        let d = sim.reconcile_with(Verdict::Pass, action);
+        check_instant(sim, &prev)?;
+        let settled =
+            matches!(sim.status.phase, Phase::Succeeded | Phase::RolledBack | Phase::Idle | Phase::Overridden);
+        if settled && sim.world.canary.is_none() && d.actions.is_empty() {
+            break;
+        }
+    }
+    let s = &sim.status;
+    prop_assert!(
+        matches!(s.phase, Phase::Succeeded | Phase::RolledBack | Phase::Idle | Phase::Overridden),
+        "stuck in {:?}: {:?}",
+        s.phase,
+        s.message
+    );
+    prop_assert!(sim.world.canary.is_none(), "canary left behind");
+    match s.phase {
+        Phase::Succeeded => prop_assert_eq!(&sim.world.target.config_hash, NEW),
+        Phase::RolledBack => prop_assert_eq!(&sim.world.target.config_hash, OLD),
+        _ => {}
+    }
+    // Never mixed: the target runs one configuration or the other, and history agrees.
+    if let Some(h) = s.history.first()
+        && matches!(s.phase, Phase::Succeeded | Phase::RolledBack)
+    {
+        let expected = if s.phase == Phase::Succeeded { Outcome::Succeeded } else { Outcome::RolledBack };
+        prop_assert_eq!(h.outcome, expected);
+    }
+    Ok(())
 }
 
 proptest! {
@@ -603,56 +1195,61 @@ proptest! {
     })]
 
     #[test]
-    fn invariants_hold_and_every_rollout_ends(total in 1i32..25, events in prop::collection::vec(arb_event(), 1..120)) {
-        let mut sim = Sim::new(total);
+    fn invariants_hold_and_every_rollout_ends(total in 1i32..25, hpa in any::<bool>(), events in prop::collection::vec(arb_event(), 1..120)) {
+        let mut sim = if hpa { Sim::with_hpa(total, 1, 30) } else { Sim::new(total) };
         for e in &events {
             let prev = sim.status.clone();
             sim.apply_event(e);
             check_instant(&sim, &prev)?;
         }
-        // Drain: the world settles, nothing else happens; the rollout must end cleanly.
-        for _ in 0..400 {
-            if matches!(sim.status.phase, Phase::Succeeded | Phase::RolledBack | Phase::Idle) && sim.world.canary.is_none() {
-                break;
-            }
-            let prev = sim.status.clone();
-            sim.advance(5);
-            // A paused rollout waits for a person, who eventually resumes it.
-            let action = (sim.status.phase == Phase::Paused).then_some(ManualAction::Resume);
-            sim.reconcile_with(Verdict::Pass, action);
-            check_instant(&sim, &prev)?;
-        }
-        let s = &sim.status;
-        prop_assert!(matches!(s.phase, Phase::Succeeded | Phase::RolledBack | Phase::Idle), "stuck in {:?}", s.phase);
-        prop_assert!(sim.world.canary.is_none(), "canary left behind");
-        prop_assert_eq!(sim.world.target.spec_replicas, total);
-        match s.phase {
-            Phase::Succeeded => prop_assert_eq!(&sim.world.target.config_hash, NEW),
-            Phase::RolledBack => prop_assert_eq!(&sim.world.target.config_hash, OLD),
-            _ => {}
-        }
-        // Never mixed: the target runs one configuration or the other, and history agrees.
-        if let Some(h) = s.history.first() && s.phase != Phase::Idle {
-            let expected = if s.phase == Phase::Succeeded { crate::api::Outcome::Succeeded } else { crate::api::Outcome::RolledBack };
-            prop_assert_eq!(h.outcome, expected);
-        }
+        drain(&mut sim)?;
     }
 
     #[test]
-    fn deciding_again_on_its_own_status_changes_nothing(total in 1i32..25, events in prop::collection::vec(arb_event(), 1..80), verdict in prop_oneof![Just(Verdict::Pass), Just(Verdict::Fail), Just(Verdict::Hold)]) {
-        let mut sim = Sim::new(total);
+    fn deciding_again_on_its_own_status_changes_nothing(total in 1i32..25, hpa in any::<bool>(), events in prop::collection::vec(arb_event(), 1..80), verdict in prop_oneof![Just(Verdict::Pass), Just(Verdict::Fail), Just(Verdict::Hold)]) {
+        let mut sim = if hpa { Sim::with_hpa(total, 1, 30) } else { Sim::new(total) };
         for e in &events {
             sim.apply_event(e);
         }
         let observed = sim.world.observe();
+        let desired = sim.desired();
         let run = analysis_due(&sim.spec, &sim.status, sim.now).map(|step| analysis(step, verdict));
-        let mk = |status| Input { spec: &sim.spec, generation: sim.generation, status, desired: &sim.desired,
-                                  observed: &observed, analysis: run.as_ref(), action: None, now: sim.now };
-        let first = decide(&mk(&sim.status));
-        let second = decide(&mk(&first.status));
+        let first = decide(&sim.input(&desired, &observed, run.as_ref(), None, false));
+        // The shell plans again from the status it reads back. A decision that changes who sizes
+        // the target changes the plan too, so one more round may be needed; then it rests.
+        sim.status = first.status.clone();
+        let desired = sim.desired();
+        let first = decide(&sim.input(&desired, &observed, run.as_ref(), None, false));
+        sim.status = first.status.clone();
+        let desired = sim.desired();
+        let second = decide(&sim.input(&desired, &observed, run.as_ref(), None, false));
         let not_events = |d: &Decision| d.actions.iter().filter(|a| !matches!(a, Action::Event { .. })).cloned().collect::<Vec<_>>();
         prop_assert_eq!(&second.status, &first.status);
         prop_assert_eq!(not_events(&second), not_events(&first));
         prop_assert!(second.actions.iter().all(|a| !matches!(a, Action::Event { .. })), "events repeat: {:?}", second.actions);
+    }
+
+    /// Whatever happened before, a policy being deleted gives its target back: the stable keeps
+    /// its replicas, no canary stays, and the finalizer is released.
+    #[test]
+    fn deletion_always_gives_the_target_back(total in 1i32..25, hpa in any::<bool>(), events in prop::collection::vec(arb_event(), 1..80)) {
+        let mut sim = if hpa { Sim::with_hpa(total, 1, 30) } else { Sim::new(total) };
+        for e in &events {
+            sim.apply_event(e);
+        }
+        sim.calm();
+        let mut released = false;
+        for _ in 0..200 {
+            let prev = sim.status.clone();
+            sim.advance(5);
+            released = sim.reconcile_full(Verdict::Pass, None, true).released;
+            check_instant(&sim, &prev)?;
+            if released {
+                break;
+            }
+        }
+        prop_assert!(released, "never released; stuck in {:?}: {:?}", sim.status.phase, sim.status.message);
+        prop_assert!(sim.world.canary.is_none(), "canary left behind");
+        prop_assert!(sim.hand_scaled || sim.world.pods() >= sim.world.total);
     }
 }

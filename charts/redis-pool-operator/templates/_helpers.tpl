@@ -34,6 +34,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]   # targets: patch replicas and env; canaries: all
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [list, watch]                    # an HPA that scales a target owns its replicas
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]                           # the Pods provider reads canary pod IPs

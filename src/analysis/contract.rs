@@ -1,8 +1,8 @@
-//! The `Pods` provider: the pool health contract (`GET /health/redis`) of each ready canary pod,
-//! counters diffed against the previous analysis and aggregated over the canary.
+//! The pool health contract (what a workload serves at `GET /health/redis`) and its aggregation
+//! over the canary pods: counters diffed against a baseline, gauges at their worst. Pure; the
+//! `Pods` provider in `crate::providers::pods` does the fetching.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -56,10 +56,25 @@ fn delta(now: u64, before: Option<u64>) -> u64 {
     }
 }
 
+/// One pod's answer and when the pod was created.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub health: PoolHealth,
+    pub started: Option<jiff::Timestamp>,
+}
+
 /// Pods' samples (keyed by pod uid) diffed against `baselines` and summed into one measurement.
-/// A pod without a baseline contributes everything it counted since it started: canary pods
-/// start with the step, so that is this configuration's data.
-pub fn aggregate(samples: &HashMap<String, PoolHealth>, baselines: &HashMap<String, PoolHealth>) -> Measurements {
+///
+/// A pod without a baseline that started after `since` (the last analysis of this rollout, or
+/// with none yet) contributes everything it counted: it is a canary pod of this configuration. A
+/// pod without a baseline that is older than the last analysis lost its baseline (the operator
+/// restarted): its counters only become the next baseline, so an event from hours ago never
+/// counts as fresh. When no pod could be diffed, the counters are no data (never a Pass).
+pub fn aggregate(
+    samples: &HashMap<String, Sample>,
+    baselines: &HashMap<String, PoolHealth>,
+    since: Option<jiff::Timestamp>,
+) -> Measurements {
     if samples.is_empty() {
         return Measurements::default();
     }
@@ -67,8 +82,20 @@ pub fn aggregate(samples: &HashMap<String, PoolHealth>, baselines: &HashMap<Stri
     let mut utilization: f64 = 0.0;
     let mut buckets: Option<(Vec<f64>, Vec<u64>)> = None;
     let mut buckets_agree = true;
-    for (uid, s) in samples {
+    let mut diffed = 0;
+    for (uid, sample) in samples {
+        let s = &sample.health;
+        utilization = utilization.max(s.pool.utilization_percent);
         let b = baselines.get(uid);
+        let new_since_last = match (since, sample.started) {
+            (None, _) => true,
+            (Some(since), Some(started)) => started > since,
+            (Some(_), None) => false,
+        };
+        if b.is_none() && !new_since_last {
+            continue;
+        }
+        diffed += 1;
         let reset = b.is_some_and(|b| s.counters.requests_total < b.counters.requests_total);
         let b = if reset { None } else { b };
         requests += delta(s.counters.requests_total, b.map(|b| b.counters.requests_total));
@@ -76,7 +103,6 @@ pub fn aggregate(samples: &HashMap<String, PoolHealth>, baselines: &HashMap<Stri
         exhaustion +=
             delta(s.counters.pool_exhaustion_events_total, b.map(|b| b.counters.pool_exhaustion_events_total));
         errors += delta(s.counters.redis_connection_errors_total, b.map(|b| b.counters.redis_connection_errors_total));
-        utilization = utilization.max(s.pool.utilization_percent);
         let h = &s.latency_ms;
         let base: Vec<u64> = match b {
             Some(b) if b.latency_ms.le == h.le => b.latency_ms.counts.clone(),
@@ -89,6 +115,9 @@ pub fn aggregate(samples: &HashMap<String, PoolHealth>, baselines: &HashMap<Stri
             Some((le, acc)) if *le == h.le && acc.len() == d.len() => acc.iter_mut().zip(d).for_each(|(a, x)| *a += x),
             Some(_) => buckets_agree = false,
         }
+    }
+    if diffed == 0 {
+        return Measurements { pool_utilization: Some(utilization), ..Measurements::default() };
     }
     let success_rate = (requests > 0).then(|| 100.0 * (requests - failed.min(requests)) as f64 / requests as f64);
     let p95 = buckets.filter(|_| buckets_agree).and_then(|(le, counts)| quantile(0.95, &le, &counts));
@@ -126,32 +155,6 @@ pub fn quantile(q: f64, le: &[f64], cumulative: &[u64]) -> Option<f64> {
     le.last().copied()
 }
 
-/// Fetches one pod's contract. Only the pod's own IP is dialled.
-pub async fn fetch(
-    client: &reqwest::Client,
-    ip: &str,
-    port: i32,
-    path: &str,
-    timeout: Duration,
-) -> Result<PoolHealth, String> {
-    let url = format!("http://{ip}:{port}{path}");
-    let resp = client.get(&url).timeout(timeout).send().await.map_err(|e| format!("GET {url}: {}", without_url(&e)))?;
-    if !resp.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", resp.status()));
-    }
-    resp.json::<PoolHealth>().await.map_err(|e| format!("GET {url}: not the pool health contract: {}", without_url(&e)))
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut text = e.to_string();
-    while let Some(s) = source {
-        text = s.to_string();
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,14 +174,22 @@ mod tests {
         }
     }
 
+    fn at(secs: i64) -> Option<jiff::Timestamp> {
+        Some(jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    fn samples(pods: Vec<(&str, PoolHealth)>) -> HashMap<String, Sample> {
+        pods.into_iter().map(|(uid, health)| (uid.to_string(), Sample { health, started: at(100) })).collect()
+    }
+
     #[test]
     fn deltas_sum_over_pods() {
         let base = HashMap::from([("a".to_string(), sample(1000, 0, 10.0, vec![900, 1000, 1000]))]);
-        let now = HashMap::from([
-            ("a".to_string(), sample(2000, 5, 30.0, vec![1800, 1990, 2000])),
-            ("b".to_string(), sample(1000, 5, 70.0, vec![900, 990, 1000])),
+        let now = samples(vec![
+            ("a", sample(2000, 5, 30.0, vec![1800, 1990, 2000])),
+            ("b", sample(1000, 5, 70.0, vec![900, 990, 1000])),
         ]);
-        let m = aggregate(&now, &base);
+        let m = aggregate(&now, &base, None);
         assert_eq!(m.requests, Some(2000));
         assert_eq!(m.success_rate, Some(99.5));
         assert_eq!(m.pool_utilization, Some(70.0), "the worst pod counts");
@@ -190,16 +201,33 @@ mod tests {
     #[test]
     fn a_restarted_pod_counts_from_zero() {
         let base = HashMap::from([("a".to_string(), sample(5000, 100, 10.0, vec![5000, 5000, 5000]))]);
-        let now = HashMap::from([("a".to_string(), sample(300, 0, 10.0, vec![300, 300, 300]))]);
-        assert_eq!(aggregate(&now, &base).requests, Some(300));
-        assert_eq!(aggregate(&now, &base).success_rate, Some(100.0));
+        let now = samples(vec![("a", sample(300, 0, 10.0, vec![300, 300, 300]))]);
+        assert_eq!(aggregate(&now, &base, None).requests, Some(300));
+        assert_eq!(aggregate(&now, &base, None).success_rate, Some(100.0));
+    }
+
+    #[test]
+    fn a_lost_baseline_is_only_set_never_counted() {
+        let mut old = sample(5000, 400, 30.0, vec![5000, 5000, 5000]);
+        old.counters.pool_exhaustion_events_total = 7;
+        // The operator restarted after its last analysis at t=500; the pod started at t=100.
+        let now = samples(vec![("a", old.clone())]);
+        let m = aggregate(&now, &HashMap::new(), at(500));
+        assert_eq!((m.requests, m.pool_exhaustion_events, m.success_rate), (None, None, None), "no stale events");
+        assert_eq!(m.pool_utilization, Some(30.0), "gauges still count");
+        // A pod that started after the last analysis is this configuration's: everything counts.
+        let fresh = HashMap::from([("b".to_string(), Sample { health: old.clone(), started: at(600) })]);
+        assert_eq!(aggregate(&fresh, &HashMap::new(), at(500)).pool_exhaustion_events, Some(7));
+        // With a baseline kept in memory, only the growth counts.
+        let base = HashMap::from([("a".to_string(), old.clone())]);
+        assert_eq!(aggregate(&now, &base, at(500)).pool_exhaustion_events, Some(0));
     }
 
     #[test]
     fn no_pods_no_data() {
-        assert_eq!(aggregate(&HashMap::new(), &HashMap::new()), Measurements::default());
-        let idle = HashMap::from([("a".to_string(), sample(0, 0, 0.0, vec![0, 0, 0]))]);
-        let m = aggregate(&idle, &HashMap::new());
+        assert_eq!(aggregate(&HashMap::new(), &HashMap::new(), None), Measurements::default());
+        let idle = samples(vec![("a", sample(0, 0, 0.0, vec![0, 0, 0]))]);
+        let m = aggregate(&idle, &HashMap::new(), None);
         assert_eq!((m.requests, m.success_rate, m.p95_latency_ms), (Some(0), None, None));
     }
 

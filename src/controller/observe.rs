@@ -1,0 +1,246 @@
+//! Observe: everything the core decides on, read fresh (the policy, its target and canary) or
+//! from the caches (other policies, HPAs), plus the Redis server and the canary's health when due.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{Api, ResourceExt};
+
+use super::deployments::{POLICY_LABEL, build_canary, canary_view, hpa_for, target_view};
+use super::{Baseline, Context, Result};
+use crate::analysis::redis::{RedisFault, RedisSignals, connection_errors};
+use crate::analysis::{evaluate, provider_failed};
+use crate::api::validation::validate;
+use crate::api::{
+    ACTION_ANNOTATION, MetricsProvider, RedisPoolPolicy, RedisPoolPolicyStatus, TRACK_LABEL, canary_name,
+};
+use crate::providers::{self, Measured};
+use crate::render::{config_hash, render_env};
+use crate::rollout::{
+    AnalysisRun, CanaryView, Claimant, Desired, ManualAction, Observed, TargetView, analysis_due, fleet, holder,
+};
+use crate::sizing::{Fleet, RolloutPlan, tier};
+
+/// What one reconcile knows.
+pub struct Observation {
+    /// The policy as stored now (not the cache).
+    pub policy: RedisPoolPolicy,
+    pub status: RedisPoolPolicyStatus,
+    pub target: Option<Deployment>,
+    pub canary: Option<Deployment>,
+    pub desired: Desired,
+    /// The rendered pool env of `desired`.
+    pub env: Vec<(String, String)>,
+    pub observed: Observed,
+    pub analysis: Option<AnalysisRun>,
+    /// The counters to diff the next analysis against.
+    pub baseline: Option<Baseline>,
+    pub action: Option<ManualAction>,
+    /// An action annotation nobody understands.
+    pub bad_action: Option<String>,
+}
+
+/// Reads the world for `cached`; None when the policy is gone.
+pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) -> Result<Option<Observation>> {
+    let ns = cached.namespace().unwrap_or_default();
+    // Decide on the stored policy, not the cache: a Deployment event can wake us before our own
+    // last status write reached the cache, and a decision on an old status would step back.
+    let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(policy) = policies.get_opt(&cached.name_any()).await? else {
+        ctx.metrics.forget(&ns, &cached.name_any());
+        return Ok(None);
+    };
+    let spec = &policy.spec;
+    let status = policy.status.clone().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let target = deployments.get_opt(&spec.target_ref.name).await?;
+    let canary = deployments.get_opt(&canary_name(&spec.target_ref.name)).await?;
+    let hpa = ctx.hpas.get().and_then(|hpas| {
+        let state = hpas.state();
+        hpa_for(
+            state.iter().filter(|h| h.namespace().as_deref() == Some(ns.as_str())).map(|h| &**h),
+            &spec.target_ref.name,
+        )
+    });
+    let target_view = target.as_ref().map(|t| target_view(&policy, t, hpa));
+    let environment = spec.environment.clone().or(ctx.settings.environment.clone());
+    let expected = |env: &[(String, String)]| {
+        target
+            .as_ref()
+            .zip(canary.as_ref())
+            .and_then(|(t, c)| build_canary(&policy, t, env, c.spec.replicas.unwrap_or(1)).ok())
+    };
+    let canary_view =
+        |env: &[(String, String)]| canary.as_ref().map(|c| canary_view(&policy, c, expected(env).as_ref()));
+    let planned = plan(&policy, &status, target_view.as_ref(), canary_view(&[]).as_ref(), environment.as_deref());
+    let (desired, env, target_result) = match planned {
+        Ok((desired, env)) => {
+            let view =
+                target_view.clone().ok_or_else(|| format!("target Deployment {ns}/{} not found", spec.target_ref.name));
+            (desired, env, view)
+        }
+        Err(why) => (unplanned(&policy, environment.unwrap_or_default()), vec![], Err(why)),
+    };
+    let canary_view = canary_view(&env);
+
+    // The Redis server: for the budget before a rollout starts, and its rejections during one.
+    let needs_redis = spec.redis.is_some()
+        && target_result.as_ref().is_ok_and(|t| t.config_hash != desired.hash || status.phase.is_active());
+    let redis = match (&spec.redis, needs_redis) {
+        (Some(settings), true) => Some(providers::redis_signals(&ctx.client, &ns, settings).await),
+        _ => None,
+    };
+
+    let (analysis, baseline) = match analysis_due(spec, &status, now) {
+        Some(step) => {
+            let (run, baseline) = analyse(&policy, &status, ctx, &ns, step, redis.as_ref()).await;
+            (Some(run), baseline)
+        }
+        None => (None, None),
+    };
+    let (action, bad_action) = manual_action(&policy);
+    let holder = claim(&policy, ctx, canary_view.as_ref().and(canary.as_ref()));
+    let observed = Observed { target: target_result, canary: canary_view, holder, redis };
+    Ok(Some(Observation {
+        policy,
+        status,
+        target,
+        canary,
+        desired,
+        env,
+        observed,
+        analysis,
+        baseline,
+        action,
+        bad_action,
+    }))
+}
+
+/// Whether this policy holds its target among every policy of the namespace that names it.
+fn claim(policy: &RedisPoolPolicy, ctx: &Context, canary: Option<&Deployment>) -> Result<(), String> {
+    let Some(store) = ctx.policies.get() else { return Ok(()) };
+    let ns = policy.namespace();
+    let target = &policy.spec.target_ref.name;
+    let me = Claimant {
+        uid: policy.uid().unwrap_or_default(),
+        name: policy.name_any(),
+        created: policy.creation_timestamp().map(|t| t.0),
+        active: policy.status.as_ref().is_some_and(|s| s.phase.is_active()),
+    };
+    let mut claimants: Vec<Claimant> = store
+        .state()
+        .iter()
+        .filter(|p| p.namespace() == ns && &p.spec.target_ref.name == target && p.uid() != policy.uid())
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| Claimant {
+            uid: p.uid().unwrap_or_default(),
+            name: p.name_any(),
+            created: p.creation_timestamp().map(|t| t.0),
+            active: p.status.as_ref().is_some_and(|s| s.phase.is_active()),
+        })
+        .collect();
+    claimants.push(me.clone());
+    let owner =
+        canary.and_then(|c| c.owner_references().iter().find(|o| o.controller == Some(true)).map(|o| o.uid.clone()));
+    match holder(&claimants, owner.as_deref()) {
+        Some(h) if h.uid != me.uid => Err(format!(
+            "RedisPoolPolicy {}/{} already manages Deployment {target}; this policy changes nothing while it does \
+             (one policy per Deployment: delete one of them or point it at another Deployment)",
+            ns.unwrap_or_default(),
+            h.name
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The desired configuration and its env, for the environment in force.
+fn plan(
+    policy: &RedisPoolPolicy,
+    status: &RedisPoolPolicyStatus,
+    target: Option<&TargetView>,
+    canary: Option<&CanaryView>,
+    environment: Option<&str>,
+) -> Result<(Desired, Vec<(String, String)>), String> {
+    validate(policy).map_err(|e| format!("invalid spec: {e}"))?;
+    let env = environment.ok_or("no environment: set spec.environment or run the operator with --environment")?;
+    let t = tier(&policy.spec, env).ok_or_else(|| unknown_tier(policy, env))?;
+    let rendered = render_env(&policy.spec, t);
+    let fleet = fleet(t.replicas, target, canary, status, policy.metadata.generation.unwrap_or(0));
+    let plan = RolloutPlan::new(&policy.spec, t, fleet, target.and_then(|t| t.connections_per_pod), None);
+    let desired = Desired { environment: env.into(), hash: config_hash(&rendered), plan, tier_replicas: t.replicas };
+    Ok((desired, rendered))
+}
+
+fn unknown_tier(policy: &RedisPoolPolicy, env: &str) -> String {
+    let names: Vec<&str> = policy.spec.tiers.iter().map(|t| t.name.as_str()).collect();
+    format!(
+        "environment {env:?} is not a tier of this policy (tiers: {}); add the tier or set spec.environment",
+        names.join(", ")
+    )
+}
+
+/// A stand-in for a policy that cannot be planned (it ends Invalid).
+fn unplanned(policy: &RedisPoolPolicy, environment: String) -> Desired {
+    let t = crate::api::Tier { name: String::new(), workers: 0, connections_per_worker: 0, replicas: Some(0) };
+    let plan = RolloutPlan::new(&policy.spec, &t, Fleet::Split { total: 0, running: 0 }, None, None);
+    Desired { environment, hash: String::new(), plan, tier_replicas: None }
+}
+
+fn manual_action(policy: &RedisPoolPolicy) -> (Option<ManualAction>, Option<String>) {
+    match policy.annotations().get(ACTION_ANNOTATION) {
+        None => (None, None),
+        Some(raw) => match raw.parse::<ManualAction>() {
+            Ok(a) => (Some(a), None),
+            Err(_) => (None, Some(raw.clone())),
+        },
+    }
+}
+
+/// Measures the canary of `step` (through its pods or Prometheus, and the Redis server) and
+/// evaluates the gates; returns the counters seen, to be the next analysis's baseline.
+async fn analyse(
+    policy: &RedisPoolPolicy,
+    status: &RedisPoolPolicyStatus,
+    ctx: &Context,
+    ns: &str,
+    step: i32,
+    redis: Option<&Result<RedisSignals, RedisFault>>,
+) -> (AnalysisRun, Option<Baseline>) {
+    let key = policy.uid().unwrap_or_default();
+    let previous = ctx.baselines.lock().await.get(&key).cloned().unwrap_or_default();
+    let metrics = &policy.spec.rollout.metrics;
+    let measured = match metrics.provider {
+        MetricsProvider::Pods => {
+            let selector = format!("{TRACK_LABEL}=canary,{POLICY_LABEL}={}", policy.name_any());
+            let since = status.analysis.as_ref().map(|a| a.at.0);
+            providers::measure_pods(&ctx.client, &ctx.http, ns, &selector, &metrics.pods, &previous.pods, since).await
+        }
+        MetricsProvider::Prometheus => {
+            let deployment = canary_name(&policy.spec.target_ref.name);
+            let scope = crate::analysis::prometheus::Scope {
+                namespace: ns,
+                deployment: &deployment,
+                track: "canary",
+                interval: &policy.spec.rollout.analysis.interval,
+            };
+            providers::measure_prometheus(&ctx.http, metrics.prometheus.as_ref(), &scope).await
+        }
+    };
+    let spec = &policy.spec.rollout.analysis;
+    let Measured { mut measurements, samples, errors } = match measured {
+        Ok(m) => m,
+        // The old baseline stays: the next analysis measures from there.
+        Err(e) => {
+            let run = AnalysisRun { step, analysis: provider_failed(spec, &e), provider_error: Some(e) };
+            return (run, None);
+        }
+    };
+    measurements.redis_connection_errors =
+        connection_errors(measurements.redis_connection_errors, redis, previous.rejected_connections);
+    let analysis = evaluate(spec, &measurements);
+    // A probe that failed keeps the last count it did see, so rejections during an outage of the
+    // probe are still counted by the next one that succeeds.
+    let rejected =
+        redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections).or(previous.rejected_connections);
+    let next = Baseline { pods: samples, rejected_connections: rejected };
+    (AnalysisRun { step, analysis, provider_error: errors }, Some(next))
+}

@@ -1,0 +1,127 @@
+//! The network I/O behind analysis and the budget: the canary's pool health (from its pods or
+//! from Prometheus) and the Redis server. Everything here dials out; what it returns is judged by
+//! the pure `analysis` gates and the `rollout` core.
+
+pub mod pods;
+pub mod prometheus;
+pub mod redis;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::analysis::Measurements;
+use crate::analysis::contract::{PoolHealth, Sample, aggregate};
+use crate::analysis::redis::{RedisFault, RedisSignals, RedisTarget};
+use crate::api::{PodsMetrics, PrometheusMetrics, RedisSettings};
+
+/// A measurement of the canary, the samples it was made from (the next baseline), and the
+/// errors of pods that did not answer (counted apart from gate verdicts).
+pub struct Measured {
+    pub measurements: Measurements,
+    pub samples: HashMap<String, PoolHealth>,
+    pub errors: Option<String>,
+}
+
+/// GETs the contract on every ready pod matching `selector` and diffs it against `baselines`.
+/// Pods that started before `since` (the last analysis) and have no baseline only set one.
+pub async fn measure_pods(
+    client: &Client,
+    http: &reqwest::Client,
+    ns: &str,
+    selector: &str,
+    spec: &PodsMetrics,
+    baselines: &HashMap<String, PoolHealth>,
+    since: Option<Timestamp>,
+) -> Result<Measured, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let listed = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| format!("cannot list canary pods: {e}"))?
+        .items;
+    let ready: Vec<(String, String, Option<Timestamp>)> = listed
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| {
+            let started = p.creation_timestamp().map(|t| t.0);
+            Some((p.uid()?, p.status.as_ref()?.pod_ip.clone()?, started))
+        })
+        .collect();
+    if ready.is_empty() {
+        return Err("no ready canary pod to measure".into());
+    }
+    let fetches = ready.iter().map(|(uid, ip, started)| async move {
+        (uid.clone(), *started, pods::fetch(http, ip, spec.port, &spec.path, Duration::from_secs(2)).await)
+    });
+    let mut samples = HashMap::new();
+    let mut errors = Vec::new();
+    for (uid, started, r) in futures::future::join_all(fetches).await {
+        match r {
+            Ok(health) => {
+                samples.insert(uid, Sample { health, started });
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if samples.is_empty() {
+        return Err(errors.join("; "));
+    }
+    let measurements = aggregate(&samples, baselines, since);
+    let samples = samples.into_iter().map(|(uid, s)| (uid, s.health)).collect();
+    Ok(Measured { measurements, samples, errors: (!errors.is_empty()).then(|| errors.join("; ")) })
+}
+
+/// Measures the canary Deployment through Prometheus.
+pub async fn measure_prometheus(
+    http: &reqwest::Client,
+    metrics: Option<&PrometheusMetrics>,
+    scope: &crate::analysis::prometheus::Scope<'_>,
+) -> Result<Measured, String> {
+    let prom = metrics.ok_or("spec.rollout.metrics.prometheus is not set")?;
+    let measurements = prometheus::measure(http, &prom.address, &prom.queries, scope).await?;
+    Ok(Measured { measurements, samples: HashMap::new(), errors: None })
+}
+
+/// Asks the Redis server of `settings`, with the password from its Secret. No message names the
+/// password.
+pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) -> Result<RedisSignals, RedisFault> {
+    let unavailable = RedisFault::Unavailable;
+    let password = match &settings.password_secret_ref {
+        None => None,
+        Some(r) => {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+            let secret = secrets
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| unavailable(format!("cannot read Secret {ns}/{}: {e}", r.name)))?
+                .ok_or_else(|| {
+                    unavailable(format!("Secret {ns}/{} (spec.redis.passwordSecretRef) not found", r.name))
+                })?;
+            let bytes = secret
+                .data
+                .and_then(|d| d.get(&r.key).cloned())
+                .ok_or_else(|| unavailable(format!("Secret {ns}/{} has no key {:?}", r.name, r.key)))?;
+            Some(
+                String::from_utf8(bytes.0)
+                    .map_err(|_| unavailable(format!("Secret {ns}/{} key {:?} is not UTF-8", r.name, r.key)))?,
+            )
+        }
+    };
+    let target = RedisTarget { address: settings.address.clone(), password, tls: settings.tls };
+    let mut signals = redis::probe(&target, Duration::from_secs(3)).await?;
+    if let Some(m) = settings.max_clients {
+        signals.max_clients = Some(m);
+    }
+    Ok(signals)
+}

@@ -1,0 +1,31 @@
+//! The `Pods` provider: GETs the pool health contract on each ready canary pod.
+
+use std::time::Duration;
+
+use crate::analysis::contract::PoolHealth;
+
+/// Fetches one pod's contract. Only the pod's own IP is dialled.
+pub async fn fetch(
+    client: &reqwest::Client,
+    ip: &str,
+    port: i32,
+    path: &str,
+    timeout: Duration,
+) -> Result<PoolHealth, String> {
+    let url = format!("http://{ip}:{port}{path}");
+    let resp = client.get(&url).timeout(timeout).send().await.map_err(|e| format!("GET {url}: {}", without_url(&e)))?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", resp.status()));
+    }
+    resp.json::<PoolHealth>().await.map_err(|e| format!("GET {url}: not the pool health contract: {}", without_url(&e)))
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut text = e.to_string();
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    text
+}
