@@ -9,7 +9,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
 use redis_pool_operator::api::Phase;
 use support::fleet::Health;
@@ -138,38 +137,12 @@ fn installs_on_the_real_api_server() {
     assert!(crd.status.success(), "the CRD must survive uninstall");
 }
 
-/// A kubeconfig that authenticates as the chart's ServiceAccount with a short-lived token.
-fn service_account_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
-    let token = cluster().kubectl(&["create", "token", sa, "-n", namespace, "--duration", "1h"]);
-    assert!(token.status.success(), "{}", text(&token));
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
-    let admin = std::fs::read_to_string(&cluster().kubeconfig).unwrap();
-    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_string();
-    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap().to_string();
-    let path = std::env::temp_dir().join(format!("rpo-sa-{namespace}-{}.kubeconfig", std::process::id()));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster: {{server: {server}, certificate-authority: {ca}}}\nusers:\n- name: sa\n  user: {{token: {token}}}\ncontexts:\n- name: sa\n  context: {{cluster: local, user: sa}}\ncurrent-context: sa\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 #[tokio::test]
 async fn the_charts_rbac_is_sufficient_and_least() {
     let install =
         helm(&["install", "rbac", CHART, "-n", "rpo-rbac", "--create-namespace", "--set", "environment=production"]);
     assert!(install.status.success(), "{}", text(&install));
-    let client = cluster().client().await;
-    let sas: Api<ServiceAccount> = Api::namespaced(client, "rpo-rbac");
-    wait_until("the chart's ServiceAccount", Duration::from_secs(20), || {
-        let sas = sas.clone();
-        async move { sas.get_opt("rbac-redis-pool-operator").await.ok().flatten().map(|_| ()) }
-    })
-    .await;
-    let kubeconfig = service_account_kubeconfig("rpo-rbac", "rbac-redis-pool-operator");
+    let kubeconfig = service_account_kubeconfig("rpo-rbac", "rbac-redis-pool-operator").await;
 
     // Least: what the operator never needs is denied.
     for (verb, what, extra) in [

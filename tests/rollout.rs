@@ -42,14 +42,15 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     }
     assert_eq!(status.history[0].outcome, redis_pool_operator::api::Outcome::Succeeded);
 
-    // Steady state: three analysis intervals without a single write.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Steady state: a reconcile (woken by a touch of the policy) writes nothing.
     let writes = env.operator.counter("redis_pool_operator_writes_total").await;
+    let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    env.annotate_noop("auth-api").await;
     let rv = (
         env.policies().get("auth-api").await.unwrap().metadata.resource_version,
         env.target().await.metadata.generation,
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.wait_reconciles(reconciles + 1.0, Duration::from_secs(30)).await;
     assert_eq!(env.operator.counter("redis_pool_operator_writes_total").await, writes, "the steady state wrote");
     let rv2 = (
         env.policies().get("auth-api").await.unwrap().metadata.resource_version,
@@ -194,9 +195,10 @@ async fn a_plan_over_the_redis_budget_is_blocked_and_nothing_changes() {
     let budget = status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
     assert_eq!(budget.status, "False");
     // Blocked is a steady state too: no writes, although the budget is checked again and again.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let writes = env.operator.counter("redis_pool_operator_writes_total").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    env.annotate_noop("auth-api").await;
+    env.wait_reconciles(reconciles + 1.0, Duration::from_secs(30)).await;
     assert_eq!(
         env.operator.counter("redis_pool_operator_writes_total").await,
         writes,

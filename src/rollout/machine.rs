@@ -397,8 +397,8 @@ impl Machine<'_> {
         }
         if self.taken_back(target) {
             // We promoted exactly this configuration and another writer put something else back.
-            let writers = env_writers(target);
-            let fields = target.env_writers.iter().flat_map(|w| w.fields.clone()).collect::<Vec<_>>();
+            let since = self.status.history.iter().find(|h| h.outcome == Outcome::Succeeded).map(|h| h.finished_at.0);
+            let (writers, fields) = env_writers(target, since);
             let prev = overridden_here.as_ref().map_or(0, |o| o.rerollouts);
             let record = OverrideStatus { generation, rerollouts: prev, by: writers.clone(), fields };
             if prev >= 1 {
@@ -575,9 +575,16 @@ impl Machine<'_> {
             return;
         }
         let started = self.status.started_at.as_ref().map(|t| t.0);
-        // Managed fields carry seconds: a write in the rollout's first second counts as a take-over
-        // (leaving the replicas to someone is always safe; writing over them is not).
-        let writer = target.replicas_writer.as_ref().filter(|w| w.at.zip(started).is_some_and(|(at, s)| at >= s));
+        // A managedFields entry's time is its manager's last write of any field, in seconds: a
+        // take-over is a write since the rollout began that left a value the operator did not
+        // set (neither the fleet nor the stable it scaled to). Leaving the replicas to someone is
+        // always safe; writing over them is not.
+        let ours = [Some(self.total(target)), self.status.replicas.as_ref().map(|r| r.stable)];
+        let writer = target
+            .replicas_writer
+            .as_ref()
+            .filter(|w| w.at.zip(started).is_some_and(|(at, s)| at >= s))
+            .filter(|_| !ours.contains(&Some(target.spec_replicas)));
         let by = match (&target.hpa, writer) {
             (Some(h), _) => format!("HorizontalPodAutoscaler {}", h.name),
             (None, Some(w)) => format!("field manager {}", w.manager),
@@ -922,8 +929,7 @@ impl Machine<'_> {
             self.actions.push(Action::ScaleTarget { replicas: total });
             return;
         }
-        let writers = env_writers(target);
-        let fields = target.env_writers.iter().flat_map(|w| w.fields.clone()).collect::<Vec<_>>();
+        let (writers, fields) = env_writers(target, self.status.promoted_at.as_ref().map(|t| t.0));
         self.delete_canary_if_any();
         let hash = self.canary_hash();
         self.clear_rollout();
@@ -1045,10 +1051,17 @@ fn fields_label(fields: &[String]) -> String {
     if fields.is_empty() { String::new() } else { format!(" ({})", fields.join(", ")) }
 }
 
-/// The field managers that hold pool env vars, for messages.
-fn env_writers(target: &TargetView) -> String {
-    let names: Vec<&str> = target.env_writers.iter().map(|w| w.manager.as_str()).collect();
-    if names.is_empty() { "another writer".into() } else { format!("field manager {}", names.join(", ")) }
+/// The field managers that wrote pool env vars since `since` (all that hold some when none did),
+/// and the vars, for messages: `field manager argocd-controller`, `[WORKERS, ...]`.
+fn env_writers(target: &TargetView, since: Option<Timestamp>) -> (String, Vec<String>) {
+    let recent: Vec<&super::Writer> =
+        target.env_writers.iter().filter(|w| since.is_none_or(|s| w.at.is_some_and(|at| at >= s))).collect();
+    let writers = if recent.is_empty() { target.env_writers.iter().collect() } else { recent };
+    let mut fields: Vec<String> = writers.iter().flat_map(|w| w.fields.clone()).collect();
+    fields.dedup();
+    let names: Vec<&str> = writers.iter().map(|w| w.manager.as_str()).collect();
+    let by = if names.is_empty() { "another writer".into() } else { format!("field manager {}", names.join(", ")) };
+    (by, fields)
 }
 
 /// What the target runs: a configuration and its plan, at the replicas it has now.

@@ -23,6 +23,8 @@ pub struct Health {
     pub latency_ms: f64,
     pub utilization: f64,
     pub exhaustion_per_scrape: u64,
+    /// Pool exhaustion events counted on the first scrape only (a burst long past).
+    pub exhaustion_on_first_scrape: u64,
     pub redis_errors_per_scrape: u64,
 }
 
@@ -34,6 +36,7 @@ impl Health {
             latency_ms: 8.0,
             utilization: 20.0,
             exhaustion_per_scrape: 0,
+            exhaustion_on_first_scrape: 0,
             redis_errors_per_scrape: 0,
         }
     }
@@ -51,6 +54,9 @@ fn advance(state: &mut PoolHealth, h: &Health) {
     c.requests_total += h.requests_per_scrape;
     let failed = ((h.requests_per_scrape as f64) * (100.0 - h.success_rate) / 100.0).round() as u64;
     c.requests_failed_total += failed;
+    if c.requests_total == h.requests_per_scrape {
+        c.pool_exhaustion_events_total += h.exhaustion_on_first_scrape;
+    }
     c.pool_exhaustion_events_total += h.exhaustion_per_scrape;
     c.redis_connection_errors_total += h.redis_errors_per_scrape;
     let bucket = LE.iter().position(|le| h.latency_ms <= *le).unwrap_or(LE.len() - 1);

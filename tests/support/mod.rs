@@ -234,3 +234,29 @@ impl Drop for RedisServer {
 pub fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(root().join(path)).unwrap()
 }
+
+/// A kubeconfig that authenticates as a ServiceAccount (the chart's) with a short-lived token,
+/// once the ServiceAccount exists.
+pub async fn service_account_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(cluster().client().await, namespace);
+    wait_until(&format!("ServiceAccount {namespace}/{sa}"), Duration::from_secs(20), || {
+        let sas = sas.clone();
+        async move { sas.get_opt(sa).await.ok().flatten().map(|_| ()) }
+    })
+    .await;
+    let token = cluster().kubectl(&["create", "token", sa, "-n", namespace, "--duration", "1h"]);
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let admin = std::fs::read_to_string(&cluster().kubeconfig).unwrap();
+    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_string();
+    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority: ")).unwrap().to_string();
+    let path = std::env::temp_dir().join(format!("rpo-sa-{namespace}-{}.kubeconfig", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster: {{server: {server}, certificate-authority: {ca}}}\nusers:\n- name: sa\n  user: {{token: {token}}}\ncontexts:\n- name: sa\n  context: {{cluster: local, user: sa}}\ncurrent-context: sa\n"
+        ),
+    )
+    .unwrap();
+    path
+}

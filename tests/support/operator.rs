@@ -88,6 +88,12 @@ impl Operator {
         panic!("operator metrics not served on {url}; log: {}", self.log.display())
     }
 
+    /// Whether `/readyz` answers 200.
+    pub async fn is_ready(&self) -> bool {
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        reqwest::get(&url).await.is_ok_and(|r| r.status().is_success())
+    }
+
     /// A counter's value summed over its label sets.
     pub async fn counter(&self, name: &str) -> f64 {
         self.metrics()

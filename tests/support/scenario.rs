@@ -96,6 +96,25 @@ impl Env {
         self.deployments().get_opt(&canary_name(TARGET)).await.unwrap()
     }
 
+    /// Waits until the operator has finished more than `at_least` reconciles: a quiet window is
+    /// only evidence when the operator was seen awake in it.
+    pub async fn wait_reconciles(&self, at_least: f64, timeout: Duration) {
+        wait_until(
+            &format!("{at_least} reconciles (operator log: {})", self.operator.log.display()),
+            timeout,
+            || async {
+                (self.operator.counter("redis_pool_operator_reconciles_total").await >= at_least).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Touches the policy (an annotation nobody reads) to wake the operator.
+    pub async fn annotate_noop(&self, name: &str) {
+        let patch = serde_json::json!({"metadata": {"annotations": {"example.com/poke": Instant::now().elapsed().as_nanos().to_string()}}});
+        self.policies().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    }
+
     pub async fn annotate(&self, name: &str, action: &str) {
         let patch = serde_json::json!({"metadata": {"annotations": {"redispool.io/action": action}}});
         self.policies().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
