@@ -18,6 +18,13 @@ use support::fleet::Health;
 use support::scenario::*;
 use support::*;
 
+/// Tests that cordon the nodes hold this exclusively; the others share it, so that no test's pods
+/// meet a cordoned cluster that another test made.
+fn nodes() -> &'static tokio::sync::RwLock<()> {
+    static NODES: std::sync::OnceLock<tokio::sync::RwLock<()>> = std::sync::OnceLock::new();
+    NODES.get_or_init(Default::default)
+}
+
 /// Managers that owned the target's `spec.replicas` at any sampled instant.
 fn replicas_owners(d: &Deployment) -> Vec<String> {
     d.metadata
@@ -40,6 +47,7 @@ fn condition<'a>(
 /// the HPA alone; canary pods run beside its stable; the budget counts `maxReplicas`.
 #[tokio::test]
 async fn with_an_hpa_the_target_replicas_are_the_hpas_alone() {
+    let _nodes = nodes().read().await;
     let env = Env::new("hpa", 10).await;
     let _fleet = env.fleet(all_pods(Health::good()));
     // minReplicas above the current 10: the HPA controller scales to 12 without any metrics API.
@@ -108,6 +116,7 @@ async fn with_an_hpa_the_target_replicas_are_the_hpas_alone() {
 /// soak began, pauses the soak clock; it neither restarts the soak nor rolls back.
 #[tokio::test]
 async fn a_canary_pod_lost_late_in_a_soak_does_not_fail_the_rollout() {
+    let _nodes = nodes().write().await;
     let env = Env::new("disrupt", 10).await;
     let _fleet = env.fleet(all_pods(Health::good()));
     let mut p = policy("auth-api");
@@ -119,17 +128,7 @@ async fn a_canary_pod_lost_late_in_a_soak_does_not_fail_the_rollout() {
     let began = s.step_started_at.clone().unwrap();
     // Past the deadline since the soak began: cordon every node and evict the canary pod.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let nodes: Api<Node> = Api::all(env.ns.client.clone());
-    let cordon = |on: bool| {
-        let nodes = nodes.clone();
-        async move {
-            for n in nodes.list(&ListParams::default()).await.unwrap().items {
-                let patch = serde_json::json!({"spec": {"unschedulable": on}});
-                nodes.patch(&n.metadata.name.unwrap(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-            }
-        }
-    };
-    cordon(true).await;
+    cordon(&env, true).await;
     let pods: Api<Pod> = env.ns.api();
     let canary_pods = pods.list(&ListParams::default().labels("redispool.io/track=canary")).await.unwrap().items;
     assert_eq!(canary_pods.len(), 1);
@@ -139,7 +138,7 @@ async fn a_canary_pod_lost_late_in_a_soak_does_not_fail_the_rollout() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    cordon(false).await;
+    cordon(&env, false).await;
     let s = env
         .wait_status("auth-api", "the soak to resume", Duration::from_secs(30), |s| {
             s.soak.as_ref().is_some_and(|k| k.running_since.is_some()) || s.step != Some(0)
@@ -194,6 +193,7 @@ spec:
 /// field manager. The canary never carries GitOps or Helm tracking metadata.
 #[tokio::test]
 async fn gitops_reverts_start_at_most_one_new_rollout() {
+    let _nodes = nodes().read().await;
     let env = Env::new("gitops", 10).await;
     let _fleet = env.fleet(all_pods(Health::good()));
     let tracking = serde_json::json!({"metadata": {
@@ -271,6 +271,7 @@ async fn gitops_reverts_start_at_most_one_new_rollout() {
 /// finalizer on a policy survives the operator's own.
 #[tokio::test]
 async fn a_second_policy_is_refused_and_a_foreign_finalizer_survives() {
+    let _nodes = nodes().read().await;
     let env = Env::new("identity", 10).await;
     let _fleet = env.fleet(all_pods(Health::good()));
     let mut first = policy("first");
@@ -298,6 +299,7 @@ async fn a_second_policy_is_refused_and_a_foreign_finalizer_survives() {
 /// A pool env var set from a ConfigMap is a clear condition, never an endless apply error.
 #[tokio::test]
 async fn a_value_from_on_a_pool_var_is_reported_not_fought() {
+    let _nodes = nodes().read().await;
     let env = Env::new("valuefrom", 4).await;
     let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "env": [
         {"name": "WORKERS", "value": null, "valueFrom": {"configMapKeyRef": {"name": "pool", "key": "workers"}}}
@@ -318,6 +320,7 @@ async fn a_value_from_on_a_pool_var_is_reported_not_fought() {
 /// A burst of pool exhaustion long before an operator restart never counts as fresh after it.
 #[tokio::test]
 async fn counter_baselines_survive_an_operator_restart() {
+    let _nodes = nodes().read().await;
     let mut env = Env::new("baseline", 10).await;
     let burst = Health { exhaustion_on_first_scrape: 3, ..Health::good() };
     let _fleet = env.fleet(canary_pods(burst));
@@ -350,6 +353,7 @@ async fn counter_baselines_survive_an_operator_restart() {
 /// In namespaced mode a standby becomes Ready with only the chart's namespaced Role.
 #[tokio::test]
 async fn standbys_become_ready_in_namespaced_mode() {
+    let _nodes = nodes().read().await;
     let ns = TestNamespace::new("standby").await;
     let release_ns = format!("{}-op", ns.name);
     let helm = Command::new(root().join("hack/build-tools")).arg("--print-dir").output().unwrap();
@@ -391,4 +395,66 @@ async fn standbys_become_ready_in_namespaced_mode() {
     }
     let logs = std::fs::read_to_string(&a.log).unwrap() + &std::fs::read_to_string(&b.log).unwrap();
     assert!(!logs.contains("forbidden"), "a permission is missing:\n{logs}");
+}
+
+/// Cordons (or uncordons) every node: new pods stay Pending until uncordoned.
+async fn cordon(env: &Env, on: bool) {
+    let nodes: Api<Node> = Api::all(env.ns.client.clone());
+    for n in nodes.list(&ListParams::default()).await.unwrap().items {
+        let patch = serde_json::json!({"spec": {"unschedulable": on}});
+        nodes.patch(&n.metadata.name.unwrap(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    }
+}
+
+/// A canary a person scales and edits is put back to the spec the operator applies.
+#[tokio::test]
+async fn a_canary_edited_by_a_person_is_restored() {
+    let _nodes = nodes().read().await;
+    let env = Env::new("canaryedit", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("10m");
+    env.apply(p).await;
+    env.wait_status("auth-api", "step 1 soaking", Duration::from_secs(30), |s| s.step_started_at.is_some()).await;
+    let edit = serde_json::json!({"spec": {"replicas": 4, "template": {"spec": {"containers": [{"name": "api", "image": "example/auth-api:hacked"}]}}}});
+    let name = redis_pool_operator::api::canary_name(TARGET);
+    env.deployments().patch(&name, &PatchParams::default(), &Patch::Strategic(&edit)).await.unwrap();
+    let deployments = env.deployments();
+    let canary = wait_until("the canary to be put back", Duration::from_secs(30), || {
+        let (d, name) = (deployments.clone(), name.clone());
+        async move {
+            let c = d.get(&name).await.ok()?;
+            let image = c.spec.template.spec.as_ref()?.containers[0].image.clone();
+            (c.spec.replicas == Some(1) && image.as_deref() == Some("example/auth-api:1")).then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(env_of(&canary, "WORKERS").as_deref(), Some("4"));
+    assert_eq!(env.status("auth-api").await.phase, Phase::Progressing);
+}
+
+/// A promotion whose target cannot roll out (no node takes its pods) becomes Degraded after
+/// `progressDeadline`, keeps the canary serving, and completes once the pods can run.
+#[tokio::test]
+async fn a_stalled_promotion_is_degraded_then_completes() {
+    let _nodes = nodes().write().await;
+    let env = Env::new("stalled", 4).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["tiers"][1]["replicas"] = serde_json::json!(4);
+    p["spec"]["rollout"]["analysis"]["progressDeadline"] = serde_json::json!("5s");
+    env.apply(p).await;
+    env.wait_status("auth-api", "the last step soaking", Duration::from_secs(60), |s| {
+        s.step == Some(2) && s.step_started_at.is_some()
+    })
+    .await;
+    cordon(&env, true).await;
+    let s = env.wait_phase("auth-api", Phase::Degraded, Duration::from_secs(60)).await;
+    cordon(&env, false).await;
+    assert!(s.message.as_deref().unwrap().contains("within progressDeadline 5s"), "{:?}", s.message);
+    assert_eq!(env.canary().await.and_then(|c| c.spec.replicas), Some(4), "the canary keeps serving");
+    assert!(env.events().await.iter().any(|(r, _)| r == "PromotionStalled"));
+    let s = env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(60)).await;
+    assert_eq!(s.history[0].outcome, Outcome::Succeeded);
+    assert!(env.canary().await.is_none());
 }

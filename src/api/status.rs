@@ -92,6 +92,10 @@ pub struct RedisPoolPolicyStatus {
     /// Hash of the target's pod template (without the env vars we own) when the rollout began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_template_hash: Option<String>,
+    /// The uid of the target Deployment the rollout began on: a target replaced since (same
+    /// name, new object) restarts the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
     /// Why a rollback is in progress, and whether its configuration may be retried.

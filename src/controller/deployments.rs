@@ -86,6 +86,7 @@ pub fn target_view(policy: &RedisPoolPolicy, deploy: &Deployment, hpa: Option<Hp
         && status.replicas.unwrap_or(0) == replicas;
     let env_writers = container.map(|c| env_writers(policy, deploy, &c)).unwrap_or_default();
     TargetView {
+        uid: deploy.metadata.uid.clone().unwrap_or_default(),
         spec_replicas: replicas,
         available: status.available_replicas.unwrap_or(0),
         rolled_out,

@@ -195,6 +195,7 @@ impl Machine<'_> {
         s.promoted_at = None;
         s.scaling = None;
         s.target_template_hash = None;
+        s.target_uid = None;
         s.rollback = None;
     }
 
@@ -419,7 +420,8 @@ impl Machine<'_> {
     }
 
     /// A canary outside a rollout is left over (its status was lost): restore the target's
-    /// capacity first (unless an HPA sizes it), then remove it. False while restoring.
+    /// capacity first (unless an HPA or another writer sizes it), then remove it. False while
+    /// restoring.
     fn remove_leftover_canary(&mut self, target: &TargetView) -> bool {
         if self.canary().is_none_or(|c| c.foreign_owner.is_some()) {
             return true;
@@ -427,7 +429,8 @@ impl Machine<'_> {
         // Without a status, the fleet is the plan's, or the tier's if it names one.
         let desired = self.input.desired;
         let total = desired.plan.pool.replicas.max(desired.tier_replicas.unwrap_or(0));
-        if target.hpa.is_none() && target.spec_replicas < total {
+        // Replicas another writer set last are theirs: the restore is a guess, theirs is not.
+        if target.hpa.is_none() && target.replicas_writer.is_none() && target.spec_replicas < total {
             self.actions.push(Action::ScaleTarget { replicas: total });
             self.status.message =
                 Some(format!("restoring the target to {total} replicas before removing a leftover canary"));
@@ -495,6 +498,7 @@ impl Machine<'_> {
         s.stable = Some(ConfigRef { hash: old_hash, plan: s.stable.as_ref().and_then(|c| c.plan.clone()) });
         s.canary = Some(ConfigRef { hash: desired.hash.clone(), plan: Some(desired.plan.pool.clone()) });
         s.target_template_hash = Some(target.template_hash.clone());
+        s.target_uid = Some(target.uid.clone());
         s.started_at = Some(now.clone());
         s.progressed_at = Some(now);
         s.analysis = None;
@@ -606,6 +610,12 @@ impl Machine<'_> {
         let desired = self.input.desired;
         if self.canary_hash() != desired.hash {
             let reason = format!("the spec changed to pool configuration {}; restarting the rollout", desired.hash);
+            return self.restart(target, reason);
+        }
+        if self.status.target_uid.as_deref().is_some_and(|u| u != target.uid) {
+            let reason =
+                "the target Deployment was replaced (a new object of the same name); restarting the rollout on it"
+                    .to_string();
             return self.restart(target, reason);
         }
         if self.status.target_template_hash.as_deref().is_some_and(|h| h != target.template_hash) {

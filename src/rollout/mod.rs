@@ -35,6 +35,8 @@ pub struct Desired {
 /// The target Deployment as observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetView {
+    /// The Deployment object's uid.
+    pub uid: String,
     pub spec_replicas: i32,
     pub available: i32,
     /// The Deployment controller has rolled out the current template to every replica.
