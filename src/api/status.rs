@@ -96,6 +96,10 @@ pub struct RedisPoolPolicyStatus {
     /// name, new object) restarts the rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_uid: Option<String>,
+    /// The target's replicas as the operator last wrote them in this rollout (or found them when
+    /// it began): another manager leaving a different value has taken the replicas over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_to: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
     /// Why a rollback is in progress, and whether its configuration may be retried.
@@ -132,6 +136,9 @@ pub struct SoakStatus {
     /// The clock stopped then: fewer canary pods available than the step asks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable_since: Option<Time>,
+    /// Canary pods the soak counts on: all of the step's once they were available together.
+    #[serde(default)]
+    pub canary: i32,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

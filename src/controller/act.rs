@@ -1,7 +1,7 @@
 //! Act: one write per action, each idempotent and guarded, under one field manager.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType as KubeEventType};
 use kube::{Api, Resource, ResourceExt};
 
@@ -19,12 +19,29 @@ pub async fn act(action: &Action, o: &Observation, ctx: &Context) -> Result<()> 
     match action {
         Action::ApplyCanary { replicas } => {
             let target = o.target.as_ref().ok_or_else(|| Error::Build("the target is gone".into()))?;
-            let canary = build_canary(policy, target, &o.env, *replicas).map_err(Error::Build)?;
-            let apply = PatchParams::apply(MANAGER).force();
-            deployments
-                .patch(&canary_name(target_name), &apply, &Patch::Apply(&canary))
-                .await
-                .map_err(Error::write("apply the canary"))?;
+            let mut canary = build_canary(policy, target, &o.env, *replicas).map_err(Error::Build)?;
+            match o.canary.as_ref().filter(|c| c.spec.template != canary.spec.template) {
+                // Someone edited the pod template: an apply cannot remove what another manager
+                // added, so the whole object is replaced (guarded by its resourceVersion).
+                Some(edited) => {
+                    canary.metadata.resource_version = edited.resource_version();
+                    deployments
+                        .replace(
+                            &canary_name(target_name),
+                            &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
+                            &canary,
+                        )
+                        .await
+                        .map_err(Error::write("replace the edited canary"))?;
+                }
+                None => {
+                    let apply = PatchParams::apply(MANAGER).force();
+                    deployments
+                        .patch(&canary_name(target_name), &apply, &Patch::Apply(&canary))
+                        .await
+                        .map_err(Error::write("apply the canary"))?;
+                }
+            }
             ctx.metrics.count_write("canary");
         }
         Action::ScaleTarget { replicas } => scale_target(ctx, &deployments, target_name, *replicas).await?,

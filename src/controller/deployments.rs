@@ -132,8 +132,13 @@ pub fn env_writers(policy: &RedisPoolPolicy, deploy: &Deployment, container: &st
                 .get("f:containers")?
                 .get(key(container))?
                 .get("f:env")?;
-            let fields: Vec<String> =
-                owned.iter().filter(|n| env.get(key(n)).is_some()).map(|n| n.to_string()).collect();
+            // Owning the value is what counts: after a forced apply the earlier owner may still
+            // share the entry's name.
+            let fields: Vec<String> = owned
+                .iter()
+                .filter(|n| env.get(key(n)).and_then(|e| e.get("f:value")).is_some())
+                .map(|n| n.to_string())
+                .collect();
             (!fields.is_empty()).then_some(Writer { manager, at, fields })
         })
         .collect()
@@ -426,6 +431,9 @@ mod tests {
         d.metadata.managed_fields = Some(
             serde_json::from_value(serde_json::json!([
                 managed("argocd-controller", "2026-01-01T00:00:00Z", env_fields),
+                // A co-owner of the entry's name only: not a writer of the value.
+                managed("kubectl-client-side-apply", "2026-01-01T00:07:00Z", serde_json::json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"api\"}": {"f:env": {"k:{\"name\":\"REDIS_POOL_MAX_CONNECTIONS\"}": {".": {}, "f:name": {}}}}}}}}})),
                 managed(
                     "kube-controller-manager",
                     "2026-01-01T00:05:00Z",

@@ -162,13 +162,21 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let _ = ctx.policies.set(store.clone());
     // HPAs: a cache the reconciles read, kept by its own watch.
     let (hpa_store, hpa_writer) = reflector::store();
-    let _ = ctx.hpas.set(hpa_store);
+    let _ = ctx.hpas.set(hpa_store.clone());
     let hpa_cache = tokio::spawn(
-        reflector(hpa_writer, watcher(hpas.clone(), config.clone()))
-            .default_backoff()
-            .applied_objects()
-            .for_each(|_| async {}),
+        reflector(hpa_writer, watcher(hpas.clone(), config.clone())).default_backoff().applied_objects().for_each(
+            |r| async move {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot watch HorizontalPodAutoscalers");
+                }
+            },
+        ),
     );
+    // No decision before the HPAs are known: with an empty cache an autoscaled target would look
+    // like the operator's to size.
+    while tokio::time::timeout(Duration::from_secs(10), hpa_store.wait_until_ready()).await.is_err() {
+        tracing::warn!("waiting for the HorizontalPodAutoscaler cache (list/watch horizontalpodautoscalers)");
+    }
     let targets_of = move |store: &Store<RedisPoolPolicy>, ns: String, name: String, owner: Option<String>| {
         store
             .state()

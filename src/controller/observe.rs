@@ -72,13 +72,19 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
     let canary_view =
         |env: &[(String, String)]| canary.as_ref().map(|c| canary_view(&policy, c, expected(env).as_ref()));
     let planned = plan(&policy, &status, target_view.as_ref(), canary_view(&[]).as_ref(), environment.as_deref());
+    let missing = || format!("target Deployment {ns}/{} not found", spec.target_ref.name);
     let (desired, env, target_result) = match planned {
-        Ok((desired, env)) => {
-            let view =
-                target_view.clone().ok_or_else(|| format!("target Deployment {ns}/{} not found", spec.target_ref.name));
-            (desired, env, view)
+        Ok((desired, env)) => (desired, env, target_view.clone().ok_or_else(missing)),
+        // A spec that cannot be planned makes an existing target unusable (a rollout in flight
+        // gives the stable back first); without a target, there is nothing to give back.
+        Err(why) => {
+            let view = target_view.clone().map(|v| TargetView {
+                unusable: Some(why.clone()),
+                config_hash: String::new(),
+                ..v
+            });
+            (unplanned(&policy, environment.unwrap_or_default()), vec![], view.ok_or(why))
         }
-        Err(why) => (unplanned(&policy, environment.unwrap_or_default()), vec![], Err(why)),
     };
     let canary_view = canary_view(&env);
 

@@ -19,8 +19,8 @@ async fn query(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let body = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| format!("{}: {}", without_userinfo(&url), e.without_url()))?;
+    let body = resp.text().await.map_err(|e| format!("{}: {}", without_userinfo(&url), e.without_url()))?;
     parse_scalar(&body)
 }
 
@@ -45,4 +45,25 @@ pub async fn measure(
         run(&q.redis_connection_errors)
     )?;
     Ok(measurements(requests, failed, p95, util, exhaustion, errors))
+}
+
+/// The URL without `user:password@`: messages reach status and Events.
+fn without_userinfo(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "the Prometheus address".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_in_the_address_never_reach_a_message() {
+        let shown = super::without_userinfo("http://admin:s3cret@prometheus.monitoring:9090/api/v1/query");
+        assert_eq!(shown, "http://prometheus.monitoring:9090/api/v1/query");
+    }
 }

@@ -88,7 +88,8 @@ fn autoscaled(status: &mut RedisPoolPolicyStatus, input: &Input) {
             "True",
             "HorizontalPodAutoscaler",
             format!(
-                "HorizontalPodAutoscaler {} ({}..{} replicas) owns the target's replicas: the operator never writes                  them; canary pods run beside the stable and the budget counts maxReplicas {}",
+                "HorizontalPodAutoscaler {} ({}..{} replicas) owns the target's replicas: the operator never writes \
+                 them; canary pods run beside the stable and the budget counts maxReplicas {}",
                 h.name, h.min_replicas, h.max_replicas, h.max_replicas
             ),
         ),

@@ -27,6 +27,21 @@ pub fn decide(input: &Input) -> Decision {
     m.status.observed_generation = Some(input.generation);
     m.status.environment = Some(input.desired.environment.clone());
     m.run();
+    // A decision that went through two phases may ask for the same write twice: once is enough.
+    let mut seen: Vec<Action> = Vec::new();
+    m.actions.retain(|a| {
+        let repeat = !matches!(a, Action::Event { .. }) && seen.contains(a);
+        seen.push(a.clone());
+        !repeat
+    });
+    // Remember the replicas this rollout wrote last, to tell another writer's value from ours.
+    let wrote = m.actions.iter().rev().find_map(|a| match a {
+        Action::ScaleTarget { replicas } | Action::PromoteTarget { replicas: Some(replicas) } => Some(*replicas),
+        _ => None,
+    });
+    if let Some(r) = wrote.filter(|_| m.status.started_at.is_some()) {
+        m.status.scaled_to = Some(r);
+    }
     set_conditions(&mut m.status, input, &m.budget);
     Decision { status: m.status, actions: m.actions, action_consumed: m.consumed, released: m.released }
 }
@@ -196,6 +211,7 @@ impl Machine<'_> {
         s.scaling = None;
         s.target_template_hash = None;
         s.target_uid = None;
+        s.scaled_to = None;
         s.rollback = None;
     }
 
@@ -292,7 +308,13 @@ impl Machine<'_> {
                 self.start_rollback(RollbackKind::Release, "the policy is being deleted".into());
                 self.roll_back(&target);
             }
-            Phase::RollingBack => self.roll_back(&target),
+            Phase::RollingBack => {
+                // Whatever the rollback was for, it now ends in giving the target back.
+                if let Some(r) = &mut self.status.rollback {
+                    r.kind = RollbackKind::Release;
+                }
+                self.roll_back(&target)
+            }
             // A canary left over without a rollout (a lost status): the stable first.
             _ => self.released = self.remove_leftover_canary(&target),
         }
@@ -436,6 +458,13 @@ impl Machine<'_> {
                 Some(format!("restoring the target to {total} replicas before removing a leftover canary"));
             return false;
         }
+        if !stable_serves(target) {
+            self.status.message = Some(format!(
+                "waiting for the target, {}/{} available, before removing a leftover canary",
+                target.available, target.spec_replicas
+            ));
+            return false;
+        }
         self.actions.push(Action::DeleteCanary);
         true
     }
@@ -499,6 +528,7 @@ impl Machine<'_> {
         s.canary = Some(ConfigRef { hash: desired.hash.clone(), plan: Some(desired.plan.pool.clone()) });
         s.target_template_hash = Some(target.template_hash.clone());
         s.target_uid = Some(target.uid.clone());
+        s.scaled_to = Some(target.spec_replicas);
         s.started_at = Some(now.clone());
         s.progressed_at = Some(now);
         s.analysis = None;
@@ -580,15 +610,14 @@ impl Machine<'_> {
         }
         let started = self.status.started_at.as_ref().map(|t| t.0);
         // A managedFields entry's time is its manager's last write of any field, in seconds: a
-        // take-over is a write since the rollout began that left a value the operator did not
-        // set (neither the fleet nor the stable it scaled to). Leaving the replicas to someone is
-        // always safe; writing over them is not.
-        let ours = [Some(self.total(target)), self.status.replicas.as_ref().map(|r| r.stable)];
+        // take-over is a write since the rollout began that left a value other than the last one
+        // the operator wrote (or found, before its first write). Leaving the replicas to someone
+        // is always safe; writing over them is not.
         let writer = target
             .replicas_writer
             .as_ref()
             .filter(|w| w.at.zip(started).is_some_and(|(at, s)| at >= s))
-            .filter(|_| !ours.contains(&Some(target.spec_replicas)));
+            .filter(|_| self.status.scaled_to != Some(target.spec_replicas));
         let by = match (&target.hpa, writer) {
             (Some(h), _) => format!("HorizontalPodAutoscaler {}", h.name),
             (None, Some(w)) => format!("field manager {}", w.manager),
@@ -607,6 +636,9 @@ impl Machine<'_> {
         if self.finish_begun_promotion(target) {
             return;
         }
+        if let Some(why) = &target.unusable {
+            return self.restart(target, format!("the target can no longer be managed: {why}"));
+        }
         let desired = self.input.desired;
         if self.canary_hash() != desired.hash {
             let reason = format!("the spec changed to pool configuration {}; restarting the rollout", desired.hash);
@@ -622,9 +654,6 @@ impl Machine<'_> {
             let reason =
                 "the target's pod template changed during the rollout; restarting it with the new template".to_string();
             return self.restart(target, reason);
-        }
-        if let Some(why) = &target.unusable {
-            return self.restart(target, format!("the target can no longer be managed: {why}"));
         }
         if !self.budget.ok {
             return self.restart(target, format!("the plan no longer fits: {}", self.budget.explain()));
@@ -645,9 +674,22 @@ impl Machine<'_> {
         if !canary_ok {
             self.actions.push(Action::ApplyCanary { replicas: split.canary });
         }
-        let available = if canary_ok { self.canary().map_or(0, |c| c.available) } else { 0 };
-        if available < split.canary {
+        // Pods of the right configuration and template count, even while the step resizes the
+        // canary (an HPA moved the stable): only missing pods pause the soak.
+        let available = self
+            .canary()
+            .filter(|c| c.config_hash == desired.hash && c.template_hash == target.template_hash)
+            .map_or(0, |c| c.available.min(split.canary));
+        // During a soak, only pods it had counted on are missing when gone: new pods of a canary
+        // that follows an HPA upwards are starting, not lost.
+        let counted = self.status.soak.as_ref().map_or(split.canary, |s| s.canary.min(split.canary));
+        if available < counted {
             return self.canary_short(target, &step_label, available, split.canary);
+        }
+        if let Some(s) = self.status.soak.as_mut()
+            && available >= split.canary
+        {
+            s.canary = split.canary;
         }
         // 2. Only then does the stable give up its replicas (when the operator sizes it).
         if self.mode() == ScalingMode::Split && target.spec_replicas != split.stable {
@@ -757,6 +799,7 @@ impl Machine<'_> {
                     soaked_seconds: soaked,
                     running_since: None,
                     unavailable_since: Some(Time(now)),
+                    canary: soak.canary,
                 });
                 let msg = format!(
                     "{step_label}: canary {available}/{wanted} available; the soak pauses at {} of {pause} until they are back",
@@ -805,8 +848,13 @@ impl Machine<'_> {
                 // A status from before the soak clock existed counts from its step start.
                 let begun = started.map_or(now, |t| t.0);
                 self.status.step_started_at = Some(Time(begun));
-                self.status.soak =
-                    Some(SoakStatus { soaked_seconds: 0, running_since: Some(Time(begun)), unavailable_since: None });
+                let canary = self.status.replicas.as_ref().map_or(0, |r| r.canary);
+                self.status.soak = Some(SoakStatus {
+                    soaked_seconds: 0,
+                    running_since: Some(Time(begun)),
+                    unavailable_since: None,
+                    canary,
+                });
                 if begun == now {
                     self.status.progressed_at = Some(Time(now));
                     let s = self.status.replicas.clone().unwrap_or(replica_status(0, 0, 0));
@@ -937,6 +985,13 @@ impl Machine<'_> {
         let total = self.total(target);
         if self.mode() == ScalingMode::Split && target.spec_replicas < total {
             self.actions.push(Action::ScaleTarget { replicas: total });
+            return;
+        }
+        if !stable_serves(target) {
+            self.status.message = Some(format!(
+                "the pool env was taken back during the promotion: waiting for the target, {}/{} available, before removing the canary",
+                target.available, target.spec_replicas
+            ));
             return;
         }
         let (writers, fields) = env_writers(target, self.status.promoted_at.as_ref().map(|t| t.0));
@@ -1072,6 +1127,11 @@ fn env_writers(target: &TargetView, since: Option<Timestamp>) -> (String, Vec<St
     let names: Vec<&str> = writers.iter().map(|w| w.manager.as_str()).collect();
     let by = if names.is_empty() { "another writer".into() } else { format!("field manager {}", names.join(", ")) };
     (by, fields)
+}
+
+/// The target serves its replicas within its own `maxUnavailable`: the canary may go.
+fn stable_serves(target: &TargetView) -> bool {
+    target.available >= (target.spec_replicas - target.max_unavailable).max(0)
 }
 
 /// What the target runs: a configuration and its plan, at the replicas it has now.

@@ -764,6 +764,7 @@ fn with_an_hpa_canary_pods_run_beside_and_the_target_replicas_are_never_written(
         s.status.step == Some(1) || s.world.canary.as_ref().is_some_and(|c| c.spec_replicas == 2)
     });
     sim.run_until(Verdict::Pass, 300, |s| s.status.phase == Phase::Succeeded);
+    assert_eq!(sim.count("SoakPaused"), 0, "the canary following the HPA is not an outage");
     assert!(!sim.world.wrote_autoscaled_replicas, "the operator wrote an autoscaled target's replicas");
     assert_eq!((sim.world.target.spec_replicas, sim.world.target.config_hash.as_str()), (16, NEW));
     assert!(sim.world.canary.is_none());
@@ -788,6 +789,28 @@ fn a_person_scaling_the_target_mid_rollout_takes_the_replicas_over() {
     assert_eq!(sim.status.scaling.as_ref().map(|s| s.mode), Some(ScalingMode::Beside));
     sim.run_until(Verdict::Pass, 300, |s| s.status.phase == Phase::Succeeded);
     assert_eq!(sim.world.target.spec_replicas, 20, "the person's replicas stand");
+}
+
+/// A GitOps tool that owns `replicas: 10` puts it back after the operator scaled the stable to 9:
+/// the replicas are handed over, not scaled down again on every self-heal.
+#[test]
+fn a_gitops_reapply_of_the_fleet_size_hands_the_replicas_over() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 30, |s| s.status.step_started_at.is_some());
+    assert_eq!(sim.world.target.spec_replicas, 9);
+    sim.external_scale(10);
+    let mut scaled = 0;
+    for _ in 0..100 {
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        scaled += d.actions.iter().filter(|a| matches!(a, Action::ScaleTarget { .. })).count();
+        if sim.status.phase == Phase::Succeeded {
+            break;
+        }
+        sim.advance(5);
+    }
+    assert_eq!(scaled, 0, "scaled the replicas GitOps put back");
+    assert_eq!((sim.status.phase, sim.world.target.spec_replicas), (Phase::Succeeded, 10));
+    assert_eq!(sim.count("ReplicasHandedOver"), 1);
 }
 
 /// A tier's replicas are applied once per spec generation, never re-enforced against others.
@@ -1232,16 +1255,18 @@ proptest! {
         // the target, or ends a rollout, changes the plan too. On a world that stands still the
         // decisions come to rest within a few rounds: no loop.
         let mut first = decide(&sim.input(&desired, &observed, run.as_ref(), None, false));
-        let mut second = first.clone();
         for _ in 0..4 {
-            sim.status = first.status.clone();
-            let desired = sim.desired();
-            second = decide(&sim.input(&desired, &observed, run.as_ref(), None, false));
-            if second.status == first.status {
+            if first.status == sim.status {
                 break;
             }
-            first = second.clone();
+            sim.status = first.status.clone();
+            let desired = sim.desired();
+            first = decide(&sim.input(&desired, &observed, run.as_ref(), None, false));
         }
+        prop_assert_eq!(&first.status, &sim.status, "no rest within a few rounds");
+        // At rest, deciding again on the same status gives the same decision, without new Events.
+        let desired = sim.desired();
+        let second = decide(&sim.input(&desired, &observed, run.as_ref(), None, false));
         let not_events = |d: &Decision| d.actions.iter().filter(|a| !matches!(a, Action::Event { .. })).cloned().collect::<Vec<_>>();
         prop_assert_eq!(&second.status, &first.status);
         prop_assert_eq!(not_events(&second), not_events(&first));

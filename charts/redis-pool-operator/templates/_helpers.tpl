@@ -31,6 +31,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [redispool.io]
   resources: [redispoolpolicies/status]
   verbs: [patch]
+- apiGroups: [redispool.io]
+  resources: [redispoolpolicies/finalizers]
+  verbs: [update]                         # the canary's owner reference blocks the policy's deletion
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]   # targets: patch replicas and env; canaries: all
