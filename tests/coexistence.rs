@@ -348,7 +348,8 @@ async fn counter_baselines_survive_an_operator_restart() {
         .await;
     let a = s.analysis.unwrap();
     assert_ne!(a.verdict, redis_pool_operator::analysis::Verdict::Fail, "the old burst counted again: {:?}", a.gates);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    env.wait_reconciles(reconciles + 3.0, Duration::from_secs(30)).await;
     let failed_after = env.events().await.iter().filter(|(r, _)| r == "AnalysisFailed").count();
     assert_eq!(failed_after, failed_before, "a stale Fail after the restart ({:?} ago)", restarted.elapsed());
 }

@@ -76,8 +76,10 @@ async fn rolls_back_on(prefix: &str, canary: Health, gate: &str) {
     let events = env.events().await;
     assert!(events.iter().any(|(r, m)| r == "AnalysisFailed" && m.contains(gate)), "{events:?}");
     assert!(events.iter().any(|(r, _)| r == "RolledBack"), "{events:?}");
-    // Not retried.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Not retried, although the operator looks again.
+    let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    env.annotate_noop("auth-api").await;
+    env.wait_reconciles(reconciles + 1.0, Duration::from_secs(30)).await;
     assert!(env.canary().await.is_none(), "a rolled-back config was retried");
     assert_eq!(env.status("auth-api").await.phase, Phase::RolledBack);
     eprintln!("{prefix}: rolled back in {:?}", env.started.elapsed());
@@ -244,7 +246,9 @@ async fn manual_pause_resume_and_promote() {
     env.wait_status("auth-api", "step 1 soaking", Duration::from_secs(30), |s| s.step_started_at.is_some()).await;
     env.annotate("auth-api", "pause").await;
     env.wait_phase("auth-api", Phase::Paused, Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Past the 2 s pause, over several reconciles (one per 1 s interval while paused).
+    let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    env.wait_reconciles(reconciles + 4.0, Duration::from_secs(30)).await;
     let s = env.status("auth-api").await;
     assert_eq!((s.phase, s.step), (Phase::Paused, Some(0)), "a paused rollout advanced");
     let annotations = env.policies().get("auth-api").await.unwrap().metadata.annotations.unwrap_or_default();
@@ -407,7 +411,9 @@ async fn suspend_freezes_and_resumes() {
     .await;
     // Generations move with spec changes only (the Deployment controller's status updates do not).
     let before = (env.target().await.metadata.generation, env.canary().await.unwrap().metadata.generation);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Longer than the step's pause, over several reconciles.
+    let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    env.wait_reconciles(reconciles + 5.0, Duration::from_secs(30)).await;
     let s = env.status("auth-api").await;
     assert_eq!((s.phase, s.step), (Phase::Progressing, Some(0)), "a suspended rollout moved");
     let after = (env.target().await.metadata.generation, env.canary().await.unwrap().metadata.generation);
