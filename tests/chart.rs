@@ -150,14 +150,33 @@ async fn the_charts_rbac_is_sufficient_and_least() {
         ("watch", "secrets", "-A"),
         ("delete", "namespaces", "-A"),
         ("create", "pods", "-n=default"),
-        ("update", "deployments/scale", "-n=default"),
+        // The scale subresource (`deployments/scale` alone would name a Deployment "scale").
+        ("update", "deployments", "--subresource=scale"),
     ] {
         let o = Command::new("kubectl")
             .env("KUBECONFIG", &kubeconfig)
-            .args(["auth", "can-i", verb, what, extra])
+            .args(["auth", "can-i", verb, what, extra, "-n=default"])
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "no", "the chart's ServiceAccount may {verb} {what}");
+    }
+    // Sufficient, verb by verb, for what the operator writes.
+    for (verb, what, extra) in [
+        ("update", "deployments", "--subresource="),
+        ("patch", "deployments", "--subresource="),
+        ("list", "horizontalpodautoscalers.autoscaling", "--subresource="),
+        ("update", "redispoolpolicies.redispool.io", "--subresource=finalizers"),
+    ] {
+        let o = Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["auth", "can-i", verb, what, extra, "-n=default"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "yes",
+            "the chart's ServiceAccount may not {verb} {what} {extra}"
+        );
     }
     let o = Command::new("kubectl").env("KUBECONFIG", &kubeconfig).args(["get", "secrets", "-A"]).output().unwrap();
     assert!(!o.status.success() && text(&o).contains("forbidden"), "{}", text(&o));

@@ -174,6 +174,9 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     );
     // No decision before the HPAs are known: with an empty cache an autoscaled target would look
     // like the operator's to size.
+    // Until then the process is not Ready (a standby may have said it was), so a missing RBAC
+    // rule shows as a NotReady pod, not as a leader that silently does nothing.
+    ready.store(false, Ordering::Relaxed);
     while tokio::time::timeout(Duration::from_secs(10), hpa_store.wait_until_ready()).await.is_err() {
         tracing::warn!("waiting for the HorizontalPodAutoscaler cache (list/watch horizontalpodautoscalers)");
     }

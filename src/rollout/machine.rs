@@ -671,6 +671,9 @@ impl Machine<'_> {
         let canary_ok = self.canary().is_some_and(|c| {
             c.spec_replicas == split.canary && c.config_hash == desired.hash && c.template_hash == target.template_hash
         });
+        // What was observed of the canary is stale once this decision has resized it (a step
+        // advanced within it): wait for the next look.
+        let resized = self.actions.iter().any(|a| matches!(a, Action::ApplyCanary { .. }));
         if !canary_ok {
             self.actions.push(Action::ApplyCanary { replicas: split.canary });
         }
@@ -678,11 +681,13 @@ impl Machine<'_> {
         // canary (an HPA moved the stable): only missing pods pause the soak.
         let available = self
             .canary()
-            .filter(|c| c.config_hash == desired.hash && c.template_hash == target.template_hash)
+            .filter(|c| !resized && c.config_hash == desired.hash && c.template_hash == target.template_hash)
             .map_or(0, |c| c.available.min(split.canary));
         // During a soak, only pods it had counted on are missing when gone: new pods of a canary
         // that follows an HPA upwards are starting, not lost.
-        let counted = self.status.soak.as_ref().map_or(split.canary, |s| s.canary.min(split.canary));
+        // (A soak recorded before this count existed reads 0: it counts on the whole step.)
+        let counted =
+            self.status.soak.as_ref().filter(|s| s.canary > 0).map_or(split.canary, |s| s.canary.min(split.canary));
         if available < counted {
             return self.canary_short(target, &step_label, available, split.canary);
         }

@@ -36,7 +36,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [update]                         # the canary's owner reference blocks the policy's deletion
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]   # targets: patch replicas and env; canaries: all
+  verbs: [get, list, watch, create, update, patch, delete]   # targets: patch replicas and env; canaries: all (update replaces an edited one)
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [list, watch]                    # an HPA that scales a target owns its replicas
