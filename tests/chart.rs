@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -17,24 +16,6 @@ use support::scenario::*;
 use support::*;
 
 const CHART: &str = "charts/redis-pool-operator";
-
-fn helm_bin() -> PathBuf {
-    let out = Command::new(root().join("hack/build-tools")).arg("--print-dir").output().unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("helm")
-}
-
-fn helm(args: &[&str]) -> Output {
-    let helm_home = std::env::temp_dir().join(format!("rpo-helm-{}", std::process::id()));
-    Command::new(helm_bin())
-        .current_dir(root())
-        .env("KUBECONFIG", &cluster().kubeconfig)
-        .env("HELM_CACHE_HOME", helm_home.join("cache"))
-        .env("HELM_CONFIG_HOME", helm_home.join("config"))
-        .env("HELM_DATA_HOME", helm_home.join("data"))
-        .args(args)
-        .output()
-        .expect("run helm")
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

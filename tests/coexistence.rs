@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -360,19 +359,20 @@ async fn standbys_become_ready_in_namespaced_mode() {
     let _nodes = nodes().read().await;
     let ns = TestNamespace::new("standby").await;
     let release_ns = format!("{}-op", ns.name);
-    let helm = Command::new(root().join("hack/build-tools")).arg("--print-dir").output().unwrap();
-    let helm = std::path::PathBuf::from(String::from_utf8(helm.stdout).unwrap().trim()).join("helm");
-    let home = std::env::temp_dir().join(format!("rpo-helm-standby-{}", std::process::id()));
-    let install = Command::new(helm)
-        .current_dir(root())
-        .env("KUBECONFIG", &cluster().kubeconfig)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .args(["install", "standby", "charts/redis-pool-operator", "-n", &release_ns, "--create-namespace"])
-        .args(["--set", &format!("watchNamespace={}", ns.name), "--set", "environment=production", "--skip-crds"])
-        .output()
-        .unwrap();
+    let namespace = format!("watchNamespace={}", ns.name);
+    let install = helm(&[
+        "install",
+        "standby",
+        "charts/redis-pool-operator",
+        "-n",
+        &release_ns,
+        "--create-namespace",
+        "--set",
+        &namespace,
+        "--set",
+        "environment=production",
+        "--skip-crds",
+    ]);
     assert!(install.status.success(), "{}", String::from_utf8_lossy(&install.stderr));
     let kubeconfig = service_account_kubeconfig(&release_ns, "standby-redis-pool-operator").await;
     let args =

@@ -23,9 +23,10 @@ impl Error {
         move |source| Error::Write { what, source }
     }
 
-    /// A bounded label for the errors metric.
+    /// A bounded label for the errors metric: that of the error a reconcile step returned,
+    /// seen through the finalizer helper's wrapper.
     pub fn metric_label(&self) -> &'static str {
-        match self {
+        match self.inner() {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Write { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
             Error::Kube(_) => "kube",
@@ -33,16 +34,10 @@ impl Error {
             Error::NoNamespace => "no_namespace",
             Error::Build(_) => "build",
             Error::Releasing(_) => "releasing",
-            Error::Finalizer(e) => match &**e {
-                kube::runtime::finalizer::Error::ApplyFailed(inner)
-                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
-                _ => "finalizer",
-            },
+            Error::Finalizer(_) => "finalizer",
         }
     }
-}
 
-impl Error {
     /// The error a reconcile step returned, seen through the finalizer helper's wrapper.
     pub fn inner(&self) -> &Error {
         match self {

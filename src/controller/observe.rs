@@ -15,9 +15,7 @@ use crate::api::{
 };
 use crate::providers::{self, Measured};
 use crate::render::{config_hash, render_env};
-use crate::rollout::{
-    AnalysisRun, CanaryView, Claimant, Desired, ManualAction, Observed, TargetView, analysis_due, fleet, holder,
-};
+use crate::rollout::{AnalysisRun, Claimant, Desired, ManualAction, Observed, TargetView, analysis_due, fleet, holder};
 use crate::sizing::{Fleet, RolloutPlan, tier};
 
 /// What one reconcile knows.
@@ -46,7 +44,7 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
     // last status write reached the cache, and a decision on an old status would step back.
     let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(policy) = policies.get_opt(&cached.name_any()).await? else {
-        ctx.metrics.forget(&ns, &cached.name_any());
+        ctx.forget(cached).await;
         return Ok(None);
     };
     let spec = &policy.spec;
@@ -63,15 +61,8 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
     });
     let target_view = target.as_ref().map(|t| target_view(&policy, t, hpa));
     let environment = spec.environment.clone().or(ctx.settings.environment.clone());
-    let expected = |env: &[(String, String)]| {
-        target
-            .as_ref()
-            .zip(canary.as_ref())
-            .and_then(|(t, c)| build_canary(&policy, t, env, c.spec.replicas.unwrap_or(1)).ok())
-    };
-    let canary_view =
-        |env: &[(String, String)]| canary.as_ref().map(|c| canary_view(&policy, c, expected(env).as_ref()));
-    let planned = plan(&policy, &status, target_view.as_ref(), canary_view(&[]).as_ref(), environment.as_deref());
+    let canary_replicas = canary.as_ref().map(|c| c.spec.replicas.unwrap_or(1));
+    let planned = plan(&policy, &status, target_view.as_ref(), canary_replicas, environment.as_deref());
     let missing = || format!("target Deployment {ns}/{} not found", spec.target_ref.name);
     let (desired, env, target_result) = match planned {
         Ok((desired, env)) => (desired, env, target_view.clone().ok_or_else(missing)),
@@ -86,7 +77,9 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
             (unplanned(&policy, environment.unwrap_or_default()), vec![], view.ok_or(why))
         }
     };
-    let canary_view = canary_view(&env);
+    // The canary as the operator would apply it now, to tell a person's edits apart.
+    let expected = target.as_ref().zip(canary_replicas).and_then(|(t, r)| build_canary(&policy, t, &env, r).ok());
+    let canary_view = canary.as_ref().map(|c| canary_view(&policy, c, expected.as_ref()));
 
     // The Redis server: for the budget before a rollout starts, and its rejections during one.
     let needs_redis = spec.redis.is_some()
@@ -104,7 +97,7 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
         None => (None, None),
     };
     let (action, bad_action) = manual_action(&policy);
-    let holder = claim(&policy, ctx, canary_view.as_ref().and(canary.as_ref()));
+    let holder = claim(&policy, ctx, canary.as_ref());
     let observed = Observed { target: target_result, canary: canary_view, holder, redis };
     Ok(Some(Observation {
         policy,
@@ -163,14 +156,14 @@ fn plan(
     policy: &RedisPoolPolicy,
     status: &RedisPoolPolicyStatus,
     target: Option<&TargetView>,
-    canary: Option<&CanaryView>,
+    canary_replicas: Option<i32>,
     environment: Option<&str>,
 ) -> Result<(Desired, Vec<(String, String)>), String> {
     validate(policy).map_err(|e| format!("invalid spec: {e}"))?;
     let env = environment.ok_or("no environment: set spec.environment or run the operator with --environment")?;
     let t = tier(&policy.spec, env).ok_or_else(|| unknown_tier(policy, env))?;
     let rendered = render_env(&policy.spec, t);
-    let fleet = fleet(t.replicas, target, canary, status, policy.metadata.generation.unwrap_or(0));
+    let fleet = fleet(t.replicas, target, canary_replicas, status, policy.metadata.generation.unwrap_or(0));
     let plan = RolloutPlan::new(&policy.spec, t, fleet, target.and_then(|t| t.connections_per_pod), None);
     let desired = Desired { environment: env.into(), hash: config_hash(&rendered), plan, tier_replicas: t.replicas };
     Ok((desired, rendered))

@@ -227,10 +227,10 @@ impl Machine<'_> {
 
     fn start_rollback(&mut self, kind: RollbackKind, reason: String) {
         let (event_type, event_reason) = match kind {
-            RollbackKind::Restart | RollbackKind::Release => (EventType::Normal, "RolloutRestarting"),
-            _ => (EventType::Warning, "RollingBack"),
+            RollbackKind::Release => (EventType::Normal, "Releasing"),
+            RollbackKind::Restart => (EventType::Normal, "RolloutRestarting"),
+            RollbackKind::Failed | RollbackKind::Aborted => (EventType::Warning, "RollingBack"),
         };
-        let event_reason = if kind == RollbackKind::Release { "Releasing" } else { event_reason };
         self.status.rollback = Some(RollbackStatus { kind, reason: reason.clone() });
         self.enter(Phase::RollingBack, event_type, event_reason, format!("rolling back: {reason}"));
     }
@@ -458,7 +458,7 @@ impl Machine<'_> {
                 Some(format!("restoring the target to {total} replicas before removing a leftover canary"));
             return false;
         }
-        if !stable_serves(target) {
+        if !stable_serves(target, target.spec_replicas) {
             self.status.message = Some(format!(
                 "waiting for the target, {}/{} available, before removing a leftover canary",
                 target.available, target.spec_replicas
@@ -992,7 +992,7 @@ impl Machine<'_> {
             self.actions.push(Action::ScaleTarget { replicas: total });
             return;
         }
-        if !stable_serves(target) {
+        if !stable_serves(target, target.spec_replicas) {
             self.status.message = Some(format!(
                 "the pool env was taken back during the promotion: waiting for the target, {}/{} available, before removing the canary",
                 target.available, target.spec_replicas
@@ -1034,8 +1034,7 @@ impl Machine<'_> {
                     Some(format!("rolling back: restoring the stable to {total} replicas ({})", rollback.reason));
                 return;
             }
-            let needed = (total - target.max_unavailable).max(0);
-            if target.available < needed {
+            if !stable_serves(target, total) {
                 self.status.message = Some(format!(
                     "rolling back: waiting for the stable, {}/{total} available ({})",
                     target.available, rollback.reason
@@ -1134,9 +1133,9 @@ fn env_writers(target: &TargetView, since: Option<Timestamp>) -> (String, Vec<St
     (by, fields)
 }
 
-/// The target serves its replicas within its own `maxUnavailable`: the canary may go.
-fn stable_serves(target: &TargetView) -> bool {
-    target.available >= (target.spec_replicas - target.max_unavailable).max(0)
+/// The target serves `replicas` within its own `maxUnavailable`: the canary may go.
+fn stable_serves(target: &TargetView, replicas: i32) -> bool {
+    target.available >= (replicas - target.max_unavailable).max(0)
 }
 
 /// What the target runs: a configuration and its plan, at the replicas it has now.

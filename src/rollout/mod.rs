@@ -200,7 +200,7 @@ pub struct Decision {
 pub fn fleet(
     tier_replicas: Option<i32>,
     target: Option<&TargetView>,
-    canary: Option<&CanaryView>,
+    canary_replicas: Option<i32>,
     status: &RedisPoolPolicyStatus,
     generation: i64,
 ) -> Fleet {
@@ -213,7 +213,7 @@ pub fn fleet(
     match (&t.hpa, status.phase.is_active()) {
         (Some(h), _) => Fleet::Beside { max_stable: h.max_replicas.max(running) },
         // A canary never outnumbers the stable it was sized beside, even if the stable shrank since.
-        (None, true) if beside => Fleet::Beside { max_stable: running.max(canary.map_or(0, |c| c.spec_replicas)) },
+        (None, true) if beside => Fleet::Beside { max_stable: running.max(canary_replicas.unwrap_or(0)) },
         (None, true) => Fleet::Split { total: status.replicas.as_ref().map_or(running, |r| r.total), running },
         (None, false) => Fleet::Split { total: rollout_total(tier_replicas, t, status, generation), running },
     }

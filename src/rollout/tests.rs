@@ -250,7 +250,13 @@ impl Sim {
     fn desired(&self) -> Desired {
         let tier = &self.spec.tiers[0];
         let target = self.world.target_exists.then_some(&self.world.target);
-        let fleet = fleet(tier.replicas, target, self.world.canary.as_ref(), &self.status, self.generation);
+        let fleet = fleet(
+            tier.replicas,
+            target,
+            self.world.canary.as_ref().map(|c| c.spec_replicas),
+            &self.status,
+            self.generation,
+        );
         Desired {
             environment: tier.name.clone(),
             hash: self.hash.clone(),

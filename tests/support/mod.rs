@@ -231,6 +231,26 @@ impl Drop for RedisServer {
     }
 }
 
+/// The helm built by hack/build-tools.
+pub fn helm_bin() -> PathBuf {
+    let out = Command::new(root().join("hack/build-tools")).arg("--print-dir").output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("helm")
+}
+
+/// helm against this binary's cluster, from the repository root, with its own home.
+pub fn helm(args: &[&str]) -> std::process::Output {
+    let helm_home = std::env::temp_dir().join(format!("rpo-helm-{}", std::process::id()));
+    Command::new(helm_bin())
+        .current_dir(root())
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .env("HELM_CACHE_HOME", helm_home.join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.join("config"))
+        .env("HELM_DATA_HOME", helm_home.join("data"))
+        .args(args)
+        .output()
+        .expect("run helm")
+}
+
 pub fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(root().join(path)).unwrap()
 }
