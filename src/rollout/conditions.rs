@@ -16,12 +16,7 @@ pub(super) fn set_conditions(status: &mut RedisPoolPolicyStatus, input: &Input, 
     let phase_reason = format!("{phase:?}");
     let ready = matches!(phase, Phase::Idle | Phase::Succeeded);
     let mut set = |type_: &str, ok: Option<bool>, reason: &str, message: &str| {
-        let state = match ok {
-            Some(true) => "True",
-            Some(false) => "False",
-            None => "Unknown",
-        };
-        upsert(status, input, type_, state, reason, message);
+        upsert(status, input, type_, state(ok), reason, message)
     };
     set("Ready", Some(ready), &phase_reason, &message);
     set("Progressing", Some(phase.is_active()), &phase_reason, &message);
@@ -45,18 +40,16 @@ pub(super) fn set_conditions(status: &mut RedisPoolPolicyStatus, input: &Input, 
         (ok, format!("{:?}", a.verdict), why)
     });
     if let Some((ok, reason, why)) = healthy {
-        upsert(
-            status,
-            input,
-            "Healthy",
-            match ok {
-                Some(true) => "True",
-                Some(false) => "False",
-                None => "Unknown",
-            },
-            &reason,
-            &why,
-        );
+        upsert(status, input, "Healthy", state(ok), &reason, &why);
+    }
+}
+
+/// A condition's status for a yes, a no, or "cannot tell".
+fn state(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
     }
 }
 
