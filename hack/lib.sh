@@ -29,3 +29,34 @@ ensure_system_packages() {
     die "missing: ${need[*]}; install them with your package manager"
   fi
 }
+
+# Everything the README's two commands need, checked before any long build: the toolchains a
+# person must install (a clear line for each), then the system packages this script can install.
+preflight() {
+  local missing=() c
+  for c in cargo go python3 kubectl; do command -v "$c" >/dev/null || missing+=("$c"); done
+  ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (install Rust from https://rustup.rs, Go >= 1.26 from https://go.dev/dl, python3 and kubectl from your package manager)"
+  ensure_system_packages
+}
+
+# Builds the Rust workspace (`cargo ARGS...`, output to a log) while hack/build-tools builds
+# the Go tools named in $GO_TOOLS: on a first run neither waits for the other, and module
+# downloads of one overlap the compiling of the other.
+build_rust_and_tools() {
+  local log="$RPO_CACHE/logs/cargo-build.log" pid rc=0 t0=$SECONDS
+  mkdir -p "$RPO_CACHE/logs"
+  log "compiling the Rust workspace in the background (cargo $*; output in $log)"
+  cargo "$@" >"$log" 2>&1 &
+  pid=$!
+  "$HACK_DIR/build-tools" ${GO_TOOLS:-all} || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 1; }
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    (((SECONDS - t0) % 60 == 0)) && log "    still compiling the Rust workspace: $((SECONDS - t0))s"
+  done
+  wait "$pid" || rc=$?
+  if ((rc != 0)); then
+    tail -n 30 "$log" >&2
+    die "cargo $1 failed; the full output is in $log"
+  fi
+  log "Rust workspace compiled ($((SECONDS - t0))s)"
+}

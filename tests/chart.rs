@@ -29,6 +29,16 @@ fn chart_lints_clean() {
     assert!(!t.contains("[WARNING]") && !t.contains("[ERROR]"), "{t}");
 }
 
+/// A person's first `helm template` is offline and names no Kubernetes version: helm must assume
+/// the version it was built against (as its release builds do), not v1.20, which the chart's
+/// `kubeVersion` refuses.
+#[test]
+fn offline_template_needs_no_kube_version() {
+    let o = helm(&["template", "rpo", CHART]);
+    assert!(o.status.success(), "offline helm template failed:\n{}", text(&o));
+    assert!(text(&o).contains("kind: Deployment"), "{}", text(&o));
+}
+
 #[test]
 fn chart_crd_is_the_generated_one() {
     let chart = read("charts/redis-pool-operator/crds/redispoolpolicy.yaml");

@@ -23,7 +23,7 @@ use super::status::RedisPoolPolicyStatus;
     cel,
     printcolumn = r#"{"name":"Environment","type":"string","jsonPath":".status.environment"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".status.step"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.weight"}"#,
     printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.replicas.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

@@ -66,6 +66,9 @@ pub struct RedisPoolPolicyStatus {
     /// Index into spec.rollout.steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<i32>,
+    /// The step for people, 1-based, as Events and the plugin say it: `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
     /// Requested canary weight (percent); `replicas.actualWeight` is what the split gives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,

@@ -42,6 +42,7 @@ pub fn decide(input: &Input) -> Decision {
     if let Some(r) = wrote.filter(|_| m.status.started_at.is_some()) {
         m.status.scaled_to = Some(r);
     }
+    m.status.progress = m.status.step.map(|_| format!("{}/{}", m.step() + 1, m.steps()));
     set_conditions(&mut m.status, input, &m.budget);
     Decision { status: m.status, actions: m.actions, action_consumed: m.consumed, released: m.released }
 }

@@ -1106,6 +1106,9 @@ fn check_instant(sim: &Sim, prev: &RedisPoolPolicyStatus) -> Result<(), TestCase
     if prev.step.is_none() && s.step.is_some() {
         prop_assert_eq!(s.step, Some(0), "a rollout starts at step 0");
     }
+    // People read one 1-based step everywhere: `progress` is `step + 1` of the step count.
+    let steps = sim.spec.rollout.steps.len().max(1);
+    prop_assert_eq!(s.progress.clone(), s.step.map(|i| format!("{}/{steps}", i.min(steps as i32 - 1) + 1)));
     // Nothing is promoted without a Pass (or a person's promote): checked where the new
     // configuration is first written into the target.
     prop_assert!(!sim.unjustified_promotion, "the target got the new pool without a pass: {:?}", s.analysis);
