@@ -89,6 +89,7 @@ pub struct PlanArgs {
 pub enum Output {
     Text,
     Json,
+    Yaml,
 }
 
 /// Exit codes of `plan`.
@@ -144,7 +145,7 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&crate::api::validation::crd())
 }
 
-fn run_plan(args: &PlanArgs) -> ExitCode {
+pub fn run_plan(args: &PlanArgs) -> ExitCode {
     let text = if args.file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
     } else {
@@ -187,13 +188,14 @@ fn run_plan(args: &PlanArgs) -> ExitCode {
         }
     }
     match args.output {
-        Output::Json => {
-            let json = if reports.len() == 1 {
-                serde_json::to_string_pretty(&reports[0])
-            } else {
-                serde_json::to_string_pretty(&reports)
-            };
-            println!("{}", json.expect("plan serializes"));
+        Output::Json | Output::Yaml => {
+            let value =
+                if reports.len() == 1 { serde_json::to_value(&reports[0]) } else { serde_json::to_value(&reports) };
+            let value = value.expect("plan serializes");
+            match args.output {
+                Output::Yaml => print!("{}", serde_yaml::to_string(&value).expect("plan serializes")),
+                _ => println!("{}", serde_json::to_string_pretty(&value).expect("plan serializes")),
+            }
         }
         Output::Text => {
             for r in &reports {

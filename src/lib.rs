@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod plan;
+pub mod plugin;
 pub mod providers;
 pub mod render;
 pub mod rollout;

@@ -74,6 +74,43 @@ fn at_most(gate: Gate, value: Option<i64>, max: i64) -> GateResult {
     GateResult { gate, value: value.map(|v| v as f64), verdict, message }
 }
 
+/// A gate's thresholds for people, as [`evaluate`] applies them: what promotes, what rolls back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    pub unit: &'static str,
+    pub promote: String,
+    pub rollback: String,
+}
+
+pub fn thresholds(spec: &AnalysisSpec, gate: Gate) -> Thresholds {
+    let t = |unit, promote: String, rollback: String| Thresholds { unit, promote, rollback };
+    match gate {
+        Gate::SuccessRate => t(
+            "%",
+            format!(">= {}%", spec.success_rate.promote_at_least),
+            format!("< {}%", spec.success_rate.rollback_below),
+        ),
+        Gate::P95LatencyMs => t(
+            "ms",
+            format!("<= {}ms", spec.p95_latency_ms.promote_at_most),
+            format!("> {}ms", spec.p95_latency_ms.rollback_above),
+        ),
+        Gate::PoolUtilization => t(
+            "%",
+            format!("<= {}%", spec.pool_utilization.promote_at_most),
+            format!("> {}%", spec.pool_utilization.rollback_above),
+        ),
+        Gate::PoolExhaustionEvents => {
+            let max = spec.pool_exhaustion_events.max;
+            t("", format!("<= {max}"), format!("> {max}"))
+        }
+        Gate::RedisConnectionErrors => {
+            let max = spec.redis_connection_errors.max;
+            t("", format!("<= {max}"), format!("> {max}"))
+        }
+    }
+}
+
 /// Evaluates every gate and combines them: any Fail -> Fail; else any Hold or NoData -> Hold
 /// (or Fail for NoData when `onNoData: Fail`); else Pass. The first deciding gate is named.
 pub fn evaluate(spec: &AnalysisSpec, m: &Measurements) -> Analysis {
@@ -156,6 +193,25 @@ mod tests {
     fn verdict_of(m: &Measurements) -> (Verdict, Option<Gate>) {
         let a = evaluate(&AnalysisSpec::default(), m);
         (a.verdict, a.decided_by)
+    }
+
+    #[test]
+    fn thresholds_read_as_evaluate_applies_them() {
+        let spec = AnalysisSpec::default();
+        let t = |g| {
+            let t = thresholds(&spec, g);
+            (t.promote, t.rollback)
+        };
+        assert_eq!(t(Gate::SuccessRate), (">= 99.5%".into(), "< 99%".into()));
+        assert_eq!(t(Gate::P95LatencyMs), ("<= 500ms".into(), "> 1000ms".into()));
+        assert_eq!(t(Gate::PoolUtilization), ("<= 60%".into(), "> 80%".into()));
+        assert_eq!(t(Gate::PoolExhaustionEvents), ("<= 0".into(), "> 0".into()));
+        // The boundaries printed are the ones evaluate uses: 99.5 passes, 99.0 holds.
+        let mut m = healthy();
+        m.success_rate = Some(99.5);
+        assert_eq!(verdict_of(&m).0, Verdict::Pass);
+        m.success_rate = Some(99.0);
+        assert_eq!(verdict_of(&m).0, Verdict::Hold);
     }
 
     #[test]

@@ -1146,7 +1146,7 @@ fn stable_ref(hash: &str, plan: Option<&crate::api::PoolPlan>, target: &TargetVi
 }
 
 /// A duration for people: `8h`, `25m`, `12s`, `1h30m`.
-pub(crate) fn human(d: SignedDuration) -> String {
+pub fn human(d: SignedDuration) -> String {
     let secs = d.as_secs().max(0);
     let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
     match (h, m, s) {

@@ -12,7 +12,7 @@ mod machine;
 
 pub use conditions::set_condition;
 pub use identity::{Claimant, holder};
-pub use machine::decide;
+pub use machine::{decide, human};
 
 use jiff::Timestamp;
 

@@ -1,0 +1,121 @@
+//! The manual actions: set `redispool.io/action`, wait (bounded) until the operator has acted on
+//! it (it removes the annotation in the same reconcile that decides), then report what it did or
+//! why it refused, from the Events it recorded meanwhile. When the operator does not answer in
+//! time the annotation is withdrawn, so a stopped operator does not act on it hours later.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::wait::await_condition;
+
+use super::{Error, Kube, Result, events_selector};
+use crate::api::{ACTION_ANNOTATION, RedisPoolPolicy};
+use crate::rollout::ManualAction;
+
+const MANAGER: &str = "kubectl-redispool";
+
+pub async fn run(kube: &Kube, name: &str, action: ManualAction, timeout: std::time::Duration) -> Result<u8> {
+    let verb = verb(action);
+    let policy = kube.policy(name).await?;
+    if policy.spec.suspend {
+        eprintln!("note: {name} is suspended (spec.suspend); the operator acts on {verb} once it is resumed");
+    }
+    let before = event_versions(kube, name).await?;
+    let api = kube.api::<RedisPoolPolicy>();
+    let set = serde_json::json!({"metadata": {"annotations": {ACTION_ANNOTATION: verb}}});
+    api.patch(name, &PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &Patch::Merge(&set))
+        .await
+        .map_err(kube.error("set the action annotation"))?;
+    eprintln!("{verb}: asked; waiting up to {} for the operator", humantime::format_duration(timeout));
+
+    let consumed = |p: Option<&RedisPoolPolicy>| {
+        p.is_none_or(|p| p.metadata.annotations.as_ref().is_none_or(|a| !a.contains_key(ACTION_ANNOTATION)))
+    };
+    let waited = tokio::time::timeout(timeout, await_condition(api.clone(), name, consumed)).await;
+    match waited {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(Error::Api { what: "watch the policy".into(), why: e.to_string() }),
+        Err(_) => {
+            withdraw(kube, name, verb).await;
+            return Err(Error::Timeout(format!(
+                "the operator did not act on {verb} within {}; is it running and watching namespace {}? \
+                 The request was withdrawn.",
+                humantime::format_duration(timeout),
+                kube.namespace
+            )));
+        }
+    }
+
+    // The operator records its answer before it removes the annotation, so the Events are there.
+    let answer: Vec<(String, String, String)> = new_events(kube, name, &before).await?;
+    let now = kube.policy(name).await?;
+    let status = now.status.unwrap_or_default();
+    let refused: Vec<_> = answer.iter().filter(|(_, reason, _)| reason == "ManualActionIgnored").collect();
+    if let Some((_, _, message)) = refused.first() {
+        return Err(Error::Refused(format!("{verb} refused by the operator: {message}")));
+    }
+    for (kind, reason, message) in &answer {
+        println!("{kind} {reason}: {message}");
+    }
+    println!("{name}: {:?}{}", status.phase, status.message.map(|m| format!(": {m}")).unwrap_or_default());
+    Ok(0)
+}
+
+fn verb(action: ManualAction) -> &'static str {
+    match action {
+        ManualAction::Promote => "promote",
+        ManualAction::Abort => "abort",
+        ManualAction::Retry => "retry",
+        ManualAction::Pause => "pause",
+        ManualAction::Resume => "resume",
+    }
+}
+
+/// Each Event's resourceVersion: a new Event, or one whose series grew, is the operator's answer.
+async fn event_versions(kube: &Kube, name: &str) -> Result<BTreeMap<String, String>> {
+    let list = kube
+        .api::<Event>()
+        .list(&ListParams::default().fields(&events_selector(name)))
+        .await
+        .map_err(kube.error("list Events"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|e| (e.metadata.name.unwrap_or_default(), e.metadata.resource_version.unwrap_or_default()))
+        .collect())
+}
+
+/// (type, reason, message) of the Events recorded since `before`.
+async fn new_events(
+    kube: &Kube,
+    name: &str,
+    before: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String, String)>> {
+    let list = kube
+        .api::<Event>()
+        .list(&ListParams::default().fields(&events_selector(name)))
+        .await
+        .map_err(kube.error("list Events"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| {
+            let key = e.metadata.name.clone().unwrap_or_default();
+            before.get(&key) != e.metadata.resource_version.as_ref()
+        })
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect())
+}
+
+/// Removes the annotation only if it is still ours: a JSON patch whose `test` fails when the
+/// operator (or a person) changed it meanwhile.
+async fn withdraw(kube: &Kube, name: &str, verb: &str) {
+    let path = format!("/metadata/annotations/{}", ACTION_ANNOTATION.replace('~', "~0").replace('/', "~1"));
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": path, "value": verb},
+        {"op": "remove", "path": path},
+    ]))
+    .expect("a well-formed JSON patch");
+    let _ = kube.api::<RedisPoolPolicy>().patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await;
+}
