@@ -178,3 +178,32 @@ fn shape_errors_name_the_field() {
         assert!(err.contains(expect), "expected {expect:?} in:\n{err}");
     }
 }
+
+/// The krew manifest names the archive it was written with: its sha256, the binary inside it,
+/// and the version. (A small stand-in binary: packaging the 300 MB debug build only costs time.)
+#[test]
+fn krew_manifest_matches_its_archive() {
+    use sha2::Digest as _;
+    let out = std::env::temp_dir().join(format!("rpo-krew-{}", std::process::id()));
+    let o = Command::new(root().join("hack/krew-manifest"))
+        .args(["--bin", "/usr/bin/true", "--version", "9.8.7", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(out.join("redispool.yaml")).unwrap()).unwrap();
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "redispool", "krew installs it as `kubectl redispool`");
+    assert_eq!(manifest["spec"]["version"], "v9.8.7");
+    let platform = &manifest["spec"]["platforms"][0];
+    let archive = out.join("kubectl-redispool-v9.8.7-linux-amd64.tar.gz");
+    let sha: String =
+        sha2::Sha256::digest(std::fs::read(&archive).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(platform["sha256"].as_str(), Some(sha.as_str()));
+    assert!(platform["uri"].as_str().unwrap().ends_with("/v9.8.7/kubectl-redispool-v9.8.7-linux-amd64.tar.gz"));
+    let listing = Command::new("tar").arg("-tzf").arg(&archive).output().unwrap();
+    let files = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(files.lines().any(|f| f == platform["bin"].as_str().unwrap()), "{files}");
+    let _ = std::fs::remove_dir_all(&out);
+}
