@@ -36,6 +36,10 @@ preflight() {
   local missing=() c
   for c in cargo go python3 kubectl; do command -v "$c" >/dev/null || missing+=("$c"); done
   ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (install Rust from https://rustup.rs, Go >= 1.26 from https://go.dev/dl, python3 and kubectl from your package manager)"
+  # Kubernetes v1.37 needs Go 1.26: say so now, not after minutes of building.
+  local gover
+  gover=$(go env GOVERSION 2>/dev/null || echo unknown)
+  [[ $gover =~ ^go1\.([0-9]+) ]] && ((BASH_REMATCH[1] >= 26)) || die "Go >= 1.26 is needed, this is $gover (https://go.dev/dl)"
   ensure_system_packages
 }
 
@@ -43,7 +47,7 @@ preflight() {
 # the Go tools named in $GO_TOOLS: on a first run neither waits for the other, and module
 # downloads of one overlap the compiling of the other.
 build_rust_and_tools() {
-  local log="$RPO_CACHE/logs/cargo-build.log" pid rc=0 t0=$SECONDS
+  local log="$RPO_CACHE/logs/cargo-build.log" pid rc=0 t0=$SECONDS beat=$((SECONDS + 60))
   mkdir -p "$RPO_CACHE/logs"
   log "compiling the Rust workspace in the background (cargo $*; output in $log)"
   cargo "$@" >"$log" 2>&1 &
@@ -51,7 +55,10 @@ build_rust_and_tools() {
   "$HACK_DIR/build-tools" ${GO_TOOLS:-all} || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 1; }
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
-    (((SECONDS - t0) % 60 == 0)) && log "    still compiling the Rust workspace: $((SECONDS - t0))s"
+    if ((SECONDS >= beat)); then
+      log "    still compiling the Rust workspace: $((SECONDS - t0))s"
+      beat=$((SECONDS + 60))
+    fi
   done
   wait "$pid" || rc=$?
   if ((rc != 0)); then

@@ -83,8 +83,8 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
     Ok(requeue(&o.policy, &decision.status))
 }
 
-/// Writes what changed: the consumed action annotation, the next baseline, metrics, and the
-/// status (only when it differs: the steady state writes nothing).
+/// Writes what changed: the next baseline, metrics, the status (only when it differs: the
+/// steady state writes nothing), and then the consumed action annotation.
 async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, now: Timestamp) -> Result<()> {
     let name = o.policy.name_any();
     let ns = o.policy.namespace().unwrap_or_default();
@@ -98,17 +98,6 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
             format!("{ACTION_ANNOTATION}={raw:?} ignored: use promote, abort, retry, pause or resume"),
         )
         .await;
-    }
-    let mut status_version = o.policy.metadata.resource_version.clone();
-    if decision.action_consumed || o.bad_action.is_some() {
-        let patch = serde_json::json!({"metadata": {"annotations": {ACTION_ANNOTATION: null}}});
-        let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-        let updated = policies
-            .patch(&name, &params, &Patch::Merge(&patch))
-            .await
-            .map_err(Error::write("remove the action annotation"))?;
-        status_version = updated.metadata.resource_version;
-        ctx.metrics.count_write("annotation");
     }
     if let Some(b) = &o.baseline {
         // This analysis's counters are where the next one starts.
@@ -131,7 +120,7 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
         let patch = serde_json::json!({
             "apiVersion": "redispool.io/v1alpha1",
             "kind": "RedisPoolPolicy",
-            "metadata": {"resourceVersion": status_version},
+            "metadata": {"resourceVersion": o.policy.metadata.resource_version},
             "status": s
         });
         policies
@@ -139,6 +128,20 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
             .await
             .map_err(Error::write("write status"))?;
         ctx.metrics.count_write("status");
+    }
+    // Last: whoever waits for the annotation to go (`kubectl redispool`) then reads the status
+    // this decision wrote. Only the value that was read is removed, so an action set meanwhile
+    // is decided next time rather than lost.
+    if decision.action_consumed || o.bad_action.is_some() {
+        let read = o.policy.annotations().get(ACTION_ANNOTATION).cloned().unwrap_or_default();
+        let patch = crate::api::remove_action_patch(&read);
+        let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        match policies.patch(&name, &params, &Patch::Json::<()>(patch)).await {
+            Ok(_) => ctx.metrics.count_write("annotation"),
+            // The test failed: a new action was set (or the old one removed) since we read it.
+            Err(kube::Error::Api(e)) if e.code == 422 => {}
+            Err(e) => return Err(Error::write("remove the action annotation")(e)),
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 
 use super::{Error, Kube, Result, events_selector};
-use crate::api::{ACTION_ANNOTATION, RedisPoolPolicy};
+use crate::api::{ACTION_ANNOTATION, RedisPoolPolicy, remove_action_patch};
 use crate::rollout::ManualAction;
 
 const MANAGER: &str = "kubectl-redispool";
@@ -19,7 +19,12 @@ pub async fn run(kube: &Kube, name: &str, action: ManualAction, timeout: std::ti
     let verb = verb(action);
     let policy = kube.policy(name).await?;
     if policy.spec.suspend {
-        eprintln!("note: {name} is suspended (spec.suspend); the operator acts on {verb} once it is resumed");
+        // The operator changes nothing while suspended; a request queued now would act later,
+        // by surprise.
+        return Err(Error::Refused(format!(
+            "{name} is suspended (spec.suspend: true): the operator changes nothing until it is false; \
+             nothing was asked"
+        )));
     }
     let before = event_versions(kube, name).await?;
     let api = kube.api::<RedisPoolPolicy>();
@@ -36,8 +41,9 @@ pub async fn run(kube: &Kube, name: &str, action: ManualAction, timeout: std::ti
     match waited {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(Error::Api { what: "watch the policy".into(), why: e.to_string() }),
+        // The operator may have answered just now, after all: then its answer is reported.
+        Err(_) if !withdraw(kube, name, verb).await => {}
         Err(_) => {
-            withdraw(kube, name, verb).await;
             return Err(Error::Timeout(format!(
                 "the operator did not act on {verb} within {}; is it running and watching namespace {}? \
                  The request was withdrawn.",
@@ -108,14 +114,10 @@ async fn new_events(
         .collect())
 }
 
-/// Removes the annotation only if it is still ours: a JSON patch whose `test` fails when the
-/// operator (or a person) changed it meanwhile.
-async fn withdraw(kube: &Kube, name: &str, verb: &str) {
-    let path = format!("/metadata/annotations/{}", ACTION_ANNOTATION.replace('~', "~0").replace('/', "~1"));
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
-        {"op": "test", "path": path, "value": verb},
-        {"op": "remove", "path": path},
-    ]))
-    .expect("a well-formed JSON patch");
-    let _ = kube.api::<RedisPoolPolicy>().patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await;
+/// Removes the annotation only if it is still ours. False only when it no longer was: the
+/// operator took it between the timeout and now.
+async fn withdraw(kube: &Kube, name: &str, verb: &str) -> bool {
+    let patch = remove_action_patch(verb);
+    let result = kube.api::<RedisPoolPolicy>().patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await;
+    !matches!(result, Err(kube::Error::Api(e)) if e.code == 422)
 }

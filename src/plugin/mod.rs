@@ -45,8 +45,9 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct KubeArgs {
-    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, global = true, env = "KUBECONFIG")]
+    /// Path to the kubeconfig file (default: $KUBECONFIG, which may list several, then
+    /// ~/.kube/config).
+    #[arg(long, global = true)]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use.
     #[arg(long, global = true)]
@@ -246,10 +247,7 @@ impl Kube {
         if let Some(p) = api.get_opt(name).await.map_err(self.error("read the policy"))? {
             return Ok(p);
         }
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        if namespaces.get_opt(&self.namespace).await.map_err(self.error("read the namespace"))?.is_none() {
-            return Err(Error::NoNamespace(self.namespace.clone()));
-        }
+        self.namespace_exists().await?;
         let names: Vec<String> = api
             .list(&ListParams::default())
             .await
@@ -264,6 +262,18 @@ impl Kube {
             format!("policies here: {}", names.join(", "))
         };
         Err(Error::NotFound { name: name.into(), namespace: self.namespace.clone(), hint })
+    }
+
+    /// Fails when the namespace is known not to exist. Users allowed into one namespace only
+    /// may not read namespaces: then nothing is known and nothing is said.
+    pub async fn namespace_exists(&self) -> Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        match namespaces.get_opt(&self.namespace).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::NoNamespace(self.namespace.clone())),
+            Err(kube::Error::Api(e)) if e.code == 403 => Ok(()),
+            Err(e) => Err(self.error("read the namespace")(e)),
+        }
     }
 
     /// The policy, its Deployments and its Events, read once.
@@ -345,16 +355,14 @@ async fn list(kube: &Kube, all: bool, output: Option<Format>) -> Result<u8> {
     let api: Api<RedisPoolPolicy> = if all { Api::all(kube.client.clone()) } else { kube.api() };
     let mut policies = api.list(&ListParams::default()).await.map_err(kube.error("list policies"))?.items;
     if !all && policies.is_empty() {
-        let namespaces: Api<Namespace> = Api::all(kube.client.clone());
-        if namespaces.get_opt(&kube.namespace).await.map_err(kube.error("read the namespace"))?.is_none() {
-            return Err(Error::NoNamespace(kube.namespace.clone()));
-        }
+        kube.namespace_exists().await?;
     }
     policies.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
     let now = jiff::Timestamp::now();
     let rows: Vec<_> = policies.iter().map(|p| report::list_row(p, now)).collect();
     match output {
         Some(f) => print_as(&rows, f),
+        None if rows.is_empty() && all => eprintln!("No RedisPoolPolicies found."),
         None if rows.is_empty() => eprintln!("No RedisPoolPolicies found in namespace {}.", kube.namespace),
         None => print!("{}", screen::list_table(&rows, all, style_for_stdout())),
     }

@@ -32,6 +32,8 @@ pub struct StatusReport {
     pub phase: Phase,
     /// `2/3`: the step, 1-based, of the step count.
     pub progress: Option<String>,
+    /// The step, 1-based.
+    pub step: Option<usize>,
     pub weight: Option<i32>,
     pub message: Option<String>,
     /// The rollout is over for the spec the operator last saw (see [`settled`]).
@@ -249,6 +251,7 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
         environment: st.environment.clone(),
         phase: st.phase,
         progress: st.progress.clone(),
+        step: st.step.map(|i| i.max(0) as usize + 1),
         weight: st.weight,
         message: st.message.clone(),
         settled: settled(p),
@@ -360,14 +363,13 @@ pub fn summary_line(r: &StatusReport) -> String {
 
 /// The gate values of the current step's last analysis, or what it waits for.
 pub fn gates_summary(r: &StatusReport) -> String {
-    let current = r.progress.as_deref().and_then(|p| p.split('/').next()?.parse::<i32>().ok());
-    match &r.analysis {
-        None if r.phase.is_active() => "waiting for the first analysis".into(),
-        None => String::new(),
-        Some(a) if r.phase == Phase::Progressing && current.is_some_and(|c| c != a.step) => {
-            format!("waiting for the first analysis of step {}", current.unwrap_or_default())
+    match (&r.analysis, r.step) {
+        (None, _) if r.phase.is_active() => "waiting for the first analysis".into(),
+        (None, _) => String::new(),
+        (Some(a), Some(step)) if r.phase == Phase::Progressing && step as i32 != a.step => {
+            format!("waiting for the first analysis of step {step}")
         }
-        Some(a) => {
+        (Some(a), _) => {
             let values: Vec<String> = a
                 .gates
                 .iter()
@@ -407,7 +409,7 @@ pub struct ListRow {
     pub phase: Phase,
     pub progress: Option<String>,
     pub weight: Option<i32>,
-    /// `canary/total` replicas.
+    /// `canary/stable` replicas.
     pub replicas: Option<String>,
     pub verdict: Option<Verdict>,
     pub age_seconds: i64,

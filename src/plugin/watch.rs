@@ -23,9 +23,11 @@ use crate::api::{RedisPoolPolicy, canary_name};
 enum Seen {
     Change,
     /// The stream's initial list is complete: until all four are, a frame would show gaps.
-    Synced,
+    Synced(usize),
     PolicyDeleted,
     Trouble(String),
+    /// Retrying cannot help: the user may not watch this (403) or the API is missing (404).
+    Fatal(String),
 }
 
 pub async fn run(kube: &Kube, args: &StatusArgs) -> Result<u8> {
@@ -42,17 +44,16 @@ pub async fn run(kube: &Kube, args: &StatusArgs) -> Result<u8> {
         .default_backoff()
         .map(|e| match e {
             Ok(watcher::Event::Delete(_)) => Seen::PolicyDeleted,
-            Ok(watcher::Event::InitDone) => Seen::Synced,
-            Ok(_) => Seen::Change,
-            Err(e) => Seen::Trouble(e.to_string()),
+            other => seen(0, other),
         });
     let target_stream =
-        reflector(target_w, watcher(kube.api::<Deployment>(), by_name(&target))).default_backoff().map(seen);
+        reflector(target_w, watcher(kube.api::<Deployment>(), by_name(&target))).default_backoff().map(|e| seen(1, e));
     let canary_stream = reflector(canary_w, watcher(kube.api::<Deployment>(), by_name(&canary_name(&target))))
         .default_backoff()
-        .map(seen);
+        .map(|e| seen(2, e));
     let events_config = watcher::Config::default().fields(&events_selector(&args.name));
-    let events_stream = reflector(events_w, watcher(kube.api::<Event>(), events_config)).default_backoff().map(seen);
+    let events_stream =
+        reflector(events_w, watcher(kube.api::<Event>(), events_config)).default_backoff().map(|e| seen(3, e));
     let mut changes = stream::select_all([
         policy_stream.boxed(),
         target_stream.boxed(),
@@ -70,21 +71,27 @@ pub async fn run(kube: &Kube, args: &StatusArgs) -> Result<u8> {
     };
     tokio::pin!(deadline);
     let key = ObjectRef::new(&args.name).within(&kube.namespace);
-    let (mut synced, streams) = (0, 4);
+    let mut synced = [false; 4];
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
+        let mut ticked = false;
         tokio::select! {
             seen = changes.next() => match seen {
                 Some(Seen::Change) => out.trouble = None,
-                // A re-list after a reconnect ends with InitDone too; counting past 4 is harmless.
-                Some(Seen::Synced) => synced += 1,
-                Some(Seen::Trouble(why)) => out.trouble = Some(why),
+                Some(Seen::Synced(i)) => synced[i] = true,
+                Some(Seen::Trouble(why)) => out.trouble(why),
+                Some(Seen::Fatal(why)) => {
+                    out.leave();
+                    return Err(Error::Api { what: "watch".into(), why });
+                }
                 Some(Seen::PolicyDeleted) => {
                     out.leave();
                     return Err(Error::Refused(format!("redispoolpolicy {:?} was deleted", args.name)));
                 }
                 None => return Err(Error::Refused("the watch ended".into())),
             },
-            _ = clock.tick() => {}
+            _ = clock.tick() => ticked = true,
             _ = &mut deadline => {
                 out.leave();
                 return Err(Error::Timeout(format!(
@@ -93,12 +100,12 @@ pub async fn run(kube: &Kube, args: &StatusArgs) -> Result<u8> {
                     humantime::format_duration(args.timeout.unwrap_or_default())
                 )));
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut ctrl_c => {
                 out.leave();
                 return Ok(130);
             }
         }
-        if synced < streams {
+        if synced.contains(&false) {
             continue;
         }
         let Some(policy) = policies.get(&key) else { continue };
@@ -110,7 +117,7 @@ pub async fn run(kube: &Kube, args: &StatusArgs) -> Result<u8> {
             now: jiff::Timestamp::now(),
         };
         let report = status_report(&snapshot);
-        out.draw(&report);
+        out.draw(&report, ticked);
         if args.until_done
             && let Some(settled) = report.settled
         {
@@ -130,10 +137,16 @@ pub async fn run(kube: &Kube, args: &StatusArgs) -> Result<u8> {
     }
 }
 
-fn seen<K>(e: Result<watcher::Event<K>, watcher::Error>) -> Seen {
+fn seen<K>(stream: usize, e: Result<watcher::Event<K>, watcher::Error>) -> Seen {
+    use watcher::Error::{InitialListFailed, WatchStartFailed};
     match e {
-        Ok(watcher::Event::InitDone) => Seen::Synced,
+        Ok(watcher::Event::InitDone) => Seen::Synced(stream),
         Ok(_) => Seen::Change,
+        Err(InitialListFailed(kube::Error::Api(s)) | WatchStartFailed(kube::Error::Api(s)))
+            if s.code == 403 || s.code == 404 =>
+        {
+            Seen::Fatal(s.message.clone())
+        }
         Err(e) => Seen::Trouble(e.to_string()),
     }
 }
@@ -150,7 +163,10 @@ struct Screen {
     events: usize,
     last: String,
     started: std::time::Instant,
+    /// Something was printed (a frame, a line or a document).
     drew: bool,
+    /// The terminal was cleared for the first frame.
+    painted: bool,
     trouble: Option<String>,
 }
 
@@ -164,11 +180,25 @@ impl Screen {
             last: String::new(),
             started: std::time::Instant::now(),
             drew: false,
+            painted: false,
             trouble: None,
         }
     }
 
-    fn draw(&mut self, r: &StatusReport) {
+    /// A watch failed and retries. Shown in the frame, or on stderr while there is none yet.
+    fn trouble(&mut self, why: String) {
+        if !self.drew && self.trouble.as_ref() != Some(&why) {
+            eprintln!("watch interrupted, retrying: {why}");
+        }
+        self.trouble = Some(why);
+    }
+
+    /// Draws `r`. A clock tick changes only ages, which a log of changes does not want.
+    fn draw(&mut self, r: &StatusReport, ticked: bool) {
+        if ticked && !self.terminal {
+            return;
+        }
+        self.drew = true;
         if let Some(format) = self.format {
             let doc = serde_json::to_string(r).unwrap_or_default();
             if doc != self.last {
@@ -200,12 +230,13 @@ impl Screen {
         }
         let (width, height) = terminal_size::terminal_size().map_or((120, 50), |(w, h)| (w.0 as usize, h.0 as usize));
         let mut frame = String::new();
-        if !self.drew {
+        if !self.painted {
             frame.push_str("\x1b[2J");
         }
         frame.push_str("\x1b[H");
         for line in text.lines().take(height.saturating_sub(1)) {
-            frame.push_str(&truncate_visible(line, width));
+            // One column short of the edge: a full-width line would wrap on some terminals.
+            frame.push_str(&truncate_visible(line, width.saturating_sub(1)));
             frame.push_str("\x1b[K\r\n");
         }
         frame.push_str("\x1b[J");
@@ -213,7 +244,7 @@ impl Screen {
         let _ = stdout.write_all(frame.as_bytes());
         let _ = stdout.flush();
         self.last = text;
-        self.drew = true;
+        self.painted = true;
     }
 
     /// Leaves the last frame on screen and the cursor below it.

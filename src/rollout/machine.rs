@@ -286,6 +286,11 @@ impl Machine<'_> {
         if self.status.phase.is_active() {
             self.clear_rollout();
         }
+        if self.input.action.is_some() {
+            // Answered, not left waiting: a person (or the plugin) is told why nothing happens.
+            self.consumed = true;
+            self.event(EventType::Warning, "ManualActionIgnored", format!("action ignored: {why}"));
+        }
         self.enter(Phase::Invalid, EventType::Warning, "InvalidTarget", why);
     }
 

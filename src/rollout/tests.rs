@@ -633,6 +633,20 @@ fn refused_manual_actions_say_why() {
 }
 
 #[test]
+fn an_invalid_policy_answers_an_action_instead_of_keeping_it() {
+    let mut sim = Sim::new(10);
+    sim.world.target_exists = false;
+    let d = sim.reconcile_with(Verdict::Pass, Some(ManualAction::Pause));
+    assert_eq!(sim.status.phase, Phase::Invalid);
+    assert!(d.action_consumed, "a person waiting on the action would never hear back");
+    assert!(
+        sim.events.iter().any(|(r, m)| *r == "ManualActionIgnored" && m.contains("action ignored")),
+        "{:?}",
+        sim.events
+    );
+}
+
+#[test]
 fn suspend_freezes_everything_and_keeps_the_action() {
     let mut sim = Sim::new(10);
     sim.spec.suspend = true;

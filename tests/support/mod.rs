@@ -233,22 +233,32 @@ impl Drop for RedisServer {
 
 /// The helm built by hack/build-tools.
 pub fn helm_bin() -> PathBuf {
-    let out = Command::new(root().join("hack/build-tools")).arg("--print-dir").output().unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("helm")
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        // The demo and the local cluster build no helm: build it here if nobody has yet.
+        let built = Command::new(root().join("hack/build-tools")).arg("helm").status().expect("run hack/build-tools");
+        assert!(built.success(), "hack/build-tools helm failed");
+        let out = Command::new(root().join("hack/build-tools")).arg("--print-dir").output().unwrap();
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("helm")
+    })
+    .clone()
 }
 
-/// helm against this binary's cluster, from the repository root, with its own home.
-pub fn helm(args: &[&str]) -> std::process::Output {
+/// helm from the repository root with its own home and no cluster at all.
+pub fn helm_command() -> Command {
     let helm_home = std::env::temp_dir().join(format!("rpo-helm-{}", std::process::id()));
-    Command::new(helm_bin())
-        .current_dir(root())
-        .env("KUBECONFIG", &cluster().kubeconfig)
+    let mut cmd = Command::new(helm_bin());
+    cmd.current_dir(root())
+        .env_remove("KUBECONFIG")
         .env("HELM_CACHE_HOME", helm_home.join("cache"))
         .env("HELM_CONFIG_HOME", helm_home.join("config"))
-        .env("HELM_DATA_HOME", helm_home.join("data"))
-        .args(args)
-        .output()
-        .expect("run helm")
+        .env("HELM_DATA_HOME", helm_home.join("data"));
+    cmd
+}
+
+/// helm against this binary's cluster.
+pub fn helm(args: &[&str]) -> std::process::Output {
+    helm_command().env("KUBECONFIG", &cluster().kubeconfig).args(args).output().expect("run helm")
 }
 
 pub fn read(path: impl AsRef<Path>) -> String {
