@@ -280,3 +280,50 @@ async fn status_watch_redraws_in_place_on_a_terminal() {
     assert_eq!(raw.matches("\x1b[2J").count(), 1, "the screen was cleared between frames");
     assert!(raw.matches("\x1b[H").count() >= 2, "fewer than two frames were drawn");
 }
+
+/// `plan NAME` plans what the cluster runs: an HPA's maxReplicas, the target's pool today, and the
+/// `maxclients` the Redis server reports, asked with the password from the policy's Secret
+/// (which the output never shows).
+#[tokio::test]
+async fn live_plan_reads_the_hpa_the_target_and_the_redis_server() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::PostParams;
+    let ns = TestNamespace::new("plugin-plan").await;
+    create_target(&ns, 10).await;
+    let redis = RedisServer::start(&[("maxclients", "300"), ("requirepass", "pl4n-s3cret")]);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "redis"}, "stringData": {"password": "pl4n-s3cret"}
+    }))
+    .unwrap();
+    ns.api::<Secret>().create(&PostParams::default(), &secret).await.unwrap();
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": TARGET},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": TARGET},
+                 "minReplicas": 10, "maxReplicas": 20}
+    }))
+    .unwrap();
+    ns.api::<HorizontalPodAutoscaler>().create(&PostParams::default(), &hpa).await.unwrap();
+    let mut p = policy("auth-api");
+    p["spec"]["redis"] = serde_json::json!({
+        "address": redis.address(), "passwordSecretRef": {"name": "redis", "key": "password"}
+    });
+    let p: redis_pool_operator::api::RedisPoolPolicy = serde_json::from_value(p).unwrap();
+    ns.api().create(&PostParams::default(), &p).await.unwrap();
+
+    let o = plugin(&ns.name, &["plan", "auth-api"]).await;
+    // 20 stable pods beside the canary at 160 connections each cannot fit 80% of 300.
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let text = out(&o);
+    assert!(text.contains("budget EXCEEDED"), "{}", show(&o));
+    assert!(text.contains("HorizontalPodAutoscaler auth-api scales the target up to 20"), "{}", show(&o));
+    assert!(text.contains(&format!("maxclients 300 read from {}", redis.address())), "{}", show(&o));
+    assert!(text.contains("its pods hold 60 connections each today"), "{}", show(&o));
+    assert!(!text.contains("pl4n-s3cret") && !err(&o).contains("pl4n-s3cret"), "the password leaked: {}", show(&o));
+
+    // A flag wins over the server, as with the file planner.
+    let o = plugin(&ns.name, &["plan", "auth-api", "--max-clients", "100000", "-o", "json"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&o)));
+    assert_eq!(plan["budget"]["maxClients"], 100000, "{plan}");
+}
