@@ -150,6 +150,7 @@ async fn the_charts_rbac_is_sufficient_and_least() {
     for (verb, what, extra) in [
         ("list", "secrets", "-A"),
         ("watch", "secrets", "-A"),
+        ("list", "configmaps", "-A"),
         ("delete", "namespaces", "-A"),
         ("create", "pods", "--subresource="),
         ("update", "deployments", "--subresource=scale"),
@@ -162,6 +163,8 @@ async fn the_charts_rbac_is_sufficient_and_least() {
         ("patch", "deployments", "--subresource="),
         ("list", "horizontalpodautoscalers.autoscaling", "--subresource="),
         ("update", "redispoolpolicies.redispool.io", "--subresource=finalizers"),
+        ("get", "configmaps", "--subresource="),
+        ("get", "secrets", "--subresource="),
     ] {
         assert_eq!(can_i(verb, what, extra), "yes", "the chart's ServiceAccount may not {verb} {what} {extra}");
     }

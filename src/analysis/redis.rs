@@ -7,6 +7,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq)]
 pub struct RedisSignals {
     pub max_clients: Option<i64>,
+    /// Why `max_clients` is unknown, when the server said why (an ACL user without `CONFIG`).
+    pub max_clients_note: Option<String>,
     pub connected_clients: i64,
     /// Connections refused since the server started (`maxclients` reached).
     pub rejected_connections: i64,
@@ -45,21 +47,81 @@ pub fn connection_errors(
     }
 }
 
-/// Where and how to connect. The password is held here only, never formatted.
-#[derive(Clone)]
+/// Where and how to connect. The password and the client key are held here only, never
+/// formatted.
+#[derive(Clone, Default)]
 pub struct RedisTarget {
     pub address: String,
+    /// ACL user; the `default` user when None.
+    pub username: Option<String>,
     pub password: Option<String>,
-    pub tls: bool,
+    /// TLS, when the server speaks it.
+    pub tls: Option<TlsMaterial>,
+}
+
+/// What a TLS connection to the server needs, read from the policy's Secrets and ConfigMaps.
+#[derive(Clone, Default)]
+pub struct TlsMaterial {
+    /// A PEM CA bundle and where it came from (for messages); the system roots when None.
+    pub ca: Option<(Vec<u8>, String)>,
+    /// The name to verify instead of the address's host.
+    pub server_name: Option<String>,
+    /// The client certificate chain and key (PEM) for mutual TLS.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for RedisTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the password.
+        // Never print the password or the client key.
         f.debug_struct("RedisTarget")
             .field("address", &self.address)
+            .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.as_ref().map(|t| (t.ca.as_ref().map(|c| &c.1), &t.server_name, t.client.is_some())))
             .finish()
+    }
+}
+
+impl RedisTarget {
+    /// `host` and `port` of `address` (6379 when it names none).
+    pub fn host_port(&self) -> (&str, u16) {
+        match self.address.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().unwrap_or(6379)),
+            None => (self.address.as_str(), 6379),
+        }
+    }
+
+    /// Who the operator authenticates as, for messages.
+    pub fn user(&self) -> &str {
+        self.username.as_deref().unwrap_or("default")
+    }
+}
+
+/// What a Redis error reply means for the person who configured the policy. `code` is the
+/// reply's first word (`WRONGPASS`, `NOPERM`, `NOAUTH`, ...).
+pub fn explain_reply(code: Option<&str>, detail: &str, target: &RedisTarget) -> String {
+    let user = target.user();
+    match code {
+        Some("WRONGPASS") => format!(
+            "authentication failed for user {user:?} (WRONGPASS): check spec.redis.username and the password in spec.redis.passwordSecretRef"
+        ),
+        Some("NOAUTH") => "the server requires a password (NOAUTH): set spec.redis.passwordSecretRef".into(),
+        Some("NOPERM") => format!(
+            "user {user:?} may not run a command the operator needs (NOPERM): grant it PING, INFO and CLIENT, \
+             or CONFIG GET too unless spec.redis.maxClients is set"
+        ),
+        _ => detail.to_string(),
+    }
+}
+
+/// Why `maxclients` stays unknown when `CONFIG GET` is refused: what to set instead.
+pub fn config_denied(code: Option<&str>, target: &RedisTarget) -> String {
+    match code {
+        Some("NOPERM") => format!(
+            "user {:?} may not run CONFIG GET (NOPERM): set spec.redis.maxClients to the server's maxclients",
+            target.user()
+        ),
+        _ => "the server refused CONFIG GET maxclients: set spec.redis.maxClients to the server's maxclients".into(),
     }
 }
 
@@ -93,6 +155,7 @@ mod tests {
         let signals = |rejected| {
             Ok(RedisSignals {
                 max_clients: Some(100),
+                max_clients_note: None,
                 connected_clients: 3,
                 rejected_connections: rejected,
                 ping: Duration::ZERO,
@@ -122,9 +185,28 @@ mod tests {
     }
 
     #[test]
-    fn passwords_never_print() {
-        let t = RedisTarget { address: "127.0.0.1:6379".into(), password: Some("s3cret".into()), tls: false };
-        assert!(!format!("{t:?}").contains("s3cret"));
+    fn passwords_and_keys_never_print() {
+        let t = RedisTarget {
+            address: "127.0.0.1:6379".into(),
+            password: Some("s3cret".into()),
+            tls: Some(TlsMaterial { client: Some((b"CERT".to_vec(), b"PRIVATE-KEY".to_vec())), ..Default::default() }),
+            ..Default::default()
+        };
+        let printed = format!("{t:?}");
+        assert!(!printed.contains("s3cret") && !printed.contains("PRIVATE-KEY"), "{printed}");
         assert_eq!(redact("auth s3cret failed", &t), "auth <redacted> failed");
+    }
+
+    #[test]
+    fn replies_say_what_to_fix() {
+        let t = RedisTarget { address: "r:6380".into(), username: Some("pool-operator".into()), ..Default::default() };
+        let wrong = explain_reply(Some("WRONGPASS"), "WRONGPASS invalid username-password pair", &t);
+        assert!(wrong.contains("user \"pool-operator\"") && wrong.contains("spec.redis.passwordSecretRef"), "{wrong}");
+        assert!(explain_reply(Some("NOAUTH"), "", &t).contains("set spec.redis.passwordSecretRef"));
+        assert_eq!(explain_reply(Some("ERR"), "ERR something", &t), "ERR something");
+        let denied = config_denied(Some("NOPERM"), &t);
+        assert!(denied.contains("may not run CONFIG GET") && denied.contains("spec.redis.maxClients"), "{denied}");
+        assert_eq!(t.host_port(), ("r", 6380));
+        assert_eq!(RedisTarget { address: "r".into(), ..Default::default() }.host_port(), ("r", 6379));
     }
 }

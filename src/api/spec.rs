@@ -151,6 +151,9 @@ impl Default for RetrySettings {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.tlsOptions) || self.tls")
+    .message("spec.redis.tlsOptions is set but spec.redis.tls is false; set tls: true or remove tlsOptions")
+    .field_path(".tlsOptions"))]
 pub struct RedisSettings {
     /// `host:port` of the Redis server, as the operator can reach it.
     #[x_kube(validation = Rule::new("self.matches('^[^:/\\\\s]+:[0-9]{1,5}$')")
@@ -160,8 +163,17 @@ pub struct RedisSettings {
     /// Secret key holding the Redis password. Never logged or echoed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// ACL user to authenticate as (`AUTH username password`); the `default` user when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub username: Option<String>,
+    /// Speak TLS to the server (rustls). The server's certificate is verified against
+    /// `tlsOptions.caRef`, else the system roots.
     #[serde(default)]
     pub tls: bool,
+    /// How to verify the server, and the client certificate for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_options: Option<RedisTlsOptions>,
     /// Planned peak connections must stay within this fraction of `maxclients`.
     #[serde(default = "d08")]
     #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0")
@@ -171,6 +183,45 @@ pub struct RedisSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("spec.redis.maxClients must be >= 1"))]
     pub max_clients: Option<i64>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisTlsOptions {
+    /// The CA bundle (PEM) that signed the server's certificate, from a Secret or a ConfigMap in
+    /// the policy's namespace. The system roots when unset (managed Redis with public CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_ref: Option<CaRef>,
+    /// The name the server's certificate must carry, when it differs from the host of
+    /// `address` (an IP address, or a name only the certificate knows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub server_name: Option<String>,
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the operator presents for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub client_cert_secret: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secret) != has(self.configMap)")
+    .message("spec.redis.tlsOptions.caRef needs exactly one of secret or configMap"))]
+pub struct CaRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub config_map: Option<String>,
+    /// The key holding the PEM bundle.
+    #[serde(default = "ca_crt")]
+    #[schemars(length(max = 253))]
+    pub key: String,
+}
+
+fn ca_crt() -> String {
+    "ca.crt".into()
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use crate::analysis::Measurements;
 use crate::analysis::contract::{PoolHealth, Sample, aggregate};
-use crate::analysis::redis::{RedisFault, RedisSignals, RedisTarget};
-use crate::api::{PodsMetrics, PrometheusMetrics, RedisSettings};
+use crate::analysis::redis::{RedisFault, RedisSignals, RedisTarget, TlsMaterial};
+use crate::api::{CaRef, PodsMetrics, PrometheusMetrics, RedisSettings};
 
 /// A measurement of the canary, the samples it was made from (the next baseline), and the
 /// errors of pods that did not answer (counted apart from gate verdicts).
@@ -93,35 +93,83 @@ pub async fn measure_prometheus(
     Ok(Measured { measurements, samples: HashMap::new(), errors: None })
 }
 
-/// Asks the Redis server of `settings`, with the password from its Secret. No message names the
-/// password.
+/// Asks the Redis server of `settings`, with the password, CA and client certificate from the
+/// Secrets and ConfigMaps it names. No message names the password or the key.
 pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) -> Result<RedisSignals, RedisFault> {
-    let unavailable = RedisFault::Unavailable;
-    let password = match &settings.password_secret_ref {
-        None => None,
-        Some(r) => {
-            let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-            let secret = secrets
-                .get_opt(&r.name)
-                .await
-                .map_err(|e| unavailable(format!("cannot read Secret {ns}/{}: {e}", r.name)))?
-                .ok_or_else(|| {
-                    unavailable(format!("Secret {ns}/{} (spec.redis.passwordSecretRef) not found", r.name))
-                })?;
-            let bytes = secret
-                .data
-                .and_then(|d| d.get(&r.key).cloned())
-                .ok_or_else(|| unavailable(format!("Secret {ns}/{} has no key {:?}", r.name, r.key)))?;
-            Some(
-                String::from_utf8(bytes.0)
-                    .map_err(|_| unavailable(format!("Secret {ns}/{} key {:?} is not UTF-8", r.name, r.key)))?,
-            )
+    let password =
+        match &settings.password_secret_ref {
+            None => None,
+            Some(r) => {
+                let bytes = secret_key(client, ns, &r.name, &r.key, "spec.redis.passwordSecretRef").await?;
+                Some(String::from_utf8(bytes).map_err(|_| {
+                    RedisFault::Unavailable(format!("Secret {ns}/{} key {:?} is not UTF-8", r.name, r.key))
+                })?)
+            }
+        };
+    let tls = match (settings.tls, settings.tls_options.clone().unwrap_or_default()) {
+        (false, _) => None,
+        (true, o) => {
+            let ca = match &o.ca_ref {
+                None => None,
+                Some(CaRef { secret: Some(name), key, .. }) => Some((
+                    secret_key(client, ns, name, key, "spec.redis.tlsOptions.caRef").await?,
+                    format!("the CA in Secret {ns}/{name} key {key:?}"),
+                )),
+                Some(CaRef { config_map: Some(name), key, .. }) => Some((
+                    config_map_key(client, ns, name, key).await?,
+                    format!("the CA in ConfigMap {ns}/{name} key {key:?}"),
+                )),
+                Some(_) => None,
+            };
+            let client_pair = match &o.client_cert_secret {
+                None => None,
+                Some(name) => {
+                    let what = "spec.redis.tlsOptions.clientCertSecret";
+                    Some((
+                        secret_key(client, ns, name, "tls.crt", what).await?,
+                        secret_key(client, ns, name, "tls.key", what).await?,
+                    ))
+                }
+            };
+            Some(TlsMaterial { ca, server_name: o.server_name.clone(), client: client_pair })
         }
     };
-    let target = RedisTarget { address: settings.address.clone(), password, tls: settings.tls };
+    let target = RedisTarget { address: settings.address.clone(), username: settings.username.clone(), password, tls };
     let mut signals = redis::probe(&target, Duration::from_secs(3)).await?;
     if let Some(m) = settings.max_clients {
         signals.max_clients = Some(m);
+        signals.max_clients_note = None;
     }
     Ok(signals)
+}
+
+/// One key of a Secret, or a fault that names the Secret, the key and the field that refers to
+/// it (never the value).
+async fn secret_key(client: &Client, ns: &str, name: &str, key: &str, field: &str) -> Result<Vec<u8>, RedisFault> {
+    let unavailable = RedisFault::Unavailable;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| unavailable(format!("cannot read Secret {ns}/{name}: {e}")))?
+        .ok_or_else(|| unavailable(format!("Secret {ns}/{name} ({field}) not found")))?;
+    secret
+        .data
+        .and_then(|d| d.get(key).cloned())
+        .map(|b| b.0)
+        .ok_or_else(|| unavailable(format!("Secret {ns}/{name} ({field}) has no key {key:?}")))
+}
+
+async fn config_map_key(client: &Client, ns: &str, name: &str, key: &str) -> Result<Vec<u8>, RedisFault> {
+    let unavailable = RedisFault::Unavailable;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let map = maps
+        .get_opt(name)
+        .await
+        .map_err(|e| unavailable(format!("cannot read ConfigMap {ns}/{name}: {e}")))?
+        .ok_or_else(|| unavailable(format!("ConfigMap {ns}/{name} (spec.redis.tlsOptions.caRef) not found")))?;
+    map.data
+        .and_then(|d| d.get(key).cloned())
+        .map(String::into_bytes)
+        .ok_or_else(|| unavailable(format!("ConfigMap {ns}/{name} (spec.redis.tlsOptions.caRef) has no key {key:?}")))
 }

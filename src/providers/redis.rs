@@ -1,59 +1,199 @@
-//! The `Redis` provider: asks the server, via the `redis` crate. `CONFIG GET maxclients` sizes
-//! the budget; `INFO` gives connected and rejected connections; `PING` proves the round trip.
+//! The `Redis` provider: asks the server, via the `redis` crate over a connection we open
+//! ourselves (plain TCP, or TLS with rustls), so that certificate failures can be told apart
+//! and explained. `CONFIG GET maxclients` sizes the budget; `INFO` gives connected and rejected
+//! connections; `PING` proves the round trip.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::IntoConnectionInfo as _;
+use redis::aio::MultiplexedConnection;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject as _};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
-use crate::analysis::redis::{RedisFault, RedisSignals, RedisTarget, info_field, redact};
+use crate::analysis::redis::{
+    RedisFault, RedisSignals, RedisTarget, TlsMaterial, config_denied, explain_reply, info_field, redact,
+};
 
 /// Asks the server, within `timeout`. Errors name the address and the reason, never the password.
 pub async fn probe(target: &RedisTarget, timeout: Duration) -> Result<RedisSignals, RedisFault> {
     match tokio::time::timeout(timeout, probe_inner(target)).await {
         Ok(Ok(signals)) => Ok(signals),
-        Ok(Err(e)) => {
-            let message = redact(&format!("redis {}: {e}", target.address), target);
-            // The one place the server's words are read: it says "max number of clients reached".
-            if e.to_string().contains("max number of clients") {
-                Err(RedisFault::MaxClients(message))
-            } else {
-                Err(RedisFault::Unavailable(message))
+        Ok(Err(fault)) => Err(match fault {
+            RedisFault::MaxClients(m) => {
+                RedisFault::MaxClients(redact(&format!("redis {}: {m}", target.address), target))
             }
-        }
+            RedisFault::Unavailable(m) => {
+                RedisFault::Unavailable(redact(&format!("redis {}: {m}", target.address), target))
+            }
+        }),
         Err(_) => Err(RedisFault::Unavailable(format!("redis {}: no answer within {timeout:?}", target.address))),
     }
 }
 
-async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, redis::RedisError> {
-    let (host, port) = target.address.rsplit_once(':').unwrap_or((&target.address, "6379"));
-    let port: u16 = port.parse().unwrap_or(6379);
-    if target.tls {
-        return Err(redis::RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            "TLS to Redis is not supported by this build",
-        )));
-    }
+async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
+    let unavailable = RedisFault::Unavailable;
+    let (host, port) = target.host_port();
+    let tcp = TcpStream::connect((host, port)).await.map_err(|e| unavailable(format!("cannot connect: {e}")))?;
     let mut settings = redis::RedisConnectionInfo::default();
+    if let Some(u) = &target.username {
+        settings = settings.set_username(u);
+    }
     if let Some(p) = &target.password {
         settings = settings.set_password(p);
     }
-    let info = redis::ConnectionAddr::Tcp(host.to_string(), port).into_connection_info()?.set_redis_settings(settings);
-    let client = redis::Client::open(info)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    // The connection's I/O runs in its own task and ends when `conn` is dropped.
+    let mut conn = match &target.tls {
+        None => {
+            let (conn, driver) =
+                MultiplexedConnection::new_with_config(&settings, tcp, redis::AsyncConnectionConfig::new())
+                    .await
+                    .map_err(|e| reply_fault(&e, target))?;
+            tokio::spawn(driver);
+            conn
+        }
+        Some(tls) => {
+            let stream = tls_handshake(tcp, host, tls).await.map_err(unavailable)?;
+            let (conn, driver) =
+                MultiplexedConnection::new_with_config(&settings, stream, redis::AsyncConnectionConfig::new())
+                    .await
+                    .map_err(|e| reply_fault(&e, target))?;
+            tokio::spawn(driver);
+            conn
+        }
+    };
     let start = Instant::now();
-    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| reply_fault(&e, target))?;
     let ping = start.elapsed();
-    // Some managed Redis forbid CONFIG; then spec.redis.maxClients must say it.
-    let max_clients =
+    // Managed Redis and least-privilege ACL users often forbid CONFIG; then spec.redis.maxClients
+    // must say it, and the condition says so.
+    let (max_clients, max_clients_note) =
         match redis::cmd("CONFIG").arg("GET").arg("maxclients").query_async::<Vec<String>>(&mut conn).await {
-            Ok(pair) => pair.get(1).and_then(|v| v.parse().ok()),
-            Err(_) => None,
+            Ok(pair) => (pair.get(1).and_then(|v| v.parse().ok()), None),
+            Err(e) => (None, Some(config_denied(e.code(), target))),
         };
-    let info: String = redis::cmd("INFO").arg("clients").arg("stats").query_async(&mut conn).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .arg("stats")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| reply_fault(&e, target))?;
     Ok(RedisSignals {
         max_clients,
+        max_clients_note,
         connected_clients: info_field(&info, "connected_clients").unwrap_or(0),
         rejected_connections: info_field(&info, "rejected_connections").unwrap_or(0),
         ping,
     })
+}
+
+/// A failed command or handshake as a fault; the one place the server's words are read:
+/// it says "max number of clients reached" when it refuses a connection for want of slots.
+fn reply_fault(e: &redis::RedisError, target: &RedisTarget) -> RedisFault {
+    let detail = e.to_string();
+    if detail.contains("max number of clients") {
+        return RedisFault::MaxClients(detail);
+    }
+    // TLS 1.3 sends the server's verdict on the client certificate after the handshake, so it
+    // arrives as a failed read here rather than as a handshake error.
+    if detail.contains("CertificateRequired") || detail.contains("UnknownCA") || detail.contains("BadCertificate") {
+        return RedisFault::Unavailable(format!(
+            "the server refused the client certificate ({detail}): set spec.redis.tlsOptions.clientCertSecret \
+             to a kubernetes.io/tls Secret signed by a CA the server trusts"
+        ));
+    }
+    // A TLS-only server drops a plain-text client at its first bytes.
+    if target.tls.is_none() && (detail.contains("reset by peer") || detail.contains("Broken pipe")) {
+        return RedisFault::Unavailable(format!(
+            "{detail}: the server closed a plain-text connection; if it speaks only TLS, set spec.redis.tls: true"
+        ));
+    }
+    // The crate reports a refused AUTH as its own kind, without the server's WRONGPASS.
+    let code = if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        Some("WRONGPASS")
+    } else {
+        e.code().or_else(|| ["WRONGPASS", "NOAUTH", "NOPERM"].into_iter().find(|c| detail.contains(c)))
+    };
+    RedisFault::Unavailable(explain_reply(code, &detail, target))
+}
+
+/// The TLS handshake, with the CA, server name and client certificate of `tls`. One crypto
+/// provider (ring, as kube uses) for the whole binary, chosen here explicitly.
+async fn tls_handshake(
+    tcp: TcpStream,
+    host: &str,
+    tls: &TlsMaterial,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let trusted_by = match &tls.ca {
+        Some((pem, source)) => {
+            let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{source} is not a PEM certificate bundle: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("{source} holds no PEM certificate"));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| format!("{source}: {e}"))?;
+            }
+            source.clone()
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+            "the system's CA certificates".to_string()
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots);
+    let config = match &tls.client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("the client certificate (tls.crt) is not PEM: {e}"))?;
+            // Never echo the key: only say that it did not parse.
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .map_err(|_| "the client key (tls.key) is not a PEM private key".to_string())?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("the client certificate: {e}"))?
+        }
+    };
+    let name = tls.server_name.as_deref().unwrap_or(host);
+    let server_name = ServerName::try_from(name.to_string())
+        .map_err(|_| format!("{name:?} is not a valid TLS server name; fix spec.redis.tlsOptions.serverName"))?;
+    TlsConnector::from(Arc::new(config)).connect(server_name, tcp).await.map_err(|e| explain_tls(&e, name, &trusted_by))
+}
+
+/// A failed handshake in words a person can act on.
+fn explain_tls(e: &std::io::Error, name: &str, trusted_by: &str) -> String {
+    use rustls::{CertificateError, Error as Tls};
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<Tls>());
+    match inner {
+        Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature)) => format!(
+            "the server's TLS certificate is not trusted by {trusted_by}: set spec.redis.tlsOptions.caRef to the CA that signed it"
+        ),
+        Some(Tls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => format!(
+            "the server's TLS certificate is not valid for the name {name:?}: set spec.redis.tlsOptions.serverName to a name it carries"
+        ),
+        Some(Tls::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. })) => {
+            "the server's TLS certificate has expired".to_string()
+        }
+        Some(Tls::InvalidCertificate(other)) => format!("the server's TLS certificate was refused: {other:?}"),
+        Some(Tls::AlertReceived(alert)) => {
+            format!(
+                "the server refused the TLS handshake ({alert:?}): does it require a client certificate (spec.redis.tlsOptions.clientCertSecret)?"
+            )
+        }
+        Some(other) => format!("TLS handshake failed: {other}"),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof || e.kind() == std::io::ErrorKind::InvalidData => {
+            format!("TLS handshake failed ({e}): is this a TLS port? (spec.redis.tls is true)")
+        }
+        None => format!("TLS handshake failed: {e}"),
+    }
 }

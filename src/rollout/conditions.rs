@@ -60,7 +60,10 @@ fn redis_reachable(status: &mut RedisPoolPolicyStatus, input: &Input) {
         Some(Ok(s)) => {
             let msg = match s.max_clients {
                 Some(m) => format!("{address} answers; maxclients {m}"),
-                None => format!("{address} answers; maxclients unknown (set spec.redis.maxClients)"),
+                None => format!(
+                    "{address} answers; maxclients unknown: {}",
+                    s.max_clients_note.as_deref().unwrap_or("set spec.redis.maxClients")
+                ),
             };
             upsert(status, input, "RedisReachable", "True", "Reachable", &msg)
         }

@@ -543,6 +543,7 @@ fn the_live_redis_server_decides_the_budget() {
     let observed = |redis| Observed { redis: Some(redis), ..sim.world.observe() };
     let signals = |max| {
         Ok(RedisSignals {
+            max_clients_note: None,
             max_clients: Some(max),
             connected_clients: 0,
             rejected_connections: 0,

@@ -196,13 +196,46 @@ impl RedisServer {
     /// Starts redis-server with extra `config` directives (e.g. `("maxclients", "50")`).
     pub fn start(config: &[(&str, &str)]) -> Self {
         let port = free_port();
+        Self::spawn(port, &[("port", &port.to_string())], config)
+    }
+
+    /// A TLS-only server (`--port 0`) with the certificates of `pki`; clients need a certificate
+    /// too when `config` sets `tls-auth-clients yes`.
+    pub fn start_tls(pki: &Pki, config: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let file = |name: &str| pki.dir.join(name).display().to_string();
+        let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+        let tls = [
+            ("port", "0"),
+            ("tls-port", &*port.to_string()),
+            ("tls-cert-file", &*cert),
+            ("tls-key-file", &*key),
+            ("tls-ca-cert-file", &*ca),
+        ]
+        .map(|(k, v)| (k, v.to_string()));
+        let tls: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut all: Vec<(&str, &str)> = vec![("tls-auth-clients", "no")];
+        all.extend_from_slice(config);
+        Self::spawn(port, &tls, &all)
+    }
+
+    fn spawn(port: u16, listen: &[(&str, &str)], config: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("rpo-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
         cmd.args(["--dir", dir.to_str().unwrap()]);
-        for (k, v) in config {
+        for (k, v) in listen {
             cmd.arg(format!("--{k}")).arg(v);
+        }
+        for (k, v) in config {
+            cmd.arg(format!("--{k}"));
+            // An ACL rule is several words; one argument with spaces would be one (bad) name.
+            if *k == "user" {
+                cmd.args(v.split_whitespace());
+            } else {
+                cmd.arg(v);
+            }
         }
         let child = cmd
             .stdout(Stdio::null())
@@ -232,6 +265,59 @@ impl Drop for RedisServer {
 }
 
 /// The helm built by hack/build-tools.
+/// Certificates made with openssl for one test: a CA, a server certificate for `redis.test` and
+/// 127.0.0.1, a client certificate, and a second CA that signed none of them.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = std::env::temp_dir().join(format!("rpo-pki-{}-{:x}", std::process::id(), rand_u32()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let o = Command::new("openssl").current_dir(&dir).args(args).output().expect("openssl is installed");
+            assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        for ca in ["ca", "other-ca"] {
+            let (key, crt, subj) = (format!("{ca}.key"), format!("{ca}.crt"), format!("/CN=rpo-test-{ca}"));
+            run(&[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2", "-subj",
+                &subj,
+            ]);
+        }
+        std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:redis.test,IP:127.0.0.1\n").unwrap();
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        for (name, subj) in [("server", "/CN=redis.test"), ("client", "/CN=redis-pool-operator")] {
+            let (key, csr, crt, ext) =
+                (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+            run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subj]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        Pki { dir }
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap()
+    }
+}
+
 pub fn helm_bin() -> PathBuf {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
     HELM.get_or_init(|| {

@@ -45,7 +45,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [list]                           # the Pods provider reads canary pod IPs
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]                            # spec.redis.passwordSecretRef only; never list or watch
+  verbs: [get]                            # spec.redis password, CA and client certificate; never list or watch
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]                            # spec.redis.tlsOptions.caRef.configMap only
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
