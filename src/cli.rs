@@ -167,12 +167,15 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
     };
     let (mut invalid, mut over_budget) = (false, false);
     let mut reports = Vec::new();
+    let mut policies = Vec::new();
     for (i, doc) in split_documents(&text).into_iter().enumerate() {
         let label = format!("{} (document {})", args.file.display(), i + 1);
-        match parse_policy(doc).map_err(PlanFailure::Invalid).and_then(|p| plan(&p, &opts).map_err(PlanFailure::Plan)) {
-            Ok(report) => {
+        let parsed = parse_policy(doc).map_err(PlanFailure::Invalid);
+        match parsed.and_then(|p| plan(&p, &opts).map(|r| (p, r)).map_err(PlanFailure::Plan)) {
+            Ok((policy, report)) => {
                 over_budget |= !report.plan.budget.ok;
                 reports.push(report);
+                policies.push(policy);
             }
             Err(PlanFailure::Invalid(Invalid(violations))) => {
                 eprintln!("error: {label} is not a valid RedisPoolPolicy:");
@@ -201,6 +204,13 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
             for r in &reports {
                 print!("{}", render_text(r));
             }
+        }
+    }
+    // Several policies on one Redis: the budget they share.
+    for group in crate::plan::shared_groups(&policies, &reports) {
+        over_budget |= !group.ok;
+        if args.output == Output::Text {
+            print!("{}", group.text);
         }
     }
     // An invalid policy outranks a budget verdict: it must be fixed first.

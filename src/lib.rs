@@ -11,5 +11,6 @@ pub mod plugin;
 pub mod providers;
 pub mod render;
 pub mod rollout;
+pub mod shared_budget;
 pub mod sizing;
 pub mod telemetry;

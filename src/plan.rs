@@ -120,3 +120,57 @@ pub fn render_text(r: &PlanReport) -> String {
     let _ = writeln!(s, "budget {verdict}: {}", b.explain());
     s
 }
+
+/// The budget several planned policies share on one Redis server.
+pub struct SharedGroup {
+    pub text: String,
+    /// Every policy can start with the others at their new steady connections.
+    pub ok: bool,
+}
+
+/// Groups the planned policies by Redis server (see `shared_budget::group_key`) and, for each
+/// server with two or more, says whether each rollout fits beside the others once they are done
+/// (their new steady connections): the operator starts one only when its peak fits beside the
+/// others' (their peaks while they roll out), so that is the condition for every one to run.
+pub fn shared_groups(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Vec<SharedGroup> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, p) in policies.iter().enumerate() {
+        if let Some(redis) = &p.spec.redis {
+            let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+            groups.entry(crate::shared_budget::group_key(ns, redis)).or_default().push(i);
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, members)| members.len() > 1)
+        .map(|(key, members)| {
+            let steady = |i: usize| reports[i].plan.pool.connections_per_pod * i64::from(reports[i].plan.pool.replicas);
+            let limit = members.iter().find_map(|&i| reports[i].plan.budget.limit);
+            let mut text = format!("shared Redis {key}:\n");
+            let mut ok = true;
+            for &i in &members {
+                let own = reports[i].plan.budget.peak_connections;
+                let others: i64 = members.iter().filter(|&&j| j != i).map(|&j| steady(j)).sum();
+                let fits = limit.is_none_or(|l| own + others <= l);
+                ok &= fits;
+                let _ = writeln!(
+                    text,
+                    "  {}: peak {own} beside the others' steady {others} = {}{}",
+                    reports[i].policy,
+                    own + others,
+                    match (limit, fits) {
+                        (Some(l), true) => format!(" fits the budget of {l}"),
+                        (Some(l), false) => format!(" EXCEEDS the budget of {l}: it could never start"),
+                        (None, _) => " (no maxclients known)".to_string(),
+                    }
+                );
+            }
+            let all: i64 = members.iter().map(|&i| reports[i].plan.budget.peak_connections).sum();
+            if let Some(l) = limit.filter(|l| all > *l) {
+                let _ = writeln!(text, "  all at once: {all} > {l}: the operator runs them one after another");
+            }
+            SharedGroup { text, ok }
+        })
+        .collect()
+}

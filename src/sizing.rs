@@ -184,6 +184,18 @@ pub struct Budget {
     /// Why the budget could not be checked (the server could not be asked), if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unchecked: Option<String>,
+    /// Other policies (and unaccounted clients) on the same server: `peak_connections` is then
+    /// their sum with this plan's own peak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedUse>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedUse {
+    pub own_peak: i64,
+    /// How the total adds up, naming the other policies.
+    pub breakdown: String,
 }
 
 impl Budget {
@@ -196,6 +208,19 @@ impl Budget {
             peak_connections,
             ok: limit.is_none_or(|l| peak_connections <= l),
             unchecked: None,
+            shared: None,
+        }
+    }
+
+    /// The same server's budget, counting what others on it need too (see `shared_budget`).
+    pub fn shared(self, demand: crate::shared_budget::Demand) -> Self {
+        let own_peak = self.peak_connections;
+        if demand.total == own_peak {
+            return self;
+        }
+        Budget {
+            shared: Some(SharedUse { own_peak, breakdown: demand.breakdown }),
+            ..Budget::check(demand.total, self.max_clients, self.utilization)
         }
     }
 
@@ -215,14 +240,26 @@ impl Budget {
             );
         }
         match (self.max_clients, self.limit) {
+            (Some(max), Some(limit)) if !self.ok && self.shared.as_ref().is_some_and(|s| s.own_peak <= limit) => {
+                let breakdown = self.shared.as_ref().map_or("", |s| s.breakdown.as_str());
+                format!(
+                    "waiting for room on the Redis server: at this rollout's peak it would hold {} connections \
+                     ({breakdown}), over the budget of {limit} ({max} maxclients x {}); it starts by itself when there is room",
+                    self.peak_connections, self.utilization
+                )
+            }
             (Some(max), Some(limit)) if !self.ok => format!(
                 "planned peak of {} Redis connections exceeds the budget of {limit} ({max} maxclients x {}); \
                  lower workers, connectionsPerWorker or replicas, or raise maxclients",
                 self.peak_connections, self.utilization
             ),
-            (Some(_), Some(limit)) => {
-                format!("planned peak of {} connections fits the budget of {limit}", self.peak_connections)
-            }
+            (Some(_), Some(limit)) => match &self.shared {
+                Some(s) => format!(
+                    "planned peak of {} connections, with the others on this Redis ({}), fits the budget of {limit}",
+                    self.peak_connections, s.breakdown
+                ),
+                None => format!("planned peak of {} connections fits the budget of {limit}", self.peak_connections),
+            },
             _ => format!(
                 "planned peak of {} connections; no Redis maxclients known, budget not checked",
                 self.peak_connections

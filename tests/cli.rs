@@ -207,3 +207,33 @@ fn krew_manifest_matches_its_archive() {
     assert!(files.lines().any(|f| f == platform["bin"].as_str().unwrap()), "{files}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Policies on one Redis share its budget: `plan` shows each rollout's peak beside the others'
+/// steady connections, and refuses (exit 3) a set in which one could never start.
+#[test]
+fn plan_shows_the_budget_policies_share() {
+    let (code, out, err) = run(&["plan", "-f", "examples/shared-redis.yaml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("shared Redis redis.shared.svc:6379:"), "{out}");
+    assert!(
+        out.contains("saas/auth-api: peak 3200 beside the others' steady 1600 = 4800 fits the budget of 5000"),
+        "{out}"
+    );
+    assert!(out.contains("all at once: 6400 > 5000: the operator runs them one after another"), "{out}");
+
+    let tight = std::fs::read_to_string(root().join("examples/shared-redis.yaml")).unwrap().replace("6250", "5500");
+    let out = bin()
+        .args(["plan", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(tight.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("EXCEEDS the budget of 4400: it could never start"), "{text}");
+}

@@ -179,6 +179,11 @@ pub struct RedisSettings {
     #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0")
         .message("spec.redis.maxClientsUtilization must be in (0, 1], e.g. 0.8 for 80% of maxclients"))]
     pub max_clients_utilization: f64,
+    /// Policies with the same `budgetGroup` share one budget (one Redis server behind different
+    /// addresses). Without it, policies share a budget when their `address` is the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub budget_group: Option<String>,
     /// Use this `maxclients` instead of asking the server (for servers that forbid CONFIG GET).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("spec.redis.maxClients must be >= 1"))]

@@ -105,6 +105,10 @@ pub struct RedisPoolPolicyStatus {
     pub scaled_to: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
+    /// The Redis connections this policy accounts for on its server, which other policies on
+    /// the same server count against the shared budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_connections: Option<RedisConnections>,
     /// Why a rollback is in progress, and whether its configuration may be retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackStatus>,
@@ -124,6 +128,16 @@ pub struct RedisPoolPolicyStatus {
     /// The last few rollouts, newest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisConnections {
+    /// What the target's pods hold: connections per pod x replicas.
+    pub steady: i64,
+    /// The plan's peak, while a rollout is in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<i64>,
 }
 
 /// The soak clock of a step: it runs while the step's canary pods are all available.

@@ -5,6 +5,7 @@
 //! status and Events. A reconcile that changes nothing writes nothing.
 
 mod act;
+mod budgets;
 pub mod deployments;
 mod error;
 pub mod metrics;
@@ -83,6 +84,8 @@ pub struct Context {
     pub hpas: OnceLock<Store<HorizontalPodAutoscaler>>,
     /// Consecutive failed reconciles per policy, for the error backoff.
     failures: std::sync::Mutex<HashMap<ObjectRef<RedisPoolPolicy>, u32>>,
+    /// The shared Redis budgets: a lock per server, and what each policy recorded last.
+    pub budgets: budgets::Budgets,
 }
 
 impl Context {
@@ -99,6 +102,7 @@ impl Context {
             policies: OnceLock::new(),
             hpas: OnceLock::new(),
             failures: std::sync::Mutex::default(),
+            budgets: budgets::Budgets::default(),
         }
     }
 
@@ -106,6 +110,7 @@ impl Context {
     async fn forget(&self, policy: &RedisPoolPolicy) {
         self.metrics.forget(&policy.namespace().unwrap_or_default(), &policy.name_any());
         self.baselines.lock().await.remove(&policy.uid().unwrap_or_default());
+        self.budgets.forget(&policy.uid().unwrap_or_default());
     }
 }
 

@@ -98,7 +98,8 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
     };
     let (action, bad_action) = manual_action(&policy);
     let holder = claim(&policy, ctx, canary.as_ref());
-    let observed = Observed { target: target_result, canary: canary_view, holder, redis };
+    let peers = ctx.budgets.peers(ctx.policies.get(), &policy);
+    let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers };
     Ok(Some(Observation {
         policy,
         status,

@@ -49,6 +49,13 @@ fn now() -> Timestamp {
 
 /// Observe, decide through the pure core, act in order, record.
 async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result<Requeue> {
+    // Policies on one Redis server decide one at a time, so that two rollouts never both start
+    // on the room only one of them has.
+    let lock = super::budgets::group_of(cached).map(|g| ctx.budgets.lock(&g));
+    let _deciding = match &lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
     let now = now();
     let Some(o) = observe(cached, ctx, now).await? else {
         return Ok(Requeue::await_change());
@@ -70,6 +77,8 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
         act(a, &o, ctx).await?;
     }
     record(&o, ctx, &decision, now).await?;
+    let s = &decision.status;
+    ctx.budgets.record(&o.policy, s.redis_connections.as_ref(), s.phase.is_active());
     if deleting {
         if !decision.released {
             return Err(Error::Releasing(decision.status.message.unwrap_or_default()));

@@ -8,8 +8,10 @@ use super::{Action, CanaryView, Decision, EventType, Input, ManualAction, Target
 use crate::analysis::Verdict;
 use crate::api::{
     AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus, Phase,
-    RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode, ScalingStatus, SoakStatus,
+    RedisConnections, RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode, ScalingStatus,
+    SoakStatus,
 };
+use crate::shared_budget::{self, Shared};
 use crate::sizing::{Budget, Split, actual_weight, beside, split};
 
 /// Decides the next status and the actions that lead to it.
@@ -43,6 +45,12 @@ pub fn decide(input: &Input) -> Decision {
         m.status.scaled_to = Some(r);
     }
     m.status.progress = m.status.step.map(|_| format!("{}/{}", m.step() + 1, m.steps()));
+    // What other policies on this Redis count for this one: its steady use, and its peak while
+    // a rollout is in flight.
+    m.status.redis_connections = input.spec.redis.as_ref().map(|_| RedisConnections {
+        steady: own_steady(input),
+        peak: m.status.phase.is_active().then_some(input.desired.plan.budget.peak_connections),
+    });
     set_conditions(&mut m.status, input, &m.budget);
     Decision { status: m.status, actions: m.actions, action_consumed: m.consumed, released: m.released }
 }
@@ -53,10 +61,29 @@ pub fn decide(input: &Input) -> Decision {
 pub fn effective_budget(input: &Input) -> Budget {
     let b = &input.desired.plan.budget;
     let pinned = input.spec.redis.as_ref().is_some_and(|r| r.max_clients.is_some());
-    match &input.observed.redis {
+    let own = match &input.observed.redis {
         Some(Ok(signals)) if !pinned => Budget::check(b.peak_connections, signals.max_clients, b.utilization),
-        Some(Err(e)) if !pinned && !input.status.phase.is_active() => b.clone().unknown(e.to_string()),
+        Some(Err(e)) if !pinned && !input.status.phase.is_active() => return b.clone().unknown(e.to_string()),
         _ => b.clone(),
+    };
+    // The server is shared: its budget holds this peak and what the others need at the same time.
+    let shared = Shared {
+        peers: input.observed.peers.clone(),
+        connected_clients: input.observed.redis.as_ref().and_then(|r| r.as_ref().ok()).map(|s| s.connected_clients),
+    };
+    let demand = shared_budget::demand(own.peak_connections, own_steady(input), &shared);
+    own.shared(demand)
+}
+
+/// What the target's pods hold now: their configured connections per pod (the new value when
+/// unknown) times the replicas that run.
+fn own_steady(input: &Input) -> i64 {
+    match &input.observed.target {
+        Ok(t) => {
+            let per_pod = t.connections_per_pod.unwrap_or(input.desired.plan.pool.connections_per_pod);
+            per_pod * i64::from(t.spec_replicas.max(0))
+        }
+        Err(_) => 0,
     }
 }
 

@@ -100,6 +100,8 @@ pub struct Observed {
     pub holder: Result<(), String>,
     /// The Redis server, when `spec.redis` is set and the operator asked it this time.
     pub redis: Option<Result<RedisSignals, RedisFault>>,
+    /// The other policies on the same Redis server (none without `spec.redis`).
+    pub peers: Vec<crate::shared_budget::Peer>,
 }
 
 /// What an analysis run produced: gate verdicts, and whether the provider itself failed.

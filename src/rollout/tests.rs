@@ -112,6 +112,7 @@ impl World {
                 Ok(())
             },
             redis: None,
+            peers: Vec::new(),
         }
     }
 
@@ -631,6 +632,37 @@ fn refused_manual_actions_say_why() {
     assert!(d.action_consumed);
     assert_eq!(sim.status.phase, Phase::Idle);
     assert!(sim.events.iter().any(|(r, m)| *r == "ManualActionIgnored" && m.contains("promote")), "{:?}", sim.events);
+}
+
+/// Two services on one Redis: a rollout starts only when its peak and the others' fit together,
+/// and the wait names the others and the numbers.
+#[test]
+fn a_shared_redis_budget_counts_the_other_policies() {
+    use crate::shared_budget::Peer;
+    let mut sim = Sim::new(10);
+    let peak = sim.desired().plan.budget.peak_connections;
+    // Room for this rollout and 100 more connections (maxclients x 0.8).
+    let max_clients = ((peak + 100) as f64 / 0.8).ceil() as i64;
+    sim.spec.redis = Some(
+        serde_json::from_value(serde_json::json!({"address": "redis.shared:6379", "maxClients": max_clients})).unwrap(),
+    );
+    let desired = sim.desired();
+    let rolling = vec![Peer { policy: "saas/payments".into(), steady: 80, peak: Some(500) }];
+    let observed = Observed { peers: rolling, ..sim.world.observe() };
+    let d = decide(&sim.input(&desired, &observed, None, None, false));
+    assert_eq!(d.status.phase, Phase::Blocked, "{:?}", d.status.message);
+    let message = d.status.message.clone().unwrap_or_default();
+    assert!(message.contains("waiting for room on the Redis server"), "{message}");
+    assert!(message.contains(&format!("{peak} for this rollout + 500 for saas/payments (rolling out)")), "{message}");
+    assert!(!d.actions.iter().any(|a| matches!(a, Action::ApplyCanary { .. })), "nothing starts");
+
+    // The other rollout ended: its steady 80 leaves room.
+    let settled = vec![Peer { policy: "saas/payments".into(), steady: 80, peak: None }];
+    let observed = Observed { peers: settled, ..sim.world.observe() };
+    let d = decide(&sim.input(&desired, &observed, None, None, false));
+    assert_eq!(d.status.phase, Phase::Progressing, "{:?}", d.status.message);
+    let mine = d.status.redis_connections.clone().expect("what others count for this policy");
+    assert_eq!(mine.peak, Some(peak), "a rollout in flight tells the others its peak");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Production Redis: TLS-only servers (certificates made by the test with openssl), ACL users
-//! without `CONFIG`, mutual TLS; each failure named with what to fix, no secret ever echoed.
+//! without `CONFIG`, mutual TLS, each failure named with what to fix and no secret ever echoed;
+//! and one server's budget shared by the policies that use it.
 
 mod support;
 
@@ -200,4 +201,56 @@ async fn mutual_tls_needs_the_client_certificate() {
     )
     .await;
     wait_redis(&env, "auth-api", "True", "maxclients 4000").await;
+}
+
+/// Two policies on one real redis-server whose budget fits either rollout alone but not both:
+/// the second waits, Blocked, naming the first and the numbers, and starts by itself when the
+/// first's rollout ends. The two are never in flight together.
+#[tokio::test]
+async fn two_services_on_one_redis_never_plan_past_its_budget() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    // Each plan peaks at 3200 (10 pods going from 60 to 160 connections) and holds 600 or 1600
+    // steady. The budget, 6250 x 0.8 = 5000: 3200 + 600 fits, 3200 + 3200 does not, and once
+    // the first is done, 3200 + 1600 does.
+    let redis = RedisServer::start(&[("maxclients", "6250")]);
+    let env = Env::new("shared-budget", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut second: Deployment = env.target().await;
+    second.metadata = kube::api::ObjectMeta { name: Some("search-api".into()), ..Default::default() };
+    second.status = None;
+    env.deployments().create(&PostParams::default(), &second).await.unwrap();
+
+    let with_redis = |name: &str, target: &str| {
+        let mut p = policy(name);
+        p["spec"]["targetRef"]["name"] = serde_json::json!(target);
+        p["spec"]["redis"] = serde_json::json!({"address": redis.address()});
+        p
+    };
+    env.apply(with_redis("auth", TARGET)).await;
+    env.wait_status("auth", "the first rollout to start", Duration::from_secs(60), |s| s.phase.is_active()).await;
+    env.apply(with_redis("search", "search-api")).await;
+
+    let ns = env.ns.name.clone();
+    let blocked = env.wait_phase("search", Phase::Blocked, Duration::from_secs(60)).await;
+    let message = blocked.message.unwrap_or_default();
+    assert!(message.contains("waiting for room on the Redis server"), "{message}");
+    assert!(message.contains(&format!("3200 for {ns}/auth (rolling out)")), "{message}");
+    assert!(message.contains("over the budget of 5000"), "{message}");
+
+    // Watch both until the second succeeds: never both in flight.
+    let start = std::time::Instant::now();
+    let mut both = Vec::new();
+    loop {
+        let (a, b) = (env.status("auth").await, env.status("search").await);
+        if a.phase.is_active() && b.phase.is_active() {
+            both.push((a.phase, b.phase));
+        }
+        if b.phase == Phase::Succeeded {
+            assert_eq!(a.phase, Phase::Succeeded);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(150), "the second rollout did not finish: {b:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(both.is_empty(), "both rolled out at once: {both:?}");
 }
