@@ -12,19 +12,22 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # Installs the system packages the tests and the demo need (redis-server, redis-cli, openssl,
-# curl) when they are missing: with apt-get as root or through sudo, else says what to install.
+# curl, prometheus) when they are missing: with apt-get as root or through sudo, else says what
+# to install.
 ensure_system_packages() {
   local need=() sudo=""
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v redis-cli >/dev/null || need+=(redis-tools)
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
+  command -v prometheus >/dev/null || need+=(prometheus)
   ((${#need[@]})) || return 0
   [[ $(id -u) == 0 ]] || sudo=$(command -v sudo || true)
   if command -v apt-get >/dev/null && { [[ $(id -u) == 0 ]] || [[ -n $sudo ]]; }; then
     log "installing: ${need[*]}"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    # No recommends: prometheus would bring its node exporter and more.
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
     die "missing: ${need[*]}; install them with your package manager"
   fi

@@ -1,6 +1,8 @@
 //! Scripted workloads: for every Running pod of a namespace, a small HTTP server on the pod's
-//! loopback IP serving the pool health contract, with values chosen per pod by the test.
-//! Each GET advances the counters, as if the pod had served traffic since the last one.
+//! loopback IP serving the pool health contract (`/health/redis`) and the same facts as
+//! Prometheus text (`/metrics`), with values chosen per pod by the test. Each GET advances the
+//! counters, as if the pod had served traffic since the last one. With a service-discovery file
+//! the fleet also lists its pods for a real Prometheus, labelled as Kubernetes SD would.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -86,20 +88,81 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(pods: Api<Pod>, port: u16, behaviour: Behaviour) -> Fleet {
+        Self::start_with_sd(pods, port, behaviour, None)
+    }
+
+    /// Also writes `sd_file` (Prometheus `file_sd_configs` JSON): one target per serving pod,
+    /// labelled `namespace`, `pod` and `redispool_io_track` (the canary label, as a `labelmap`
+    /// of pod labels gives it).
+    pub fn start_with_sd(
+        pods: Api<Pod>,
+        port: u16,
+        behaviour: Behaviour,
+        sd_file: Option<std::path::PathBuf>,
+    ) -> Fleet {
         let servers = Servers::default();
         let s = servers.clone();
         let task = tokio::spawn(async move {
             // Bounded: a test's fleet lives at most ten minutes.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+            let mut written = String::new();
             while tokio::time::Instant::now() < deadline {
                 if let Ok(list) = pods.list(&ListParams::default()).await {
                     sync(&list.items, port, &behaviour, &s);
+                    if let Some(file) = &sd_file {
+                        let targets = sd_targets(&list.items, &s);
+                        if targets != written {
+                            // Written whole and renamed, so Prometheus never reads half a file.
+                            let tmp = file.with_extension("tmp");
+                            std::fs::write(&tmp, &targets).unwrap();
+                            std::fs::rename(&tmp, file).unwrap();
+                            written = targets;
+                        }
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
         Fleet { task, servers }
     }
+}
+
+fn sd_targets(pods: &[Pod], servers: &Servers) -> String {
+    let servers = servers.lock().unwrap();
+    let targets: Vec<serde_json::Value> = pods
+        .iter()
+        .filter_map(|p| {
+            let (addr, _) = servers.get(p.metadata.uid.as_ref()?)?;
+            let track =
+                p.metadata.labels.as_ref().and_then(|l| l.get("redispool.io/track")).cloned().unwrap_or_default();
+            Some(serde_json::json!({
+                "targets": [addr.to_string()],
+                "labels": {"namespace": p.metadata.namespace, "pod": p.metadata.name, "redispool_io_track": track}
+            }))
+        })
+        .collect();
+    serde_json::to_string(&targets).unwrap()
+}
+
+/// The pool health as Prometheus text, with the names the default queries expect.
+fn prometheus_text(s: &PoolHealth) -> String {
+    let c = &s.counters;
+    let mut out = String::new();
+    out += &format!("redis_pool_connections{{state=\"used\"}} {}\n", s.pool.in_use);
+    out += &format!("redis_pool_connections{{state=\"idle\"}} {}\n", s.pool.available_connections);
+    out += &format!("redis_pool_max_connections {}\n", s.pool.max_connections);
+    out += &format!("redis_pool_timeouts_total {}\n", c.pool_exhaustion_events_total);
+    out += &format!("redis_client_errors_total {}\n", c.redis_connection_errors_total);
+    out += &format!("http_requests_total{{code=\"200\"}} {}\n", c.requests_total - c.requests_failed_total);
+    out += &format!("http_requests_total{{code=\"503\"}} {}\n", c.requests_failed_total);
+    let h = &s.latency_ms;
+    for (le, count) in h.le.iter().zip(&h.counts) {
+        out += &format!("http_request_duration_seconds_bucket{{le=\"{}\"}} {count}\n", le / 1000.0);
+    }
+    out += &format!("http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", h.count);
+    out += &format!("http_request_duration_seconds_sum {}\n", h.sum / 1000.0);
+    out += &format!("http_request_duration_seconds_count {}\n", h.count);
+    out
 }
 
 fn sync(pods: &[Pod], port: u16, behaviour: &Behaviour, servers: &Servers) {
@@ -133,18 +196,32 @@ fn sync(pods: &[Pod], port: u16, behaviour: &Behaviour, servers: &Servers) {
             counters: Counters::default(),
             latency_ms: Histogram { le: LE.to_vec(), counts: vec![0; LE.len()], count: 0, sum: 0.0 },
         }));
-        let app = Router::new().route(
-            "/health/redis",
-            get(move || {
-                let state = state.clone();
-                let health = health.clone();
-                async move {
-                    let mut s = state.lock().unwrap();
-                    advance(&mut s, &health);
-                    axum::Json(s.clone())
-                }
-            }),
-        );
+        let (metrics_state, metrics_health) = (state.clone(), health.clone());
+        let app = Router::new()
+            .route(
+                "/health/redis",
+                get(move || {
+                    let state = state.clone();
+                    let health = health.clone();
+                    async move {
+                        let mut s = state.lock().unwrap();
+                        advance(&mut s, &health);
+                        axum::Json(s.clone())
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                get(move || {
+                    let state = metrics_state.clone();
+                    let health = metrics_health.clone();
+                    async move {
+                        let mut s = state.lock().unwrap();
+                        advance(&mut s, &health);
+                        prometheus_text(&s)
+                    }
+                }),
+            );
         let task = tokio::spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let _ = axum::serve(listener, app).await;

@@ -265,6 +265,77 @@ impl Drop for RedisServer {
 }
 
 /// The helm built by hack/build-tools.
+/// A real Prometheus (Debian's `prometheus`) on a free loopback port, scraping the targets of a
+/// `file_sd_configs` file every second; killed when dropped.
+pub struct PrometheusServer {
+    pub port: u16,
+    pub sd_file: PathBuf,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl PrometheusServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("rpo-prometheus-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let sd_file = dir.join("targets.json");
+        std::fs::write(&sd_file, "[]").unwrap();
+        let config = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms}}\n\
+             scrape_configs:\n\
+             - job_name: pods\n  file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n",
+            sd_file.display()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus is installed (.ci/run installs it)");
+        let server = PrometheusServer { port, sd_file, child, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = std::net::TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut s| {
+                use std::io::{Read as _, Write as _};
+                s.write_all(b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
+                let mut answer = String::new();
+                s.read_to_string(&mut answer).ok()?;
+                (answer.split_whitespace().nth(1) == Some("200")).then_some(())
+            });
+            if ready.is_some() {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus was not ready on 127.0.0.1:{port}; see {}",
+                server.log().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("prometheus.log")
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Certificates made with openssl for one test: a CA, a server certificate for `redis.test` and
 /// 127.0.0.1, a client certificate, and a second CA that signed none of them.
 pub struct Pki {
