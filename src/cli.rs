@@ -63,8 +63,9 @@ pub struct RunArgs {
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
     /// Policy manifest (YAML; several documents are planned one after the other). `-` for stdin.
-    #[arg(short = 'f', long = "file")]
-    pub file: PathBuf,
+    /// Repeat it to plan policies from several files together (a shared Redis budget).
+    #[arg(short = 'f', long = "file", required = true)]
+    pub file: Vec<PathBuf>,
     /// Tier to plan for (overrides spec.environment).
     #[arg(long)]
     pub environment: Option<String>,
@@ -146,18 +147,21 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 }
 
 pub fn run_plan(args: &PlanArgs) -> ExitCode {
-    let text = if args.file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-    } else {
-        std::fs::read_to_string(&args.file)
-    };
-    let text = match text {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", args.file.display());
-            return ExitCode::from(EXIT_INVALID);
+    let mut documents = Vec::new();
+    for file in &args.file {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(file)
+        };
+        match text {
+            Ok(t) => documents.push((file, t)),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
         }
-    };
+    }
     let opts = PlanOptions {
         environment: args.environment.clone(),
         replicas: args.replicas,
@@ -168,8 +172,10 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
     let (mut invalid, mut over_budget) = (false, false);
     let mut reports = Vec::new();
     let mut policies = Vec::new();
-    for (i, doc) in split_documents(&text).into_iter().enumerate() {
-        let label = format!("{} (document {})", args.file.display(), i + 1);
+    let all =
+        documents.iter().flat_map(|(file, text)| split_documents(text).into_iter().enumerate().map(move |d| (file, d)));
+    for (file, (i, doc)) in all {
+        let label = format!("{} (document {})", file.display(), i + 1);
         let parsed = parse_policy(doc).map_err(PlanFailure::Invalid);
         match parsed.and_then(|p| plan(&p, &opts).map(|r| (p, r)).map_err(PlanFailure::Plan)) {
             Ok((policy, report)) => {

@@ -215,6 +215,16 @@ fn plan_shows_the_budget_policies_share() {
     let (code, out, err) = run(&["plan", "-f", "examples/shared-redis.yaml"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("shared Redis redis.shared.svc:6379:"), "{out}");
+    // The same two policies from two files: each service keeps its own.
+    let dir = std::env::temp_dir().join(format!("rpo-shared-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let both = std::fs::read_to_string(root().join("examples/shared-redis.yaml")).unwrap();
+    let (first, second) = both.split_once("\n---\n").unwrap();
+    std::fs::write(dir.join("auth.yaml"), first).unwrap();
+    std::fs::write(dir.join("search.yaml"), second).unwrap();
+    let (a, b) = (dir.join("auth.yaml"), dir.join("search.yaml"));
+    let (code, separate, err) = run(&["plan", "-f", a.to_str().unwrap(), "-f", b.to_str().unwrap()]);
+    assert_eq!((code, separate.as_str()), (0, out.as_str()), "{err}");
     assert!(
         out.contains("saas/auth-api: peak 3200 beside the others' steady 1600 = 4800 fits the budget of 5000"),
         "{out}"

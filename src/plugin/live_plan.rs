@@ -2,7 +2,7 @@
 //! cluster says: the target's replicas and current pool, an HPA's `maxReplicas`, and `maxclients`
 //! from the flag, the spec, or the Redis server itself when it can be asked.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,9 +16,14 @@ use crate::plan::{PlanOptions, plan, render_text};
 use crate::render::{observed_connections_per_pod, observed_env};
 use crate::sizing::tier;
 
-pub fn from_file(file: &Path, environment: Option<String>, max_clients: Option<i64>, output: Option<Format>) -> u8 {
+pub fn from_file(
+    files: &[PathBuf],
+    environment: Option<String>,
+    max_clients: Option<i64>,
+    output: Option<Format>,
+) -> u8 {
     let args = FilePlanArgs {
-        file: file.to_path_buf(),
+        file: files.to_vec(),
         environment,
         replicas: None,
         max_clients,

@@ -138,9 +138,10 @@ pub struct PlanArgs {
     /// A live policy: reads its target's replicas and pool, an HPA's maxReplicas, and maxclients.
     #[arg(conflicts_with = "file", required_unless_present = "file")]
     pub name: Option<String>,
-    /// A policy manifest instead (`-` for stdin); the same as `redis-pool-operator plan -f`.
+    /// Policy manifests instead (`-` for stdin; repeat it to plan several together); the same
+    /// as `redis-pool-operator plan -f`.
     #[arg(short = 'f', long)]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
     /// Tier to plan for (default: the policy's).
     #[arg(long)]
     pub environment: Option<String>,
@@ -332,8 +333,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8> {
-    if let Command::Plan(PlanArgs { file: Some(file), environment, max_clients, output, .. }) = &cli.command {
-        // A file needs no cluster: the same planner as `redis-pool-operator plan`.
+    if let Command::Plan(PlanArgs { file, environment, max_clients, output, .. }) = &cli.command
+        && !file.is_empty()
+    {
+        // Files need no cluster: the same planner as `redis-pool-operator plan`.
         return Ok(live_plan::from_file(file, environment.clone(), *max_clients, *output));
     }
     let kube = Kube::connect(&cli.kube).await?;
