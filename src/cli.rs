@@ -215,8 +215,11 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
     // Several policies on one Redis: the budget they share.
     for group in crate::plan::shared_groups(&policies, &reports) {
         over_budget |= !group.ok;
-        if args.output == Output::Text {
-            print!("{}", group.text);
+        // JSON and YAML stay parseable on stdout; the shared verdict still reaches a person.
+        match args.output {
+            Output::Text => print!("{}", group.text),
+            _ if !group.ok => eprint!("{}", group.text),
+            _ => {}
         }
     }
     // An invalid policy outranks a budget verdict: it must be fixed first.

@@ -146,10 +146,11 @@ pub fn shared_groups(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Ve
         .filter(|(_, members)| members.len() > 1)
         .map(|(key, members)| {
             let steady = |i: usize| reports[i].plan.pool.connections_per_pod * i64::from(reports[i].plan.pool.replicas);
-            let limit = members.iter().find_map(|&i| reports[i].plan.budget.limit);
             let mut text = format!("shared Redis {key}:\n");
             let mut ok = true;
             for &i in &members {
+                // Each policy's own budget (its utilization), as the operator checks it.
+                let limit = reports[i].plan.budget.limit;
                 let own = reports[i].plan.budget.peak_connections;
                 let others: i64 = members.iter().filter(|&&j| j != i).map(|&j| steady(j)).sum();
                 let fits = limit.is_none_or(|l| own + others <= l);
@@ -167,7 +168,8 @@ pub fn shared_groups(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Ve
                 );
             }
             let all: i64 = members.iter().map(|&i| reports[i].plan.budget.peak_connections).sum();
-            if let Some(l) = limit.filter(|l| all > *l) {
+            let smallest = members.iter().filter_map(|&i| reports[i].plan.budget.limit).min();
+            if let Some(l) = smallest.filter(|l| all > *l) {
                 let _ = writeln!(text, "  all at once: {all} > {l}: the operator runs them one after another");
             }
             SharedGroup { text, ok }

@@ -6,16 +6,21 @@
 use crate::api::RedisSettings;
 
 /// Which budget a policy draws on: `spec.redis.budgetGroup` when set, else the server's
-/// address. A host without a dot is a Service name relative to the policy's namespace, so it is
-/// qualified with it: `redis:6379` in two namespaces names two servers.
+/// address. Service names are reduced to `name.namespace`: `redis:6379` in namespace `saas`,
+/// `redis.saas:6379`, `redis.saas.svc:6379` and `redis.saas.svc.cluster.local.:6379` are one
+/// server, and `redis:6379` in two namespaces are two.
 pub fn group_key(namespace: &str, redis: &RedisSettings) -> String {
     if let Some(g) = &redis.budget_group {
-        return format!("group/{g}");
+        return format!("group/{}", g.to_ascii_lowercase());
     }
     let address = redis.address.to_ascii_lowercase();
-    match address.rsplit_once(':') {
-        Some((host, port)) if !host.contains('.') && host != "localhost" => format!("{host}.{namespace}:{port}"),
-        _ => address,
+    let Some((host, port)) = address.rsplit_once(':') else { return address };
+    let host = host.trim_end_matches('.');
+    let host = host.strip_suffix(".svc.cluster.local").or_else(|| host.strip_suffix(".svc")).unwrap_or(host);
+    let ip = host.parse::<std::net::IpAddr>().is_ok();
+    match host {
+        h if !h.contains('.') && !ip && h != "localhost" => format!("{h}.{namespace}:{port}"),
+        h => format!("{h}:{port}"),
     }
 }
 
@@ -79,7 +84,11 @@ mod tests {
 
     #[test]
     fn one_server_one_key() {
-        assert_eq!(group_key("saas", &redis("Redis.Shared.svc:6379", None)), "redis.shared.svc:6379");
+        assert_eq!(group_key("saas", &redis("Redis.Shared.svc:6379", None)), "redis.shared:6379");
+        for same in ["redis:6379", "redis.saas:6379", "redis.saas.svc:6379", "redis.saas.svc.cluster.local.:6379"] {
+            assert_eq!(group_key("saas", &redis(same, None)), "redis.saas:6379", "{same}");
+        }
+        assert_eq!(group_key("a", &redis("x:1", Some("Cache"))), group_key("b", &redis("y:2", Some("cache"))));
         assert_eq!(
             group_key("saas", &redis("redis:6379", None)),
             "redis.saas:6379",

@@ -214,7 +214,7 @@ fn krew_manifest_matches_its_archive() {
 fn plan_shows_the_budget_policies_share() {
     let (code, out, err) = run(&["plan", "-f", "examples/shared-redis.yaml"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("shared Redis redis.shared.svc:6379:"), "{out}");
+    assert!(out.contains("shared Redis redis.shared:6379:"), "{out}");
     // The same two policies from two files: each service keeps its own.
     let dir = std::env::temp_dir().join(format!("rpo-shared-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

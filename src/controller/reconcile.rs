@@ -60,6 +60,10 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
     let Some(o) = observe(cached, ctx, now).await? else {
         return Ok(Requeue::await_change());
     };
+    if super::budgets::group_of(&o.policy) != super::budgets::group_of(cached) {
+        // spec.redis changed since the cache saw it: decide under the right server's lock.
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
     let decision = rollout::decide(&Input {
         spec: &o.policy.spec,
         generation: o.policy.metadata.generation.unwrap_or(0),
@@ -72,13 +76,15 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
         awake_since: ctx.awake_since,
         deleting,
     });
+    // What this decision means for a shared Redis, before anything is applied: if acting or
+    // recording fails half way, the others on the server still count this rollout.
+    let s = &decision.status;
+    ctx.budgets.record(&o.policy, s.redis_connections.as_ref(), s.phase.is_active());
     // Act, in order; a failure leaves status unwritten so the next reconcile decides again.
     for a in &decision.actions {
         act(a, &o, ctx).await?;
     }
     record(&o, ctx, &decision, now).await?;
-    let s = &decision.status;
-    ctx.budgets.record(&o.policy, s.redis_connections.as_ref(), s.phase.is_active());
     if deleting {
         if !decision.released {
             return Err(Error::Releasing(decision.status.message.unwrap_or_default()));

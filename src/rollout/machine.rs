@@ -47,7 +47,9 @@ pub fn decide(input: &Input) -> Decision {
     m.status.progress = m.status.step.map(|_| format!("{}/{}", m.step() + 1, m.steps()));
     // What other policies on this Redis count for this one: its steady use, and its peak while
     // a rollout is in flight.
-    m.status.redis_connections = input.spec.redis.as_ref().map(|_| RedisConnections {
+    // A policy in Conflict or Invalid accounts for nothing: the pods it sees are not its own.
+    let accounts = !matches!(m.status.phase, Phase::Conflict | Phase::Invalid);
+    m.status.redis_connections = input.spec.redis.as_ref().filter(|_| accounts).map(|_| RedisConnections {
         steady: own_steady(input),
         peak: m.status.phase.is_active().then_some(input.desired.plan.budget.peak_connections),
     });
@@ -66,6 +68,12 @@ pub fn effective_budget(input: &Input) -> Budget {
         Some(Err(e)) if !pinned && !input.status.phase.is_active() => return b.clone().unknown(e.to_string()),
         _ => b.clone(),
     };
+    // A rollout in flight keeps the budget it started on: its own canary pods are among the
+    // server's connected clients by now, and counting them again on top of its peak would
+    // abort a healthy rollout.
+    if input.status.phase.is_active() {
+        return own;
+    }
     // The server is shared: its budget holds this peak and what the others need at the same time.
     let shared = Shared {
         peers: input.observed.peers.clone(),

@@ -663,6 +663,14 @@ fn a_shared_redis_budget_counts_the_other_policies() {
     assert_eq!(d.status.phase, Phase::Progressing, "{:?}", d.status.message);
     let mine = d.status.redis_connections.clone().expect("what others count for this policy");
     assert_eq!(mine.peak, Some(peak), "a rollout in flight tells the others its peak");
+
+    // In flight, the rollout keeps its budget: its own canary's connections on the server, or
+    // another rollout that started meanwhile, never abort it.
+    sim.status = d.status;
+    let crowded = vec![Peer { policy: "saas/payments".into(), steady: 80, peak: Some(5000) }];
+    let observed = Observed { peers: crowded, ..sim.world.observe() };
+    let d = decide(&sim.input(&desired, &observed, None, None, false));
+    assert_eq!(d.status.phase, Phase::Progressing, "{:?}", d.status.message);
 }
 
 #[test]
