@@ -1,5 +1,5 @@
 //! One budget per Redis server, shell side. Policies on the same server decide one at a time
-//! (a lock per budget group, held from observing to recording), and each sees what the others
+//! (a lock per budget group, held from deciding to recording), and each sees what the others
 //! recorded last, from memory: the policy cache may not have their newest status yet, and two
 //! rollouts that both read "nobody else rolls out" could together overrun the server.
 

@@ -98,8 +98,8 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
     };
     let (action, bad_action) = manual_action(&policy);
     let holder = claim(&policy, ctx, canary.as_ref());
-    let peers = ctx.budgets.peers(ctx.policies.get(), &policy);
-    let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers };
+    // The other policies on the same Redis are read under their group's lock (see reconcile).
+    let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers: Vec::new() };
     Ok(Some(Observation {
         policy,
         status,

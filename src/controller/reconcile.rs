@@ -49,21 +49,19 @@ fn now() -> Timestamp {
 
 /// Observe, decide through the pure core, act in order, record.
 async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result<Requeue> {
-    // Policies on one Redis server decide one at a time, so that two rollouts never both start
-    // on the room only one of them has.
-    let lock = super::budgets::group_of(cached).map(|g| ctx.budgets.lock(&g));
+    let now = now();
+    let Some(mut o) = observe(cached, ctx, now).await? else {
+        return Ok(Requeue::await_change());
+    };
+    // Policies on one Redis server decide, act and record one at a time, each seeing what the
+    // others decided last, so that two rollouts never both start on room only one of them has.
+    // Observing (probes, scrapes) stays outside: nobody waits on another's network calls.
+    let lock = super::budgets::group_of(&o.policy).map(|g| ctx.budgets.lock(&g));
     let _deciding = match &lock {
         Some(l) => Some(l.lock().await),
         None => None,
     };
-    let now = now();
-    let Some(o) = observe(cached, ctx, now).await? else {
-        return Ok(Requeue::await_change());
-    };
-    if super::budgets::group_of(&o.policy) != super::budgets::group_of(cached) {
-        // spec.redis changed since the cache saw it: decide under the right server's lock.
-        return Ok(Requeue::requeue(Duration::from_secs(1)));
-    }
+    o.observed.peers = ctx.budgets.peers(ctx.policies.get(), &o.policy);
     let decision = rollout::decide(&Input {
         spec: &o.policy.spec,
         generation: o.policy.metadata.generation.unwrap_or(0),
