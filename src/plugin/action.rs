@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 
-use super::{Error, Kube, Result, events_selector};
+use super::{Error, Kube, Result};
 use crate::api::{ACTION_ANNOTATION, RedisPoolPolicy, remove_action_patch};
 use crate::rollout::ManualAction;
 
@@ -80,13 +79,9 @@ fn verb(action: ManualAction) -> &'static str {
 
 /// Each Event's resourceVersion: a new Event, or one whose series grew, is the operator's answer.
 async fn event_versions(kube: &Kube, name: &str) -> Result<BTreeMap<String, String>> {
-    let list = kube
-        .api::<Event>()
-        .list(&ListParams::default().fields(&events_selector(name)))
-        .await
-        .map_err(kube.error("list Events"))?;
-    Ok(list
-        .items
+    Ok(kube
+        .events(name)
+        .await?
         .into_iter()
         .map(|e| (e.metadata.name.unwrap_or_default(), e.metadata.resource_version.unwrap_or_default()))
         .collect())
@@ -98,13 +93,9 @@ async fn new_events(
     name: &str,
     before: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String, String)>> {
-    let list = kube
-        .api::<Event>()
-        .list(&ListParams::default().fields(&events_selector(name)))
-        .await
-        .map_err(kube.error("list Events"))?;
-    Ok(list
-        .items
+    Ok(kube
+        .events(name)
+        .await?
         .into_iter()
         .filter(|e| {
             let key = e.metadata.name.clone().unwrap_or_default();

@@ -284,13 +284,18 @@ impl Kube {
         let target_name = policy.spec.target_ref.name.clone();
         let target = deployments.get_opt(&target_name).await.map_err(self.error("read the target"))?;
         let canary = deployments.get_opt(&canary_name(&target_name)).await.map_err(self.error("read the canary"))?;
+        let events = self.events(name).await?;
+        Ok(Snapshot { policy, target, canary, events, now: jiff::Timestamp::now() })
+    }
+
+    /// The Events about a policy.
+    pub async fn events(&self, name: &str) -> Result<Vec<Event>> {
         let events: Api<Event> = self.api();
-        let events = events
+        Ok(events
             .list(&ListParams::default().fields(&events_selector(name)))
             .await
             .map_err(self.error("list Events"))?
-            .items;
-        Ok(Snapshot { policy, target, canary, events, now: jiff::Timestamp::now() })
+            .items)
     }
 }
 
