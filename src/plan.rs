@@ -27,6 +27,16 @@ pub struct PlanReport {
     pub plan: RolloutPlan,
     /// Where the replica count came from: `flag`, `tier`, `hpa`, or `assumed` (1).
     pub replicas_source: &'static str,
+    /// The gates this tier is judged by (its own thresholds, else the policy's).
+    pub gates: Vec<GateThresholds>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateThresholds {
+    pub gate: &'static str,
+    pub promote: String,
+    pub rollback: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,11 +73,20 @@ pub fn plan(policy: &RedisPoolPolicy, opts: &PlanOptions) -> Result<PlanReport, 
     let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
     let name = policy.metadata.name.as_deref().unwrap_or("<unnamed>");
     let container = spec.target_ref.container.as_deref().unwrap_or("first container");
+    let analysis = crate::analysis::for_tier(spec, &t.name);
+    let gates = crate::api::Gate::ALL
+        .into_iter()
+        .map(|g| {
+            let th = crate::analysis::thresholds(&analysis, g);
+            GateThresholds { gate: g.name(), promote: th.promote, rollback: th.rollback }
+        })
+        .collect();
     Ok(PlanReport {
         policy: format!("{ns}/{name}"),
         target: format!("Deployment {} ({container})", spec.target_ref.name),
         plan,
         replicas_source,
+        gates,
     })
 }
 
@@ -90,6 +109,9 @@ pub fn render_text(r: &PlanReport) -> String {
         },
         p.connections_per_pod * i64::from(p.replicas)
     );
+    let gates: Vec<String> =
+        r.gates.iter().map(|g| format!("{} {} (rollback {})", g.gate, g.promote, g.rollback)).collect();
+    let _ = writeln!(s, "gates ({}): {}", p.tier, gates.join(", "));
     if let Fleet::Beside { max_stable } = r.plan.fleet {
         let _ = writeln!(
             s,

@@ -94,7 +94,13 @@ mod tests {
         RedisPoolPolicySpec {
             target_ref: TargetRef { name: "auth-api".into(), container: None },
             environment: None,
-            tiers: vec![Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: Some(10) }],
+            tiers: vec![Tier {
+                name: "production".into(),
+                workers: 4,
+                connections_per_worker: 40,
+                replicas: Some(10),
+                gates: None,
+            }],
             pool: Default::default(),
             redis: None,
             rollout: RolloutSpec::default(),

@@ -367,7 +367,8 @@ mod tests {
 
     #[test]
     fn runbook_production_plan() {
-        let tier = Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: Some(10) };
+        let tier =
+            Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: Some(10), gates: None };
         let plan = PoolPlan::new(&tier, 10);
         assert_eq!(plan.connections_per_pod, 160);
         let steps = step_plans(10, 10, &[10, 50, 100], 160, 160);
@@ -417,7 +418,8 @@ mod tests {
 
     #[test]
     fn an_hpa_plan_counts_max_replicas() {
-        let tier = Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: None };
+        let tier =
+            Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: None, gates: None };
         let spec: RedisPoolPolicySpec = serde_json::from_value(serde_json::json!({
             "targetRef": {"name": "auth-api"},
             "tiers": [{"name": "production", "workers": 4, "connectionsPerWorker": 40}],

@@ -247,3 +247,18 @@ fn plan_shows_the_budget_policies_share() {
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("EXCEEDS the budget of 4400: it could never start"), "{text}");
 }
+
+/// Each tier is planned with the gates it is judged by: the runbook's staging asks pool
+/// utilization below 50%, production (the policy's gates) below 60%.
+#[test]
+fn plan_prints_each_tiers_gates() {
+    let (code, staging, err) = run(&["plan", "-f", "examples/auth-api.yaml", "--environment", "staging"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(staging.contains("gates (staging): successRate >= 99.5% (rollback < 99%)"), "{staging}");
+    assert!(staging.contains("poolUtilization <= 50% (rollback > 80%)"), "{staging}");
+    let (_, production, _) = run(&["plan", "-f", "examples/auth-api.yaml"]);
+    assert!(production.contains("gates (production): "), "{production}");
+    assert!(production.contains("poolUtilization <= 60% (rollback > 80%)"), "{production}");
+    let json = plan_json(&["--environment", "staging"]);
+    assert_eq!(json["gates"][2]["promote"], "<= 50%", "{json}");
+}

@@ -483,3 +483,29 @@ async fn deleting_a_policy_mid_rollout_restores_the_target() {
     })
     .await;
 }
+
+/// A tier's own gates are the ones its canary is judged by: a staging tier that asks pool
+/// utilization at most 10% holds a canary whose pools run at 20%, which production would pass.
+#[tokio::test]
+async fn a_tier_is_judged_by_its_own_gates() {
+    let env = Env::new("tiergates", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["environment"] = serde_json::json!("staging");
+    p["spec"]["tiers"][0]["workers"] = serde_json::json!(3);
+    p["spec"]["tiers"][0]["gates"] = serde_json::json!({"poolUtilization": {"promoteAtMost": 10, "rollbackAbove": 80}});
+    env.apply(p).await;
+    let s = env
+        .wait_status("auth-api", "an analysis held by the tier's utilization gate", Duration::from_secs(60), |s| {
+            s.analysis.as_ref().is_some_and(|a| {
+                a.gates.iter().any(|g| g.gate == redis_pool_operator::api::Gate::PoolUtilization && g.value.is_some())
+            })
+        })
+        .await;
+    let a = s.analysis.unwrap();
+    assert_eq!(a.verdict, redis_pool_operator::api::Verdict::Hold, "{a:?}");
+    assert_eq!(a.decided_by.as_deref(), Some("poolUtilization"), "{a:?}");
+    let util = a.gates.iter().find(|g| g.gate == redis_pool_operator::api::Gate::PoolUtilization).unwrap();
+    assert!(util.message.contains("between 10% and 80%"), "{:?}", util.message);
+    assert_eq!(s.step, Some(0), "held at the first step");
+}

@@ -10,7 +10,7 @@ pub mod redis;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{AnalysisSpec, OnNoData};
+use crate::api::{AnalysisSpec, OnNoData, RedisPoolPolicySpec};
 pub use crate::api::{Gate, GateResult, Verdict};
 
 /// What one analysis interval measured on the canary pods (deltas over the interval).
@@ -72,6 +72,30 @@ fn at_most(gate: Gate, value: Option<i64>, max: i64) -> GateResult {
         Some(v) => (Verdict::Pass, format!("{v} in the interval (max {max})")),
     };
     GateResult { gate, value: value.map(|v| v as f64), verdict, message }
+}
+
+/// The analysis a tier is judged by: the policy's, with the gates the tier gives instead.
+pub fn for_tier(spec: &RedisPoolPolicySpec, environment: &str) -> AnalysisSpec {
+    let mut a = spec.rollout.analysis.clone();
+    let Some(g) = spec.tiers.iter().find(|t| t.name == environment).and_then(|t| t.gates.as_ref()) else {
+        return a;
+    };
+    if let Some(x) = &g.success_rate {
+        a.success_rate = x.clone();
+    }
+    if let Some(x) = &g.p95_latency_ms {
+        a.p95_latency_ms = x.clone();
+    }
+    if let Some(x) = &g.pool_utilization {
+        a.pool_utilization = x.clone();
+    }
+    if let Some(x) = &g.pool_exhaustion_events {
+        a.pool_exhaustion_events = x.clone();
+    }
+    if let Some(x) = &g.redis_connection_errors {
+        a.redis_connection_errors = x.clone();
+    }
+    a
 }
 
 /// A gate's thresholds for people, as [`evaluate`] applies them: what promotes, what rolls back.
@@ -193,6 +217,30 @@ mod tests {
     fn verdict_of(m: &Measurements) -> (Verdict, Option<Gate>) {
         let a = evaluate(&AnalysisSpec::default(), m);
         (a.verdict, a.decided_by)
+    }
+
+    /// The runbook's staging asks pool utilization below 50%, production below 60%: 55% holds a
+    /// staging canary and passes a production one; gates a tier does not give stay the policy's.
+    #[test]
+    fn a_tier_judges_by_its_own_gates() {
+        let spec: RedisPoolPolicySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"name": "auth-api"},
+            "tiers": [
+                {"name": "staging", "workers": 2, "connectionsPerWorker": 30,
+                 "gates": {"poolUtilization": {"promoteAtMost": 50, "rollbackAbove": 80}}},
+                {"name": "production", "workers": 4, "connectionsPerWorker": 40}
+            ],
+            "rollout": {"analysis": {"successRate": {"promoteAtLeast": 99.9, "rollbackBelow": 99}}}
+        }))
+        .unwrap();
+        let mut m = healthy();
+        m.pool_utilization = Some(55.0);
+        m.success_rate = Some(99.95);
+        assert_eq!(evaluate(&for_tier(&spec, "staging"), &m).verdict, Verdict::Hold);
+        assert_eq!(evaluate(&for_tier(&spec, "production"), &m).verdict, Verdict::Pass);
+        assert_eq!(for_tier(&spec, "staging").success_rate.promote_at_least, 99.9, "kept from the policy");
+        assert_eq!(for_tier(&spec, "unknown"), spec.rollout.analysis);
+        assert_eq!(thresholds(&for_tier(&spec, "staging"), Gate::PoolUtilization).promote, "<= 50%");
     }
 
     #[test]

@@ -25,6 +25,14 @@ pub enum Gate {
 }
 
 impl Gate {
+    pub const ALL: [Gate; 5] = [
+        Gate::SuccessRate,
+        Gate::P95LatencyMs,
+        Gate::PoolUtilization,
+        Gate::PoolExhaustionEvents,
+        Gate::RedisConnectionErrors,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Gate::SuccessRate => "successRate",

@@ -76,7 +76,7 @@ pub struct TargetRef {
     pub container: Option<String>,
 }
 
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Tier {
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
@@ -94,6 +94,27 @@ pub struct Tier {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 10000").message("spec.tiers[].replicas must be between 0 and 10000"))]
     pub replicas: Option<i32>,
+    /// This environment's own gate thresholds (the runbook's staging asks pool utilization
+    /// below 50%, production below 60%). A gate given here replaces the policy's
+    /// `spec.rollout.analysis` gate whole; gates not given keep the policy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<TierGates>,
+}
+
+/// Per-tier gate thresholds, validated by the same rules as `spec.rollout.analysis`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TierGates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<SuccessRateGate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_latency_ms: Option<LatencyGate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_utilization: Option<UtilizationGate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_exhaustion_events: Option<CountGate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_connection_errors: Option<CountGate>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -350,7 +371,7 @@ pub enum OnNoData {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.promoteAtLeast >= self.rollbackBelow")
-    .message("spec.rollout.analysis.successRate.promoteAtLeast must be >= rollbackBelow (promote needs the healthier value)"))]
+    .message("successRate.promoteAtLeast must be >= rollbackBelow (promote needs the healthier value)"))]
 pub struct SuccessRateGate {
     #[serde(default = "d99_5")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("successRate thresholds are percentages in 0..100"))]
@@ -369,7 +390,7 @@ impl Default for SuccessRateGate {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.promoteAtMost <= self.rollbackAbove")
-    .message("spec.rollout.analysis.p95LatencyMs.promoteAtMost must be <= rollbackAbove (promote needs the faster value)"))]
+    .message("p95LatencyMs.promoteAtMost must be <= rollbackAbove (promote needs the faster value)"))]
 pub struct LatencyGate {
     #[serde(default = "d500")]
     #[x_kube(validation = Rule::new("self > 0.0").message("p95LatencyMs thresholds must be > 0 milliseconds"))]
@@ -388,7 +409,7 @@ impl Default for LatencyGate {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.promoteAtMost <= self.rollbackAbove")
-    .message("spec.rollout.analysis.poolUtilization.promoteAtMost must be <= rollbackAbove (promote needs the lower value)"))]
+    .message("poolUtilization.promoteAtMost must be <= rollbackAbove (promote needs the lower value)"))]
 pub struct UtilizationGate {
     #[serde(default = "d60")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("poolUtilization thresholds are percentages in 0..100"))]

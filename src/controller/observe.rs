@@ -11,7 +11,7 @@ use crate::analysis::redis::{RedisFault, RedisSignals, connection_errors};
 use crate::analysis::{evaluate, provider_failed};
 use crate::api::validation::validate;
 use crate::api::{
-    ACTION_ANNOTATION, MetricsProvider, RedisPoolPolicy, RedisPoolPolicyStatus, TRACK_LABEL, canary_name,
+    ACTION_ANNOTATION, AnalysisSpec, MetricsProvider, RedisPoolPolicy, RedisPoolPolicyStatus, TRACK_LABEL, canary_name,
 };
 use crate::providers::{self, Measured};
 use crate::render::{config_hash, render_env};
@@ -91,7 +91,8 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
 
     let (analysis, baseline) = match analysis_due(spec, &status, now) {
         Some(step) => {
-            let (run, baseline) = analyse(&policy, &status, ctx, &ns, step, redis.as_ref()).await;
+            let gates = crate::analysis::for_tier(spec, &desired.environment);
+            let (run, baseline) = analyse(&policy, &status, ctx, &ns, step, redis.as_ref(), &gates).await;
             (Some(run), baseline)
         }
         None => (None, None),
@@ -180,7 +181,8 @@ fn unknown_tier(policy: &RedisPoolPolicy, env: &str) -> String {
 
 /// A stand-in for a policy that cannot be planned (it ends Invalid).
 fn unplanned(policy: &RedisPoolPolicy, environment: String) -> Desired {
-    let t = crate::api::Tier { name: String::new(), workers: 0, connections_per_worker: 0, replicas: Some(0) };
+    let t =
+        crate::api::Tier { name: String::new(), workers: 0, connections_per_worker: 0, replicas: Some(0), gates: None };
     let plan = RolloutPlan::new(&policy.spec, &t, Fleet::Split { total: 0, running: 0 }, None, None);
     Desired { environment, hash: String::new(), plan, tier_replicas: None }
 }
@@ -204,6 +206,7 @@ async fn analyse(
     ns: &str,
     step: i32,
     redis: Option<&Result<RedisSignals, RedisFault>>,
+    spec: &AnalysisSpec,
 ) -> (AnalysisRun, Option<Baseline>) {
     let key = policy.uid().unwrap_or_default();
     let previous = ctx.baselines.lock().await.get(&key).cloned().unwrap_or_default();
@@ -225,7 +228,6 @@ async fn analyse(
             providers::measure_prometheus(&ctx.http, metrics.prometheus.as_ref(), &scope).await
         }
     };
-    let spec = &policy.spec.rollout.analysis;
     let Measured { mut measurements, samples, errors } = match measured {
         Ok(m) => m,
         // The old baseline stays: the next analysis measures from there.

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
 use serde::Serialize;
 
-use crate::analysis::thresholds;
+use crate::analysis::{for_tier, thresholds};
 use crate::api::{Gate, Phase, RedisPoolPolicy, Verdict, canary_name};
 use crate::render::{observed_connections_per_pod, observed_env};
 use crate::rollout::{human, step_pause};
@@ -204,6 +204,8 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
         budget: budget.map(|b| b.message.clone()),
         budget_ok: budget.map(|b| b.status == "True"),
     });
+    // The thresholds of the tier in force, as the operator judged by them.
+    let gates = for_tier(&p.spec, st.environment.as_deref().unwrap_or_default());
     let analysis = st.analysis.as_ref().map(|a| AnalysisView {
         age_seconds: secs_since(a.at.0),
         step: a.step + 1,
@@ -214,7 +216,7 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
             .gates
             .iter()
             .map(|g| {
-                let t = thresholds(&p.spec.rollout.analysis, g.gate);
+                let t = thresholds(&gates, g.gate);
                 GateView {
                     gate: g.gate,
                     value: g.value,

@@ -25,7 +25,13 @@ fn spec(total: i32) -> RedisPoolPolicySpec {
     RedisPoolPolicySpec {
         target_ref: TargetRef { name: "auth-api".into(), container: None },
         environment: Some("production".into()),
-        tiers: vec![Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: Some(total) }],
+        tiers: vec![Tier {
+            name: "production".into(),
+            workers: 4,
+            connections_per_worker: 40,
+            replicas: Some(total),
+            gates: None,
+        }],
         pool: Default::default(),
         redis: None,
         rollout,
