@@ -2,6 +2,7 @@
 //!
 //! The functional core (`sizing`, `analysis`, `rollout`) is pure; `api` holds the CRD types.
 
+pub mod advice;
 pub mod analysis;
 pub mod api;
 pub mod cli;

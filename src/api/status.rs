@@ -105,6 +105,12 @@ pub struct RedisPoolPolicyStatus {
     pub scaled_to: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
+    /// What the analyses saw of the pool configuration rolled out last (the canary's pools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_seen: Option<PoolSeen>,
+    /// Pool size advice from `poolSeen`; never applied by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<crate::advice::Advice>,
     /// The Redis connections this policy accounts for on its server, which other policies on
     /// the same server count against the shared budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,6 +144,19 @@ pub struct RedisConnections {
     /// The plan's peak, while a rollout is in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<i64>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolSeen {
+    /// The pool configuration measured.
+    pub hash: String,
+    /// The highest pool utilization an analysis measured, in percent.
+    pub peak_utilization: f64,
+    /// Pool exhaustion events counted by the analyses.
+    pub exhaustion_events: i64,
+    /// Analyses that measured the pool.
+    pub analyses: i32,
 }
 
 /// The soak clock of a step: it runs while the step's canary pods are all available.

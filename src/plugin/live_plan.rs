@@ -113,6 +113,9 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
         None => {
             print!("{}", render_text(&report));
             println!("live: {}", notes.join("; "));
+            if let Some(a) = &status.advice {
+                println!("advice: {}", a.message);
+            }
         }
     }
     Ok(if report.plan.budget.ok { 0 } else { exit::OVER_BUDGET })

@@ -39,6 +39,8 @@ pub struct StatusReport {
     /// The rollout is over for the spec the operator last saw (see [`settled`]).
     pub settled: Option<Settled>,
     pub plan: Option<PlanView>,
+    /// Pool size advice from what the analyses saw (the operator never applies it).
+    pub advice: Option<String>,
     pub steps: Vec<StepView>,
     pub analysis: Option<AnalysisView>,
     pub deployments: Vec<DeploymentView>,
@@ -258,6 +260,7 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
         message: st.message.clone(),
         settled: settled(p),
         plan,
+        advice: st.advice.as_ref().map(|a| a.message.clone()),
         steps: steps(s),
         analysis,
         deployments,

@@ -111,6 +111,10 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
         }
     }
 
+    if let Some(a) = &r.advice {
+        let _ = writeln!(s, "\n{}\n  {a}", style.paint(Paint::Bold, "Advice"));
+    }
+
     if !r.steps.is_empty() {
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Steps"));
         for st in &r.steps {

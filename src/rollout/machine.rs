@@ -7,7 +7,7 @@ use super::conditions::set_conditions;
 use super::{Action, CanaryView, Decision, EventType, Input, ManualAction, TargetView, durations, step_pause};
 use crate::analysis::Verdict;
 use crate::api::{
-    AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus, Phase,
+    AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus, Phase, PoolSeen,
     RedisConnections, RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode, ScalingStatus,
     SoakStatus,
 };
@@ -47,6 +47,7 @@ pub fn decide(input: &Input) -> Decision {
     m.status.progress = m.status.step.map(|_| format!("{}/{}", m.step() + 1, m.steps()));
     // What other policies on this Redis count for this one: its steady use, and its peak while
     // a rollout is in flight.
+    m.status.advice = advice_for(input, m.status.pool_seen.as_ref());
     // A policy in Conflict or Invalid accounts for nothing: the pods it sees are not its own.
     let accounts = !matches!(m.status.phase, Phase::Conflict | Phase::Invalid);
     m.status.redis_connections = input.spec.redis.as_ref().filter(|_| accounts).map(|_| RedisConnections {
@@ -81,6 +82,26 @@ pub fn effective_budget(input: &Input) -> Budget {
     };
     let demand = shared_budget::demand(own.peak_connections, own_steady(input), &shared);
     own.shared(demand)
+}
+
+/// Advice for the configuration the policy asks for, from what the analyses saw of it.
+fn advice_for(input: &Input, seen: Option<&PoolSeen>) -> Option<crate::advice::Advice> {
+    let seen = seen.filter(|s| s.hash == input.desired.hash)?;
+    let pool = &input.desired.plan.pool;
+    let gates = crate::analysis::for_tier(input.spec, &pool.tier);
+    let numbers = crate::advice::Seen {
+        peak_utilization: seen.peak_utilization,
+        exhaustion_events: seen.exhaustion_events,
+        over: format!("{} analyses", seen.analyses),
+    };
+    crate::advice::advise(
+        &pool.tier,
+        pool.workers,
+        pool.connections_per_worker,
+        pool.replicas,
+        gates.pool_utilization.promote_at_most,
+        &numbers,
+    )
 }
 
 /// What the target's pods hold now: their configured connections per pod (the new value when
@@ -929,6 +950,20 @@ impl Machine<'_> {
     }
 
     /// Stores an analysis of `step`; false when it was already stored (the same instant).
+    /// Keeps the canary configuration's peak pool utilization and exhaustion, for advice.
+    fn see_pool(&mut self, gates: &[crate::analysis::GateResult]) {
+        use crate::api::Gate;
+        let value = |g: Gate| gates.iter().find(|r| r.gate == g).and_then(|r| r.value);
+        let Some(utilization) = value(Gate::PoolUtilization) else { return };
+        let hash = self.canary_hash();
+        let mut seen =
+            self.status.pool_seen.take().filter(|s| s.hash == hash).unwrap_or(PoolSeen { hash, ..Default::default() });
+        seen.peak_utilization = seen.peak_utilization.max(utilization);
+        seen.exhaustion_events += value(Gate::PoolExhaustionEvents).map_or(0, |v| v as i64);
+        seen.analyses += 1;
+        self.status.pool_seen = Some(seen);
+    }
+
     fn record_analysis(&mut self, run: &super::AnalysisRun, step: usize, started: Timestamp) -> bool {
         self.analysis_used = true;
         let now = self.now();
@@ -951,6 +986,7 @@ impl Machine<'_> {
             let msg = format!("{} ({consecutive_failures}/{limit})", failing_gates(&a.gates));
             self.event(EventType::Warning, "AnalysisFailed", msg);
         }
+        self.see_pool(&a.gates);
         self.status.analysis = Some(AnalysisStatus {
             at: Time(now),
             verdict: a.verdict,

@@ -679,6 +679,28 @@ fn a_shared_redis_budget_counts_the_other_policies() {
     assert_eq!(d.status.phase, Phase::Progressing, "{:?}", d.status.message);
 }
 
+/// What the analyses saw of the canary's pools stays with its configuration, and gives advice
+/// once it shows the pool mis-sized: a peak of 70% against production's 60% asks for more.
+#[test]
+fn the_pools_the_analyses_saw_give_advice() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 100, |s| s.status.analysis.is_some());
+    let seen = sim.status.pool_seen.clone().expect("the canary's pools were measured");
+    assert_eq!((seen.hash.as_str(), seen.peak_utilization), (sim.hash.as_str(), 20.0));
+    assert_eq!(sim.status.advice, None, "20% of a 60% threshold is sized well");
+    sim.run_until(Verdict::Hold, 20, |s| s.status.pool_seen.as_ref().is_some_and(|p| p.peak_utilization == 70.0));
+    sim.run_until(Verdict::Pass, 300, |s| s.status.phase == Phase::Succeeded);
+    let advice = sim.status.advice.clone().expect("advice after a 70% peak");
+    // 70% of 40 is 28 in use: 47 puts it under the 60% promote threshold.
+    assert_eq!(advice.connections_per_worker, 47, "{}", advice.message);
+    assert!(advice.message.starts_with("production: peak utilization 70% of 40 over"), "{}", advice.message);
+    // A new configuration starts over.
+    sim.hash = "another1234".into();
+    sim.generation += 1;
+    sim.run_until(Verdict::Pass, 100, |s| s.status.pool_seen.as_ref().is_some_and(|p| p.hash == "another1234"));
+    assert_eq!(sim.status.pool_seen.as_ref().unwrap().peak_utilization, 20.0);
+}
+
 #[test]
 fn an_invalid_policy_answers_an_action_instead_of_keeping_it() {
     let mut sim = Sim::new(10);

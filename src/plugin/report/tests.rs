@@ -38,6 +38,8 @@ fn progressing_at_step_2() -> serde_json::Value {
             {"gate": "poolExhaustionEvents", "value": 0.0, "verdict": "Pass", "message": "ok"},
             {"gate": "redisConnectionErrors", "value": 0.0, "verdict": "Pass", "message": "ok"}
         ]},
+        "advice": {"connectionsPerWorker": 16, "freesConnections": 960,
+            "message": "production: peak utilization 12% of 40 over 9 analyses; 4 x 16 would keep it under the 60% promote threshold and free 960 Redis connections"},
         "conditions": [{"type": "BudgetOk", "status": "True", "reason": "WithinBudget",
             "message": "planned peak of 2400 connections fits the budget of 8000", "lastTransitionTime": at(600)}]
     })
@@ -169,6 +171,7 @@ fn the_screen_shows_one_step_numbering_and_the_gate_table() {
     assert!(plain.contains("  successRate                 99.90%  >= 99.5%    < 99%       Pass\n"), "{plain}");
     assert!(plain.contains("  canary  auth-api-pool-canary               4/5   ready   pool 4 x 40\n"), "{plain}");
     assert!(plain.contains("budget ok: planned peak of 2400 connections fits the budget of 8000"), "{plain}");
+    assert!(plain.contains("\nAdvice\n  production: peak utilization 12% of 40 over 9 analyses; 4 x 16"), "{plain}");
     assert!(plain.contains("11m40s ago  Normal  RolloutStarted (x3): RolloutStarted happened"), "{plain}");
     assert!(!plain.contains('\x1b'), "no colour unless asked");
     let coloured = status_screen(&r, Style { colour: true }, 8);
