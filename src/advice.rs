@@ -105,7 +105,9 @@ mod tests {
     /// The runbook's numbers: production 4 x 40 on 10 pods, judged at 60%.
     #[test]
     fn runbook_table() {
-        let cases: Vec<(&str, f64, i64, Option<(i32, i64)>)> = vec![
+        // (case, peak utilization, exhaustion events, advised (connectionsPerWorker, freed))
+        type Case = (&'static str, f64, i64, Option<(i32, i64)>);
+        let cases: Vec<Case> = vec![
             // 12% of 40 is 4.8 in use: 16 puts it at 30%, half the threshold; 10 x 4 x 24 freed.
             ("mostly idle", 12.0, 0, Some((16, 960))),
             ("a third of the threshold is fine", 20.0, 0, None),
