@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api::validation::{Invalid, parse_policy};
 use crate::plan::{PlanOptions, plan, render_text};
+use crate::plugin::{Format, print_as};
 
 #[derive(Parser, Debug)]
 #[command(name = "redis-pool-operator", version, about = "Rolls Redis connection pool settings out through canaries")]
@@ -110,7 +111,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Plan(args) => run_plan(&args),
+        Command::Plan(args) => ExitCode::from(run_plan(&args)),
         Command::Run(args) => run_controller(args),
     }
 }
@@ -146,7 +147,8 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&crate::api::validation::crd())
 }
 
-pub fn run_plan(args: &PlanArgs) -> ExitCode {
+/// Plans the files of `args`; the exit code (0, `EXIT_INVALID` or `EXIT_BUDGET`).
+pub fn run_plan(args: &PlanArgs) -> u8 {
     let mut documents = Vec::new();
     for file in &args.file {
         let text = if file.as_os_str() == "-" {
@@ -158,7 +160,7 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
             Ok(t) => documents.push((file, t)),
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", file.display());
-                return ExitCode::from(EXIT_INVALID);
+                return EXIT_INVALID;
             }
         }
     }
@@ -198,12 +200,10 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
     }
     match args.output {
         Output::Json | Output::Yaml => {
-            let value =
-                if reports.len() == 1 { serde_json::to_value(&reports[0]) } else { serde_json::to_value(&reports) };
-            let value = value.expect("plan serializes");
-            match args.output {
-                Output::Yaml => print!("{}", serde_yaml::to_string(&value).expect("plan serializes")),
-                _ => println!("{}", serde_json::to_string_pretty(&value).expect("plan serializes")),
+            let format = if args.output == Output::Yaml { Format::Yaml } else { Format::Json };
+            match reports.as_slice() {
+                [one] => print_as(one, format),
+                all => print_as(&all, format),
             }
         }
         Output::Text => {
@@ -223,13 +223,13 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
         }
     }
     // An invalid policy outranks a budget verdict: it must be fixed first.
-    ExitCode::from(if invalid {
+    if invalid {
         EXIT_INVALID
     } else if over_budget {
         EXIT_BUDGET
     } else {
         0
-    })
+    }
 }
 
 enum PlanFailure {

@@ -107,7 +107,7 @@ pub fn render_text(r: &PlanReport) -> String {
             "assumed" => " (assumed: set tiers[].replicas or pass --replicas)",
             _ => "",
         },
-        p.connections_per_pod * i64::from(p.replicas)
+        p.steady_connections()
     );
     let gates: Vec<String> =
         r.gates.iter().map(|g| format!("{} {} (rollback {})", g.gate, g.promote, g.rollback)).collect();
@@ -167,7 +167,7 @@ pub fn shared_groups(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Ve
         .into_iter()
         .filter(|(_, members)| members.len() > 1)
         .map(|(key, members)| {
-            let steady = |i: usize| reports[i].plan.pool.connections_per_pod * i64::from(reports[i].plan.pool.replicas);
+            let steady = |i: usize| reports[i].plan.pool.steady_connections();
             let mut text = format!("shared Redis {key}:\n");
             let mut ok = true;
             for &i in &members {

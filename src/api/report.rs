@@ -66,6 +66,11 @@ pub struct PoolPlan {
 }
 
 impl PoolPlan {
+    /// Connections the fleet holds when nothing rolls out.
+    pub fn steady_connections(&self) -> i64 {
+        self.connections_per_pod * i64::from(self.replicas)
+    }
+
     pub fn new(tier: &Tier, replicas: i32) -> Self {
         Self {
             tier: tier.name.clone(),

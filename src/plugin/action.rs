@@ -15,7 +15,7 @@ use crate::rollout::ManualAction;
 const MANAGER: &str = "kubectl-redispool";
 
 pub async fn run(kube: &Kube, name: &str, action: ManualAction, timeout: std::time::Duration) -> Result<u8> {
-    let verb = verb(action);
+    let verb = action.name();
     let policy = kube.policy(name).await?;
     if policy.spec.suspend {
         // The operator changes nothing while suspended; a request queued now would act later,
@@ -65,16 +65,6 @@ pub async fn run(kube: &Kube, name: &str, action: ManualAction, timeout: std::ti
     }
     println!("{name}: {:?}{}", status.phase, status.message.map(|m| format!(": {m}")).unwrap_or_default());
     Ok(0)
-}
-
-fn verb(action: ManualAction) -> &'static str {
-    match action {
-        ManualAction::Promote => "promote",
-        ManualAction::Abort => "abort",
-        ManualAction::Retry => "retry",
-        ManualAction::Pause => "pause",
-        ManualAction::Resume => "resume",
-    }
 }
 
 /// Each Event's resourceVersion: a new Event, or one whose series grew, is the operator's answer.

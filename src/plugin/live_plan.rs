@@ -11,9 +11,9 @@ use kube::api::ListParams;
 
 use super::{Error, Format, Kube, PlanArgs, Result, exit, print_as};
 use crate::cli::{Output, PlanArgs as FilePlanArgs, run_plan};
-use crate::controller::deployments::{hpa_for, target_container};
+use crate::controller::deployments::{hpa_for, target_env};
 use crate::plan::{PlanOptions, plan, render_text};
-use crate::render::{observed_connections_per_pod, observed_env};
+use crate::render::observed_connections_per_pod;
 use crate::sizing::tier;
 
 pub fn from_file(
@@ -35,15 +35,8 @@ pub fn from_file(
             Some(Format::Yaml) => Output::Yaml,
         },
     };
-    // ExitCode hides its number; the planner's codes are 0, 1 (invalid) and 3 (over budget).
-    let code = run_plan(&args);
-    if code == std::process::ExitCode::SUCCESS {
-        0
-    } else if code == std::process::ExitCode::from(crate::cli::EXIT_BUDGET) {
-        exit::OVER_BUDGET
-    } else {
-        exit::FAILED
-    }
+    // The planner's codes are the plugin's: 0, 1 (invalid: FAILED) and 3 (OVER_BUDGET).
+    run_plan(&args)
 }
 
 pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
@@ -79,8 +72,7 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
                 opts.replicas = Some(running);
                 notes.push(format!("the target runs {running} replicas"));
             }
-            if let Ok(c) = target_container(&policy, d) {
-                let env = observed_env(&spec.env_names, c.env.as_deref().unwrap_or_default());
+            if let Ok(env) = target_env(&policy, d) {
                 opts.current_connections_per_pod = observed_connections_per_pod(&spec.env_names, &env);
                 if let Some(n) = opts.current_connections_per_pod {
                     notes.push(format!("its pods hold {n} connections each today"));

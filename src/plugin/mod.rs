@@ -162,7 +162,8 @@ pub enum Format {
 pub mod exit {
     pub const FAILED: u8 = 1;
     pub const BAD_INPUT: u8 = 2;
-    pub const OVER_BUDGET: u8 = 3;
+    // The same as `redis-pool-operator plan`, whose codes `plan -f` passes through.
+    pub const OVER_BUDGET: u8 = crate::cli::EXIT_BUDGET;
     pub const UNREACHABLE: u8 = 4;
     pub const TIMEOUT: u8 = 5;
 }

@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::Event;
 use serde::Serialize;
 
 use crate::analysis::{for_tier, thresholds};
-use crate::api::{Gate, Phase, RedisPoolPolicy, Verdict, canary_name};
-use crate::render::{observed_connections_per_pod, observed_env};
+use crate::api::{Gate, Phase, PoolPlan, RedisPoolPolicy, Verdict, canary_name};
+use crate::controller::deployments::target_env;
+use crate::render::observed_connections_per_pod;
 use crate::rollout::{human, step_pause};
 
 /// Everything one screen is made of, as read at `now`.
@@ -53,11 +54,8 @@ pub struct StatusReport {
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanView {
-    pub tier: String,
-    pub workers: i32,
-    pub connections_per_worker: i32,
-    pub connections_per_pod: i64,
-    pub replicas: i32,
+    #[serde(flatten)]
+    pub pool: PoolPlan,
     /// The operator's budget verdict (the `BudgetOk` condition).
     pub budget: Option<String>,
     pub budget_ok: Option<bool>,
@@ -198,11 +196,7 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
         .collect();
     let budget = conditions.iter().find(|c| c.type_ == "BudgetOk");
     let plan = st.canary.as_ref().or(st.stable.as_ref()).and_then(|c| c.plan.as_ref()).map(|pp| PlanView {
-        tier: pp.tier.clone(),
-        workers: pp.workers,
-        connections_per_worker: pp.connections_per_worker,
-        connections_per_pod: pp.connections_per_pod,
-        replicas: pp.replicas,
+        pool: pp.clone(),
         budget: budget.map(|b| b.message.clone()),
         budget_ok: budget.map(|b| b.status == "True"),
     });
@@ -317,14 +311,7 @@ fn steps(s: &Snapshot) -> Vec<StepView> {
 
 fn deployment_view(p: &RedisPoolPolicy, role: &'static str, name: &str, d: Option<&Deployment>) -> DeploymentView {
     let status = d.and_then(|d| d.status.clone()).unwrap_or_default();
-    let env = d.and_then(|d| {
-        let containers = d.spec.template.spec.as_ref()?.containers.clone();
-        let c = match &p.spec.target_ref.container {
-            Some(want) => containers.into_iter().find(|c| &c.name == want)?,
-            None => containers.into_iter().next()?,
-        };
-        Some(observed_env(&p.spec.env_names, c.env.as_deref().unwrap_or_default()))
-    });
+    let env = d.and_then(|d| target_env(p, d).ok());
     let get = |k: &str| env.as_ref()?.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let n = &p.spec.env_names;
     DeploymentView {

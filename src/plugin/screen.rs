@@ -94,15 +94,16 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
         let _ = writeln!(s, "  {m}");
     }
 
-    if let Some(p) = &r.plan {
+    if let Some(plan) = &r.plan {
+        let p = &plan.pool;
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Plan"));
         let _ = writeln!(
             s,
             "  {}: {} workers x {} connections = {} per pod, {} replicas",
             p.tier, p.workers, p.connections_per_worker, p.connections_per_pod, p.replicas
         );
-        if let Some(b) = &p.budget {
-            let mark = match p.budget_ok {
+        if let Some(b) = &plan.budget {
+            let mark = match plan.budget_ok {
                 Some(true) => style.paint(Paint::Green, "budget ok"),
                 Some(false) => style.paint(Paint::Red, "budget exceeded"),
                 None => "budget".into(),

@@ -42,24 +42,11 @@ async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
     if let Some(p) = &target.password {
         settings = settings.set_password(p);
     }
-    // The connection's I/O runs in its own task and ends when `conn` is dropped.
     let mut conn = match &target.tls {
-        None => {
-            let (conn, driver) =
-                MultiplexedConnection::new_with_config(&settings, tcp, redis::AsyncConnectionConfig::new())
-                    .await
-                    .map_err(|e| reply_fault(&e, target))?;
-            tokio::spawn(driver);
-            conn
-        }
+        None => multiplexed(&settings, tcp, target).await?,
         Some(tls) => {
             let stream = tls_handshake(tcp, host, tls).await.map_err(unavailable)?;
-            let (conn, driver) =
-                MultiplexedConnection::new_with_config(&settings, stream, redis::AsyncConnectionConfig::new())
-                    .await
-                    .map_err(|e| reply_fault(&e, target))?;
-            tokio::spawn(driver);
-            conn
+            multiplexed(&settings, stream, target).await?
         }
     };
     let start = Instant::now();
@@ -85,6 +72,29 @@ async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
         rejected_connections: info_field(&info, "rejected_connections").unwrap_or(0),
         ping,
     })
+}
+
+/// Redis over `stream` (plain or TLS), authenticated as `settings` says. The connection's I/O
+/// runs in its own task and ends when the connection is dropped.
+async fn multiplexed<S>(
+    settings: &redis::RedisConnectionInfo,
+    stream: S,
+    target: &RedisTarget,
+) -> Result<MultiplexedConnection, RedisFault>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, redis::AsyncConnectionConfig::new())
+        .await
+        .map_err(|e| reply_fault(&e, target))?;
+    tokio::spawn(driver);
+    Ok(conn)
+}
+
+/// The system's CA certificates, read once: a probe runs at every analysis of every policy.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
 /// A failed command or handshake as a fault; the one place the server's words are read:
@@ -139,8 +149,8 @@ async fn tls_handshake(
             source.clone()
         }
         None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
+            for c in system_roots() {
+                let _ = roots.add(c.clone());
             }
             "the system's CA certificates".to_string()
         }

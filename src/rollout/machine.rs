@@ -436,10 +436,7 @@ impl Machine<'_> {
                 "ManualActionIgnored",
                 "retry ignored: no rolled-back or overridden configuration to retry".into(),
             ),
-            other => {
-                let what = format!("{other:?}").to_lowercase();
-                self.event(EventType::Warning, "ManualActionIgnored", refused(&what))
-            }
+            other => self.event(EventType::Warning, "ManualActionIgnored", refused(other.name())),
         }
     }
 

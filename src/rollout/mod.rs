@@ -123,17 +123,29 @@ pub enum ManualAction {
     Resume,
 }
 
+impl ManualAction {
+    pub const ALL: [ManualAction; 5] = [Self::Promote, Self::Abort, Self::Retry, Self::Pause, Self::Resume];
+
+    /// The annotation's value for this action.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Promote => "promote",
+            Self::Abort => "abort",
+            Self::Retry => "retry",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+        }
+    }
+}
+
 impl std::str::FromStr for ManualAction {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "promote" => Ok(Self::Promote),
-            "abort" => Ok(Self::Abort),
-            "retry" => Ok(Self::Retry),
-            "pause" => Ok(Self::Pause),
-            "resume" => Ok(Self::Resume),
-            other => Err(format!("unknown action {other:?}; use promote, abort, retry, pause or resume")),
-        }
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("unknown action {s:?}; use promote, abort, retry, pause or resume"))
     }
 }
 
