@@ -50,7 +50,7 @@ preflight() {
 # the Go tools named in $GO_TOOLS: on a first run neither waits for the other, and module
 # downloads of one overlap the compiling of the other.
 build_rust_and_tools() {
-  local log="$RPO_CACHE/logs/cargo-build.log" pid rc=0 t0=$SECONDS beat=$((SECONDS + 60))
+  local log="$RPO_CACHE/logs/cargo-build.log" pid t0=$SECONDS
   mkdir -p "$RPO_CACHE/logs"
   local first=""
   # Measured cold on 2 cores, beside the Go tools: about 20 minutes; later runs take seconds.
@@ -59,17 +59,24 @@ build_rust_and_tools() {
   cargo "$@" >"$log" 2>&1 &
   pid=$!
   "$HACK_DIR/build-tools" ${GO_TOOLS:-all} || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 1; }
+  wait_for_build "$pid" "compiling the Rust workspace" "$log" "cargo $1 failed; the full output is in $log" "$t0"
+  log "Rust workspace compiled ($((SECONDS - t0))s)"
+}
+
+# Waits for the build PID, saying "still WHAT: Ns" (since T0, default now) every minute so a long
+# build never looks hung; if it fails, prints the tail of LOG and dies with MESSAGE.
+wait_for_build() { # pid what log message [t0]
+  local pid=$1 what=$2 log=$3 message=$4 t0=${5:-$SECONDS} beat=$((SECONDS + 60)) rc=0
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
     if ((SECONDS >= beat)); then
-      log "    still compiling the Rust workspace: $((SECONDS - t0))s"
+      log "    still $what: $((SECONDS - t0))s"
       beat=$((SECONDS + 60))
     fi
   done
   wait "$pid" || rc=$?
   if ((rc != 0)); then
     tail -n 30 "$log" >&2
-    die "cargo $1 failed; the full output is in $log"
+    die "$message"
   fi
-  log "Rust workspace compiled ($((SECONDS - t0))s)"
 }

@@ -196,32 +196,16 @@ fn sync(pods: &[Pod], port: u16, behaviour: &Behaviour, servers: &Servers) {
             counters: Counters::default(),
             latency_ms: Histogram { le: LE.to_vec(), counts: vec![0; LE.len()], count: 0, sum: 0.0 },
         }));
-        let (metrics_state, metrics_health) = (state.clone(), health.clone());
+        // Either endpoint is a scrape: it advances the counters and reports them, in its format.
+        let scrape = Arc::new(move || {
+            let mut s = state.lock().unwrap();
+            advance(&mut s, &health);
+            s.clone()
+        });
+        let (json, text) = (scrape.clone(), scrape);
         let app = Router::new()
-            .route(
-                "/health/redis",
-                get(move || {
-                    let state = state.clone();
-                    let health = health.clone();
-                    async move {
-                        let mut s = state.lock().unwrap();
-                        advance(&mut s, &health);
-                        axum::Json(s.clone())
-                    }
-                }),
-            )
-            .route(
-                "/metrics",
-                get(move || {
-                    let state = metrics_state.clone();
-                    let health = metrics_health.clone();
-                    async move {
-                        let mut s = state.lock().unwrap();
-                        advance(&mut s, &health);
-                        prometheus_text(&s)
-                    }
-                }),
-            );
+            .route("/health/redis", get(move || std::future::ready(axum::Json(json()))))
+            .route("/metrics", get(move || std::future::ready(prometheus_text(&text()))));
         let task = tokio::spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let _ = axum::serve(listener, app).await;

@@ -188,8 +188,21 @@ pub fn free_port() -> u16 {
 /// A real redis-server on a free loopback port, killed when dropped.
 pub struct RedisServer {
     pub port: u16,
+    _process: Daemon,
+}
+
+/// A server process the test started, with its scratch directory: both go when it is dropped.
+struct Daemon {
     child: Child,
     dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl RedisServer {
@@ -242,7 +255,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/run installs it)");
-        let server = RedisServer { port, child, dir };
+        let server = RedisServer { port, _process: Daemon { child, dir } };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not listen on 127.0.0.1:{port}");
@@ -256,22 +269,13 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The helm built by hack/build-tools.
 /// A real Prometheus (Debian's `prometheus`) on a free loopback port, scraping the targets of a
 /// `file_sd_configs` file every second; killed when dropped.
 pub struct PrometheusServer {
     pub port: u16,
     pub sd_file: PathBuf,
-    child: Child,
-    dir: PathBuf,
+    process: Daemon,
 }
 
 impl PrometheusServer {
@@ -297,7 +301,7 @@ impl PrometheusServer {
             .stderr(log)
             .spawn()
             .expect("prometheus is installed (.ci/run installs it)");
-        let server = PrometheusServer { port, sd_file, child, dir };
+        let server = PrometheusServer { port, sd_file, process: Daemon { child, dir } };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = std::net::TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut s| {
@@ -324,15 +328,7 @@ impl PrometheusServer {
     }
 
     pub fn log(&self) -> PathBuf {
-        self.dir.join("prometheus.log")
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.process.dir.join("prometheus.log")
     }
 }
 
