@@ -9,6 +9,7 @@ pub mod cli;
 pub mod controller;
 pub mod plan;
 pub mod plugin;
+pub mod promotion;
 pub mod providers;
 pub mod render;
 pub mod rollout;

@@ -80,7 +80,7 @@ pub fn template_hash(names: &EnvNames, template: &PodTemplateSpec) -> String {
     short_hash(serde_json::to_string(&t).unwrap_or_default().as_bytes())
 }
 
-fn short_hash(bytes: &[u8]) -> String {
+pub(crate) fn short_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
 }
@@ -104,6 +104,7 @@ mod tests {
             pool: Default::default(),
             redis: None,
             rollout: RolloutSpec::default(),
+            promotion: Default::default(),
             env_names: Default::default(),
             suspend: false,
         }

@@ -26,6 +26,8 @@ use super::status::RedisPoolPolicyStatus;
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.weight"}"#,
     printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.replicas.summary"}"#,
+    printcolumn = r#"{"name":"Waiting For","type":"string","jsonPath":".status.waitingFor"}"#,
+    printcolumn = r#"{"name":"Advice","type":"string","priority":1,"jsonPath":".status.advice.message"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -54,6 +56,10 @@ pub struct RedisPoolPolicySpec {
     /// How a new pool configuration is rolled out.
     #[serde(default)]
     pub rollout: RolloutSpec,
+    /// What a rollout waits for before it starts (another environment's verdict), and how long
+    /// this policy watches its own promotions.
+    #[serde(default)]
+    pub promotion: PromotionSpec,
     /// Names of the env vars the operator owns in the target container.
     #[serde(default)]
     pub env_names: EnvNames,
@@ -288,6 +294,68 @@ fn default_steps() -> Vec<Step> {
         .into_iter()
         .map(|(weight, pause)| Step { weight, pause: pause.into() })
         .collect()
+}
+
+/// Staging proves it first: verdicts this policy needs, and the soak of its own.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionSpec {
+    /// After a promotion, analyses keep watching the target's pods this long: the verdict's clean
+    /// soak grows while they pass, and a failure marks the verdict Failed (never rolls back).
+    /// `0s` stops watching at the promotion.
+    #[serde(default = "d24h")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("spec.promotion.soak must be a duration like 24h"))]
+    #[schemars(length(max = 32))]
+    pub soak: String,
+    /// Verdicts that must be in before a rollout starts, and stay good while it steps on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub requires: Vec<Requirement>,
+}
+
+impl Default for PromotionSpec {
+    fn default() -> Self {
+        Self { soak: d24h(), requires: Vec::new() }
+    }
+}
+
+/// Another policy's verdict on the same worker pool, in one of its environments.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Requirement {
+    /// The tier the verdict must come from, like `staging`.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("spec.promotion.requires[].environment must be a tier name, like 'staging'"))]
+    #[schemars(length(max = 63))]
+    pub environment: String,
+    /// How long the verdict must have soaked cleanly after its promotion.
+    #[serde(default = "zero_duration")]
+    #[x_kube(validation = Rule::new(DURATION_RULE)
+        .message("spec.promotion.requires[].soak must be a duration like 24h"))]
+    #[schemars(length(max = 32))]
+    pub soak: String,
+    /// The policy whose verdict counts.
+    pub from: PolicyRef,
+}
+
+/// A RedisPoolPolicy in this cluster, or in another one through a kubeconfig.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRef {
+    /// Its namespace; this policy's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("spec.promotion.requires[].from.namespace must be a namespace name"))]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
+        .message("spec.promotion.requires[].from.name must be a RedisPoolPolicy name"))]
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// Another cluster: a Secret in this policy's namespace holding a kubeconfig for it. Reading
+    /// `redispoolpolicies` there is all it needs (see the README for the Role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Go-style durations: `30s`, `5m`, `1h30m`, `500ms`.
@@ -633,6 +701,9 @@ fn d1000() -> f64 {
 }
 fn d30s() -> String {
     "30s".into()
+}
+fn d24h() -> String {
+    "24h".into()
 }
 fn d1h() -> String {
     "1h".into()

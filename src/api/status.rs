@@ -26,8 +26,12 @@ pub enum Phase {
     RollingBack,
     /// The last rollout was rolled back; its configuration is not retried until asked.
     RolledBack,
-    /// The plan does not fit the Redis connection budget; nothing was changed.
+    /// The plan does not fit the Redis connection budget, or a verdict it requires refuses its
+    /// worker pool; nothing was changed.
     Blocked,
+    /// A verdict `spec.promotion.requires` names is not in yet (staging still soaks); the
+    /// rollout starts by itself when it is.
+    Waiting,
     /// The policy cannot be acted on (missing target, container, invalid spec).
     Invalid,
     /// Another policy manages the same Deployment (or owns its canary); this one touches nothing.
@@ -108,6 +112,13 @@ pub struct RedisPoolPolicyStatus {
     /// What the analyses saw of the pool configuration rolled out last (the canary's pools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_seen: Option<PoolSeen>,
+    /// How the last rollouts ended, one per worker pool, newest first: what other policies'
+    /// `spec.promotion.requires` read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::promotion::RolloutVerdict>,
+    /// What a Waiting policy waits for, short, for `kubectl get`: `staging/auth-api 6h/24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     /// Pool size advice from `poolSeen`; never applied by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<crate::advice::Advice>,
@@ -157,6 +168,9 @@ pub struct PoolSeen {
     pub exhaustion_events: i64,
     /// Analyses that measured the pool.
     pub analyses: i32,
+    /// The first of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
 }
 
 /// The soak clock of a step: it runs while the step's canary pods are all available.
@@ -248,6 +262,9 @@ pub struct AnalysisStatus {
     /// Step the analysis belongs to.
     #[serde(default)]
     pub step: i32,
+    /// It watched the target after a promotion (for the verdict), not a step's canary.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_promotion: bool,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

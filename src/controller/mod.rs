@@ -11,6 +11,7 @@ mod error;
 pub mod metrics;
 mod observe;
 mod reconcile;
+mod verdicts;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ pub struct Context {
     failures: std::sync::Mutex<HashMap<ObjectRef<RedisPoolPolicy>, u32>>,
     /// The shared Redis budgets: a lock per server, and what each policy recorded last.
     pub budgets: budgets::Budgets,
+    /// Clients for the other clusters `spec.promotion.requires` reads verdicts from.
+    pub remotes: verdicts::RemoteClients,
 }
 
 impl Context {
@@ -103,6 +106,7 @@ impl Context {
             hpas: OnceLock::new(),
             failures: std::sync::Mutex::default(),
             budgets: budgets::Budgets::default(),
+            remotes: verdicts::RemoteClients::default(),
         }
     }
 

@@ -15,7 +15,10 @@ use crate::api::{
 };
 use crate::providers::{self, Measured};
 use crate::render::{config_hash, render_env};
-use crate::rollout::{AnalysisRun, Claimant, Desired, ManualAction, Observed, TargetView, analysis_due, fleet, holder};
+use crate::rollout::{
+    AnalysisRun, Claimant, Desired, Due, ManualAction, Observed, TargetView, analysis_due, fleet, holder,
+    needs_verdicts,
+};
 use crate::sizing::{Fleet, RolloutPlan, tier};
 
 /// What one reconcile knows.
@@ -90,17 +93,23 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
     };
 
     let (analysis, baseline) = match analysis_due(spec, &status, now) {
-        Some(step) => {
+        Some(due) => {
             let gates = crate::analysis::for_tier(spec, &desired.environment);
-            let (run, baseline) = analyse(&policy, &status, ctx, &ns, step, redis.as_ref(), &gates).await;
+            let measured = Measure { due, target: target.as_ref(), redis: redis.as_ref(), gates: &gates };
+            let (run, baseline) = analyse(&policy, &status, ctx, &ns, measured).await;
             (Some(run), baseline)
         }
         None => (None, None),
     };
+    let target_hash = target_result.as_ref().ok().map(|t| t.config_hash.as_str());
+    let required = match needs_verdicts(spec, &status, target_hash, &desired.hash) {
+        true => Some(super::verdicts::read(&ctx.client, &ctx.remotes, &policy, &ns).await),
+        false => None,
+    };
     let (action, bad_action) = manual_action(&policy);
     let holder = claim(&policy, ctx, canary.as_ref());
     // The other policies on the same Redis are read under their group's lock (see reconcile).
-    let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers: Vec::new() };
+    let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers: Vec::new(), required };
     Ok(Some(Observation {
         policy,
         status,
@@ -197,32 +206,49 @@ fn manual_action(policy: &RedisPoolPolicy) -> (Option<ManualAction>, Option<Stri
     }
 }
 
-/// Measures the canary of `step` (through its pods or Prometheus, and the Redis server) and
-/// evaluates the gates; returns the counters seen, to be the next analysis's baseline.
+/// What an analysis measures, and with what.
+struct Measure<'a> {
+    due: Due,
+    target: Option<&'a Deployment>,
+    redis: Option<&'a Result<RedisSignals, RedisFault>>,
+    gates: &'a AnalysisSpec,
+}
+
+/// Measures what is due: the canary of a step, or after a promotion the target's own pods
+/// (through their pods or Prometheus, and the Redis server); evaluates the gates and returns the
+/// counters seen, to be the next analysis's baseline.
 async fn analyse(
     policy: &RedisPoolPolicy,
     status: &RedisPoolPolicyStatus,
     ctx: &Context,
     ns: &str,
-    step: i32,
-    redis: Option<&Result<RedisSignals, RedisFault>>,
-    spec: &AnalysisSpec,
+    m: Measure<'_>,
 ) -> (AnalysisRun, Option<Baseline>) {
+    let (of, redis, spec) = (m.due, m.redis, m.gates);
     let key = policy.uid().unwrap_or_default();
     let previous = ctx.baselines.lock().await.get(&key).cloned().unwrap_or_default();
     let metrics = &policy.spec.rollout.metrics;
+    let target_name = &policy.spec.target_ref.name;
     let measured = match metrics.provider {
         MetricsProvider::Pods => {
-            let selector = format!("{TRACK_LABEL}=canary,{POLICY_LABEL}={}", policy.name_any());
+            let (what, selector) = match of {
+                Due::Step(_) => ("canary", format!("{TRACK_LABEL}=canary,{POLICY_LABEL}={}", policy.name_any())),
+                Due::AfterPromotion => ("target", target_selector(m.target)),
+            };
             let since = status.analysis.as_ref().map(|a| a.at.0);
-            providers::measure_pods(&ctx.client, &ctx.http, ns, &selector, &metrics.pods, &previous.pods, since).await
+            let pods = &metrics.pods;
+            providers::measure_pods(&ctx.client, &ctx.http, ns, what, &selector, pods, &previous.pods, since).await
         }
         MetricsProvider::Prometheus => {
-            let deployment = canary_name(&policy.spec.target_ref.name);
+            // Stable pods carry no track label: `label=""` selects exactly those in PromQL.
+            let (deployment, track) = match of {
+                Due::Step(_) => (canary_name(target_name), "canary"),
+                Due::AfterPromotion => (target_name.clone(), ""),
+            };
             let scope = crate::analysis::prometheus::Scope {
                 namespace: ns,
                 deployment: &deployment,
-                track: "canary",
+                track,
                 interval: &policy.spec.rollout.analysis.interval,
             };
             providers::measure_prometheus(&ctx.http, metrics.prometheus.as_ref(), &scope).await
@@ -232,7 +258,7 @@ async fn analyse(
         Ok(m) => m,
         // The old baseline stays: the next analysis measures from there.
         Err(e) => {
-            let run = AnalysisRun { step, analysis: provider_failed(spec, &e), provider_error: Some(e) };
+            let run = AnalysisRun { of, analysis: provider_failed(spec, &e), provider_error: Some(e) };
             return (run, None);
         }
     };
@@ -244,5 +270,13 @@ async fn analyse(
     let rejected =
         redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections).or(previous.rejected_connections);
     let next = Baseline { pods: samples, rejected_connections: rejected };
-    (AnalysisRun { step, analysis, provider_error: errors }, Some(next))
+    (AnalysisRun { of, analysis, provider_error: errors }, Some(next))
+}
+
+/// The target's own pods: its selector's labels, without the canary's.
+fn target_selector(target: Option<&Deployment>) -> String {
+    let labels = target.and_then(|t| t.spec.selector.match_labels.clone()).unwrap_or_default();
+    let mut terms: Vec<String> = labels.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    terms.push(format!("{TRACK_LABEL}!=canary"));
+    terms.join(",")
 }

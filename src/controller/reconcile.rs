@@ -90,7 +90,8 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
         ctx.forget(&o.policy).await;
         return Ok(Requeue::await_change());
     }
-    if !decision.status.phase.is_active() {
+    let watching = rollout::watched_verdict(&o.policy.spec, &decision.status).is_some();
+    if !decision.status.phase.is_active() && !watching {
         ctx.baselines.lock().await.remove(&o.policy.uid().unwrap_or_default());
     }
     Ok(requeue(&o.policy, &decision.status))
@@ -182,13 +183,16 @@ fn log_transition(
     );
 }
 
-/// How soon to look again without an event: every analysis interval during a rollout.
+/// How soon to look again without an event: every analysis interval during a rollout and while
+/// a promotion's verdict soaks.
 fn requeue(policy: &RedisPoolPolicy, s: &RedisPoolPolicyStatus) -> Requeue {
     let interval = durations(&policy.spec).interval.unsigned_abs().max(Duration::from_secs(1));
     match s.phase {
         p if p.is_active() => Requeue::requeue(interval.min(Duration::from_secs(30))),
-        // Another policy may let go of the target; nothing else wakes this one.
-        Phase::Blocked | Phase::Conflict => Requeue::requeue(Duration::from_secs(30)),
+        Phase::Succeeded if rollout::watched_verdict(&policy.spec, s).is_some() => Requeue::requeue(interval),
+        // Another policy may let go of the target, or a verdict come in elsewhere: nothing
+        // else wakes this one.
+        Phase::Blocked | Phase::Conflict | Phase::Waiting => Requeue::requeue(Duration::from_secs(30)),
         _ => Requeue::requeue(Duration::from_secs(300)),
     }
 }

@@ -176,7 +176,12 @@ pub fn settled(policy: &RedisPoolPolicy) -> Option<Settled> {
         Phase::RolledBack | Phase::Blocked | Phase::Invalid | Phase::Conflict | Phase::Overridden => {
             Some(Settled::Failed)
         }
-        Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::Degraded | Phase::RollingBack => None,
+        Phase::Progressing
+        | Phase::Paused
+        | Phase::Promoting
+        | Phase::Degraded
+        | Phase::RollingBack
+        | Phase::Waiting => None,
     }
 }
 

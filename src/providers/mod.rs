@@ -27,12 +27,15 @@ pub struct Measured {
     pub errors: Option<String>,
 }
 
-/// GETs the contract on every ready pod matching `selector` and diffs it against `baselines`.
-/// Pods that started before `since` (the last analysis) and have no baseline only set one.
+/// GETs the contract on every ready pod matching `selector` (`what` they are: the canary's, the
+/// target's) and diffs it against `baselines`. Pods that started before `since` (the last
+/// analysis) and have no baseline only set one.
+#[allow(clippy::too_many_arguments)]
 pub async fn measure_pods(
     client: &Client,
     http: &reqwest::Client,
     ns: &str,
+    what: &str,
     selector: &str,
     spec: &PodsMetrics,
     baselines: &HashMap<String, PoolHealth>,
@@ -42,7 +45,7 @@ pub async fn measure_pods(
     let listed = pods
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| format!("cannot list canary pods: {e}"))?
+        .map_err(|e| format!("cannot list {what} pods: {e}"))?
         .items;
     let ready: Vec<(String, String, Option<Timestamp>)> = listed
         .iter()
@@ -59,7 +62,7 @@ pub async fn measure_pods(
         })
         .collect();
     if ready.is_empty() {
-        return Err("no ready canary pod to measure".into());
+        return Err(format!("no ready {what} pod to measure"));
     }
     let fetches = ready.iter().map(|(uid, ip, started)| async move {
         (uid.clone(), *started, pods::fetch(http, ip, spec.port, &spec.path, Duration::from_secs(2)).await)

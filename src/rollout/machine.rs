@@ -4,13 +4,14 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::set_conditions;
-use super::{Action, CanaryView, Decision, EventType, Input, ManualAction, TargetView, durations, step_pause};
+use super::{Action, CanaryView, Decision, Due, EventType, Input, ManualAction, TargetView, durations, step_pause};
 use crate::analysis::Verdict;
 use crate::api::{
     AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus, Phase, PoolSeen,
     RedisConnections, RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode, ScalingStatus,
     SoakStatus,
 };
+use crate::promotion::{self, Gate, RolloutVerdict, VerdictResult, WorkerPool};
 use crate::shared_budget::{self, Shared};
 use crate::sizing::{Budget, Split, actual_weight, beside, split};
 
@@ -25,6 +26,7 @@ pub fn decide(input: &Input) -> Decision {
         analysis_used: false,
         budget: effective_budget(input),
         handed_over: None,
+        verdicts_met: Vec::new(),
     };
     m.status.observed_generation = Some(input.generation);
     m.status.environment = Some(input.desired.environment.clone());
@@ -45,6 +47,9 @@ pub fn decide(input: &Input) -> Decision {
         m.status.scaled_to = Some(r);
     }
     m.status.progress = m.status.step.map(|_| format!("{}/{}", m.step() + 1, m.steps()));
+    if m.status.phase != Phase::Waiting {
+        m.status.waiting_for = None;
+    }
     // What other policies on this Redis count for this one: its steady use, and its peak while
     // a rollout is in flight.
     m.status.advice = advice_for(input, m.status.pool_seen.as_ref());
@@ -89,10 +94,16 @@ fn advice_for(input: &Input, seen: Option<&PoolSeen>) -> Option<crate::advice::A
     let seen = seen.filter(|s| s.hash == input.desired.hash)?;
     let pool = &input.desired.plan.pool;
     let gates = crate::analysis::for_tier(input.spec, &pool.tier);
+    let over = match &seen.since {
+        Some(t) if input.now.duration_since(t.0) >= SignedDuration::from_mins(1) => {
+            human(input.now.duration_since(t.0))
+        }
+        _ => format!("{} analyses", seen.analyses),
+    };
     let numbers = crate::advice::Seen {
         peak_utilization: seen.peak_utilization,
         exhaustion_events: seen.exhaustion_events,
-        over: format!("{} analyses", seen.analyses),
+        over,
     };
     crate::advice::advise(
         &pool.tier,
@@ -127,6 +138,8 @@ struct Machine<'a> {
     budget: Budget,
     /// A restarting rollout whose replicas were handed over keeps them handed over.
     handed_over: Option<ScalingStatus>,
+    /// The required verdicts a starting rollout met, for its message.
+    verdicts_met: Vec<String>,
 }
 
 impl Machine<'_> {
@@ -162,6 +175,7 @@ impl Machine<'_> {
             | Phase::Succeeded
             | Phase::RolledBack
             | Phase::Blocked
+            | Phase::Waiting
             | Phase::Invalid
             | Phase::Conflict
             | Phase::Overridden => self.maybe_start(&target),
@@ -270,6 +284,43 @@ impl Machine<'_> {
         s.target_uid = None;
         s.scaled_to = None;
         s.rollback = None;
+    }
+
+    /// What `spec.promotion.requires` says of the worker pool the spec asks for.
+    fn verdicts_gate(&self) -> Gate {
+        if self.input.spec.promotion.requires.is_empty() {
+            return Gate::Clear(Vec::new());
+        }
+        let pool = WorkerPool::new(&self.input.spec.pool, self.input.desired.plan.pool.connections_per_worker);
+        match &self.input.observed.required {
+            Some(required) => promotion::check(&pool, required),
+            // The shell reads them whenever a rollout may start or is in flight: never on faith.
+            None => Gate::Wait {
+                message: "waiting: the verdicts spec.promotion.requires names were not read".into(),
+                short: "not read".into(),
+            },
+        }
+    }
+
+    /// Records how the rollout of the canary's configuration ended (before the rollout is cleared).
+    fn remember_verdict(&mut self, hash: String, result: VerdictResult, reason: Option<String>) {
+        let plan =
+            self.status.canary.as_ref().and_then(|c| c.plan.clone()).unwrap_or(self.input.desired.plan.pool.clone());
+        let pool = WorkerPool::new(&self.input.spec.pool, plan.connections_per_worker);
+        let now = Time(self.now());
+        let verdict = RolloutVerdict {
+            hash,
+            pool_hash: pool.hash(),
+            pool,
+            environment: if plan.tier.is_empty() { self.input.desired.environment.clone() } else { plan.tier },
+            result,
+            finished_at: now.clone(),
+            soaked_seconds: 0,
+            clean_at: (result == VerdictResult::Succeeded).then_some(now),
+            analyses: 0,
+            reason,
+        };
+        promotion::remember(&mut self.status.verdicts, verdict);
     }
 
     fn push_history(&mut self, hash: String, outcome: Outcome, reason: String) {
@@ -449,12 +500,9 @@ impl Machine<'_> {
             self.status.failed.as_ref().is_some_and(|f| f.hash == desired.hash && f.generation >= generation);
         let overridden_here = self.status.overridden.clone().filter(|o| o.generation == generation);
         let waiting_on_override = self.status.phase == Phase::Overridden && overridden_here.is_some();
-        let starting = !up_to_date
-            && target.unusable.is_none()
-            && !not_retried
-            && !waiting_on_override
-            && self.budget.ok
-            && !self.taken_back_again(target);
+        let may_start = !up_to_date && target.unusable.is_none() && !not_retried && !waiting_on_override;
+        let gate = if may_start { self.verdicts_gate() } else { Gate::Clear(Vec::new()) };
+        let starting = may_start && matches!(gate, Gate::Clear(_)) && self.budget.ok && !self.taken_back_again(target);
         if !starting && !self.remove_leftover_canary(target) {
             return;
         }
@@ -472,6 +520,16 @@ impl Machine<'_> {
         if waiting_on_override {
             self.status.message = Some(overridden_message(self.status.overridden.as_ref().expect("checked")));
             return;
+        }
+        match gate {
+            Gate::Wait { message, short } => {
+                self.status.waiting_for = Some(short);
+                return self.enter(Phase::Waiting, EventType::Normal, "WaitingForVerdict", message);
+            }
+            Gate::Refuse(why) => {
+                return self.enter(Phase::Blocked, EventType::Warning, "VerdictRefused", format!("blocked: {why}"));
+            }
+            Gate::Clear(met) => self.verdicts_met = met,
         }
         if !self.budget.ok {
             let msg = format!("blocked: {}", self.budget.explain());
@@ -559,6 +617,92 @@ impl Machine<'_> {
             }
             self.status.replicas_applied_generation = Some(generation);
         }
+        if self.status.phase == Phase::Succeeded {
+            self.watch(target);
+        }
+    }
+
+    /// After a promotion, an analysis of the target's pods soaks its verdict: consecutive passes
+    /// add the time between them (at most two intervals, so that time nobody measured never
+    /// counts), anything else stops the clock until the next pass, and `failureLimit` failures
+    /// in a row mark the verdict Failed. The operator does not roll back a promoted
+    /// configuration on its own: a person decides, and the Event says so.
+    fn watch(&mut self, target: &TargetView) {
+        let Some(run) = self.input.analysis.filter(|r| r.of == Due::AfterPromotion && !self.analysis_used) else {
+            return;
+        };
+        self.analysis_used = true;
+        let spec = self.input.spec;
+        if super::watched_verdict(spec, &self.status).is_none_or(|v| v.hash != target.config_hash) {
+            return;
+        }
+        let now = self.now();
+        let finished = self.status.verdicts[0].finished_at.0;
+        let prev = self.status.analysis.clone().filter(|a| a.after_promotion && a.at.0 >= finished);
+        if prev.as_ref().is_some_and(|a| a.at.0 == now) {
+            return;
+        }
+        let prev = prev.as_ref();
+        let a = &run.analysis;
+        let failures = match a.verdict {
+            Verdict::Fail => prev.map_or(0, |p| p.consecutive_failures) + 1,
+            Verdict::Pass => 0,
+            Verdict::Hold | Verdict::NoData => prev.map_or(0, |p| p.consecutive_failures),
+        };
+        let limit = spec.rollout.analysis.failure_limit;
+        let longest = durations(spec).interval * 2;
+        let v = &mut self.status.verdicts[0];
+        v.analyses += 1;
+        match (a.verdict, v.clean_at.take()) {
+            (Verdict::Pass, Some(c)) => {
+                v.soaked_seconds += now.duration_since(c.0).clamp(SignedDuration::ZERO, longest).as_secs();
+                v.clean_at = Some(Time(now));
+            }
+            (Verdict::Pass, None) => v.clean_at = Some(Time(now)),
+            _ => {}
+        }
+        let hash = v.hash.clone();
+        let soak = format!("{} of {}", human(v.soaked()), spec.promotion.soak);
+        if a.verdict == Verdict::Fail {
+            let gates = failing_gates(&a.gates);
+            if failures >= limit {
+                let reason = format!(
+                    "{failures} analyses in a row failed {} after the promotion: {gates}",
+                    human(now.duration_since(finished))
+                );
+                v.result = VerdictResult::Failed;
+                v.reason = Some(reason.clone());
+                let msg = format!(
+                    "pool configuration {hash} failed after its promotion ({reason}); the operator does not roll back a \
+                     promoted configuration by itself: change the spec to roll out another one"
+                );
+                self.event(EventType::Warning, "VerdictFailed", msg.clone());
+                self.status.message = Some(msg);
+            } else {
+                self.event(
+                    EventType::Warning,
+                    "AnalysisFailed",
+                    format!("after the promotion: {gates} ({failures}/{limit})"),
+                );
+            }
+        }
+        if self.status.verdicts[0].result == VerdictResult::Succeeded {
+            self.status.message = Some(format!(
+                "promoted: the target runs pool configuration {hash}; its verdict has soaked {soak}, last analysis {:?}",
+                a.verdict
+            ));
+        }
+        self.see_pool(&a.gates);
+        self.status.analysis = Some(AnalysisStatus {
+            at: Time(now),
+            verdict: a.verdict,
+            decided_by: a.decided_by.map(|g| g.name().to_string()),
+            gates: a.gates.clone(),
+            consecutive_failures: failures,
+            provider_errors: prev.map_or(0, |p| p.provider_errors) + i32::from(run.provider_error.is_some()),
+            step: self.steps() as i32 - 1,
+            after_promotion: true,
+        });
     }
 
     /// We promoted the desired configuration, and the target carries another one now.
@@ -640,6 +784,10 @@ impl Machine<'_> {
             self.steps(),
             weight
         );
+        let msg = match self.verdicts_met.as_slice() {
+            [] => msg,
+            met => format!("{msg}; {}", met.join("; ")),
+        };
         self.enter(Phase::Progressing, EventType::Normal, "RolloutStarted", msg);
         // Go straight on, so that deciding again on this status gives the same status.
         self.progress(target);
@@ -764,7 +912,7 @@ impl Machine<'_> {
         // 3. The step's soak runs (begins, or resumes after canary pods were missing).
         let started = self.soak_runs(step, &step_label);
         // 4. Record an analysis of this step.
-        if let Some(run) = self.input.analysis.filter(|r| !self.analysis_used && r.step == step as i32)
+        if let Some(run) = self.input.analysis.filter(|r| !self.analysis_used && r.of == Due::Step(step as i32))
             && self.record_analysis(run, step, started)
         {
             let a = self.status.analysis.as_ref().expect("just recorded");
@@ -778,6 +926,11 @@ impl Machine<'_> {
                 return self.fail(target, reason);
             }
         }
+        // A verdict this rollout required turned against its pool (staging failed it since).
+        let gate = self.verdicts_gate();
+        if let Gate::Refuse(why) = &gate {
+            return self.fail(target, format!("a required verdict no longer holds: {why}"));
+        }
         if self.status.phase == Phase::Paused {
             self.status.message = Some(format!("{step_label}: paused by a person"));
             return;
@@ -787,6 +940,15 @@ impl Machine<'_> {
         let soaked = self.soaked();
         let latest = self.status.analysis.as_ref().filter(|a| a.step == step as i32 && a.at.0 >= started);
         let passed = latest.is_some_and(|a| a.verdict == Verdict::Pass);
+        if soaked >= pause
+            && passed
+            && let Gate::Wait { message, .. } = &gate
+        {
+            // Never a step without the verdicts (they cannot be read now): hold, without a
+            // deadline, since another cluster's outage says nothing about this canary.
+            self.status.message = Some(format!("{step_label}: soaked and passing; holding: {message}"));
+            return;
+        }
         if soaked >= pause && passed {
             self.status.progressed_at = Some(Time(now));
             if step + 1 < self.steps() {
@@ -958,6 +1120,7 @@ impl Machine<'_> {
         seen.peak_utilization = seen.peak_utilization.max(utilization);
         seen.exhaustion_events += value(Gate::PoolExhaustionEvents).map_or(0, |v| v as i64);
         seen.analyses += 1;
+        seen.since.get_or_insert(Time(self.now()));
         self.status.pool_seen = Some(seen);
     }
 
@@ -992,6 +1155,7 @@ impl Machine<'_> {
             consecutive_failures,
             provider_errors: errors + i32::from(run.provider_error.is_some()),
             step: step as i32,
+            after_promotion: false,
         });
         true
     }
@@ -1048,6 +1212,7 @@ impl Machine<'_> {
             return;
         }
         self.delete_canary_if_any();
+        self.remember_verdict(canary_hash.clone(), VerdictResult::Succeeded, None);
         let plan = self.status.canary.as_ref().and_then(|c| c.plan.clone());
         self.status.stable = Some(stable_ref(&canary_hash, plan.as_ref(), target));
         self.clear_rollout();
@@ -1146,6 +1311,7 @@ impl Machine<'_> {
             }
             RollbackKind::Failed | RollbackKind::Aborted => {
                 self.delete_canary_if_any();
+                self.remember_verdict(hash.clone(), VerdictResult::RolledBack, Some(rollback.reason.clone()));
                 self.clear_rollout();
                 self.status.replicas = Some(replica_status(stable, stable, 0));
                 let failed = FailedConfig {

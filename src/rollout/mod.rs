@@ -102,13 +102,24 @@ pub struct Observed {
     pub redis: Option<Result<RedisSignals, RedisFault>>,
     /// The other policies on the same Redis server (none without `spec.redis`).
     pub peers: Vec<crate::shared_budget::Peer>,
+    /// `spec.promotion.requires`, resolved, when the shell read them (see [`needs_verdicts`]).
+    pub required: Option<Vec<crate::promotion::Required>>,
+}
+
+/// What an analysis due now measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// The canary pods of this step.
+    Step(i32),
+    /// The target's pods, after a promotion: the verdict's soak.
+    AfterPromotion,
 }
 
 /// What an analysis run produced: gate verdicts, and whether the provider itself failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisRun {
-    /// The step whose canary pods were measured (from [`analysis_due`]).
-    pub step: i32,
+    /// What was measured (from [`analysis_due`]).
+    pub of: Due,
     pub analysis: Analysis,
     pub provider_error: Option<String>,
 }
@@ -247,9 +258,21 @@ pub fn rollout_total(
     }
 }
 
-/// The step the caller should analyse now, if any: a step's soak is running (its canary pods are
-/// all available), and the last analysis of this step is at least one interval old.
-pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, now: Timestamp) -> Option<i32> {
+/// What the caller should analyse now, if anything:
+/// - a step whose soak is running (its canary pods are all available), when the last analysis of
+///   this step is at least one interval old;
+/// - after a promotion, the target, until its verdict has soaked `spec.promotion.soak` (or failed),
+///   at the same interval.
+pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, now: Timestamp) -> Option<Due> {
+    let interval = durations(spec).interval;
+    if status.phase == crate::api::Phase::Succeeded {
+        let v = watched_verdict(spec, status)?;
+        let due = match &status.analysis {
+            Some(a) if a.after_promotion && a.at.0 >= v.finished_at.0 => now.duration_since(a.at.0) >= interval,
+            _ => now.duration_since(v.finished_at.0) >= interval,
+        };
+        return due.then_some(Due::AfterPromotion);
+    }
     if !matches!(status.phase, crate::api::Phase::Progressing | crate::api::Phase::Paused) {
         return None;
     }
@@ -258,12 +281,34 @@ pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, 
     }
     let started = status.step_started_at.as_ref()?.0;
     let step = status.step.unwrap_or(0);
-    let interval = durations(spec).interval;
     let due = match &status.analysis {
-        Some(a) if a.step == step && a.at.0 >= started => now.duration_since(a.at.0) >= interval,
+        Some(a) if !a.after_promotion && a.step == step && a.at.0 >= started => now.duration_since(a.at.0) >= interval,
         _ => true,
     };
-    due.then_some(step)
+    due.then_some(Due::Step(step))
+}
+
+/// The verdict of the configuration the target runs since this policy promoted it, while
+/// analyses still watch it: it succeeded and has not soaked `spec.promotion.soak` yet.
+pub fn watched_verdict<'s>(
+    spec: &RedisPoolPolicySpec,
+    status: &'s RedisPoolPolicyStatus,
+) -> Option<&'s crate::promotion::RolloutVerdict> {
+    let v = status.verdicts.first()?;
+    let runs = status.stable.as_ref().is_some_and(|s| s.hash == v.hash);
+    let soak = parse_duration(&spec.promotion.soak).unwrap_or(jiff::SignedDuration::from_hours(24));
+    (runs && v.result == crate::promotion::VerdictResult::Succeeded && v.soaked() < soak).then_some(v)
+}
+
+/// Whether the shell must read `spec.promotion.requires` for this decision: a rollout may start
+/// (the target does not run the desired configuration) or is in flight.
+pub fn needs_verdicts(
+    spec: &RedisPoolPolicySpec,
+    status: &RedisPoolPolicyStatus,
+    target_hash: Option<&str>,
+    desired_hash: &str,
+) -> bool {
+    !spec.promotion.requires.is_empty() && (status.phase.is_active() || target_hash != Some(desired_hash))
 }
 
 /// The spec's durations, parsed. Admission guarantees the format; a value that still fails to

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::analysis::{Analysis, Gate, GateResult, Verdict};
 use crate::api::{Outcome, Phase, RedisPoolPolicyStatus, RolloutSpec, ScalingMode, Step, TargetRef, Tier};
+use crate::promotion::VerdictResult;
 use crate::sizing::{default_surge, split};
 
 const OLD: &str = "old0000000";
@@ -35,12 +36,13 @@ fn spec(total: i32) -> RedisPoolPolicySpec {
         pool: Default::default(),
         redis: None,
         rollout,
+        promotion: Default::default(),
         env_names: Default::default(),
         suspend: false,
     }
 }
 
-fn analysis(step: i32, verdict: Verdict) -> AnalysisRun {
+fn analysis(of: Due, verdict: Verdict) -> AnalysisRun {
     let gate = Gate::PoolUtilization;
     let (value, decided_by) = match verdict {
         Verdict::Pass => (20.0, None),
@@ -50,7 +52,7 @@ fn analysis(step: i32, verdict: Verdict) -> AnalysisRun {
     };
     let verdict_of_combined = if verdict == Verdict::NoData { Verdict::Hold } else { verdict };
     AnalysisRun {
-        step,
+        of,
         analysis: Analysis {
             verdict: verdict_of_combined,
             decided_by,
@@ -77,6 +79,8 @@ struct World {
     second_policy: bool,
     /// The operator wrote the target's replicas while an HPA scaled it.
     wrote_autoscaled_replicas: bool,
+    /// What the shell read of `spec.promotion.requires`.
+    required: Option<Vec<crate::promotion::Required>>,
 }
 
 impl World {
@@ -101,6 +105,7 @@ impl World {
             total,
             second_policy: false,
             wrote_autoscaled_replicas: false,
+            required: None,
         }
     }
 
@@ -119,6 +124,7 @@ impl World {
             },
             redis: None,
             peers: Vec::new(),
+            required: self.required.clone(),
         }
     }
 
@@ -300,7 +306,7 @@ impl Sim {
     }
 
     fn reconcile_full(&mut self, verdict: Verdict, action: Option<ManualAction>, deleting: bool) -> Decision {
-        let run = analysis_due(&self.spec, &self.status, self.now).map(|step| analysis(step, verdict));
+        let run = analysis_due(&self.spec, &self.status, self.now).map(|due| analysis(due, verdict));
         let observed = self.world.observe();
         let desired = self.desired();
         let d = decide(&self.input(&desired, &observed, run.as_ref(), action, deleting));
@@ -434,7 +440,14 @@ fn promotes_through_every_step() {
             "Promoted"
         ]
     );
-    // Steady state afterwards: no actions at all, and the same status.
+    // Analyses watch the promotion until its verdict has soaked spec.promotion.soak; then the
+    // steady state: no actions at all, and the same status.
+    sim.spec.promotion.soak = "30s".into();
+    sim.run_until(Verdict::Pass, 20, |s| {
+        analysis_due(&s.spec, &s.status, s.now + SignedDuration::from_hours(1)).is_none()
+    });
+    let v = &sim.status.verdicts[0];
+    assert_eq!((v.result, v.soaked_seconds >= 30, v.hash.as_str()), (VerdictResult::Succeeded, true, NEW));
     let before = sim.status.clone();
     for _ in 0..3 {
         sim.advance(10);
@@ -442,6 +455,66 @@ fn promotes_through_every_step() {
         assert!(d.actions.is_empty(), "steady state acts: {:?}", d.actions);
         assert_eq!(d.status, before);
     }
+}
+
+#[test]
+fn a_promotion_is_watched_until_its_verdict_has_soaked() {
+    let mut sim = Sim::new(10);
+    sim.spec.promotion.soak = "60s".into();
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+    let verdict = |s: &Sim| s.status.verdicts[0].clone();
+    assert_eq!((verdict(&sim).soaked_seconds, verdict(&sim).analyses), (0, 0));
+    // Passes add the time between them; a hold stops the clock until the next pass.
+    sim.run_until(Verdict::Pass, 20, |s| verdict(s).soaked_seconds >= 20);
+    let soaked = verdict(&sim).soaked_seconds;
+    for _ in 0..6 {
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Hold, None);
+    }
+    assert_eq!(verdict(&sim).soaked_seconds, soaked, "a hold is not a clean soak");
+    assert_eq!(verdict(&sim).clean_at, None);
+    // Time nobody measured (the operator was down for an hour) counts two intervals at most.
+    sim.advance(5);
+    sim.reconcile_with(Verdict::Pass, None);
+    sim.now += SignedDuration::from_hours(1);
+    sim.reconcile_with(Verdict::Pass, None);
+    assert!(verdict(&sim).soaked_seconds <= soaked + 20, "{:?}", verdict(&sim));
+    sim.run_until(Verdict::Pass, 40, |s| {
+        analysis_due(&s.spec, &s.status, s.now + SignedDuration::from_hours(1)).is_none()
+    });
+    assert!(verdict(&sim).soaked_seconds >= 60);
+    assert_eq!(sim.status.phase, Phase::Succeeded);
+}
+
+#[test]
+fn a_failure_after_the_promotion_fails_the_verdict_but_rolls_nothing_back() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+    let mut acted = vec![];
+    for _ in 0..10 {
+        sim.advance(10);
+        acted.extend(
+            sim.reconcile_with(Verdict::Fail, None).actions.into_iter().filter(|a| !matches!(a, Action::Event { .. })),
+        );
+    }
+    let v = &sim.status.verdicts[0];
+    assert_eq!(v.result, VerdictResult::Failed);
+    assert!(v.reason.as_deref().unwrap().contains("2 analyses in a row failed"), "{v:?}");
+    assert_eq!(sim.count("VerdictFailed"), 1);
+    assert!(acted.is_empty(), "a promoted configuration is never rolled back by itself: {acted:?}");
+    assert_eq!((sim.status.phase, sim.world.target.config_hash.as_str()), (Phase::Succeeded, NEW));
+    assert!(sim.status.message.as_deref().unwrap().contains("does not roll back"), "{:?}", sim.status.message);
+    // The watch is over: no more analyses.
+    assert_eq!(analysis_due(&sim.spec, &sim.status, sim.now + SignedDuration::from_hours(1)), None);
+}
+
+#[test]
+fn a_rollback_leaves_a_rolled_back_verdict() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Fail, 200, |s| s.status.phase == Phase::RolledBack);
+    let v = &sim.status.verdicts[0];
+    assert_eq!((v.result, v.hash.as_str(), v.environment.as_str()), (VerdictResult::RolledBack, NEW, "production"));
+    assert!(v.reason.as_deref().unwrap().contains("analysis failed 2 times"), "{v:?}");
 }
 
 #[test]
@@ -1342,7 +1415,7 @@ proptest! {
         }
         let observed = sim.world.observe();
         let desired = sim.desired();
-        let run = analysis_due(&sim.spec, &sim.status, sim.now).map(|step| analysis(step, verdict));
+        let run = analysis_due(&sim.spec, &sim.status, sim.now).map(|due| analysis(due, verdict));
         // The shell plans again from the status it reads back; a decision that changes who sizes
         // the target, or ends a rollout, changes the plan too. On a world that stands still the
         // decisions come to rest within a few rounds: no loop.
@@ -1387,5 +1460,210 @@ proptest! {
         prop_assert!(released, "never released; stuck in {:?}: {:?}", sim.status.phase, sim.status.message);
         prop_assert!(sim.world.canary.is_none(), "canary left behind");
         prop_assert!(sim.hand_scaled || sim.world.pods() >= sim.world.total);
+    }
+}
+
+// ---- staging proves it first ---------------------------------------------------------------
+
+mod chain {
+    use super::*;
+    use crate::api::{PolicyRef, Requirement};
+    use crate::promotion::{Found, Gate, Required, RolloutVerdict, WorkerPool, check};
+
+    /// A production policy that requires staging's verdict, soaked `soak`.
+    fn production(soak: &str) -> Sim {
+        let mut sim = Sim::new(10);
+        sim.spec.promotion.requires = vec![Requirement {
+            environment: "staging".into(),
+            soak: soak.into(),
+            from: PolicyRef { namespace: Some("staging".into()), name: "auth-api".into(), kubeconfig_secret_ref: None },
+        }];
+        sim.staging(vec![]);
+        sim
+    }
+
+    fn pool(sim: &Sim) -> WorkerPool {
+        WorkerPool::new(&sim.spec.pool, sim.spec.tiers[0].connections_per_worker)
+    }
+
+    fn staging_verdict(p: &WorkerPool, result: VerdictResult, soaked_secs: i64) -> RolloutVerdict {
+        RolloutVerdict {
+            hash: "stg0000000".into(),
+            pool_hash: p.hash(),
+            pool: p.clone(),
+            environment: "staging".into(),
+            result,
+            finished_at: Time("2025-12-31T00:00:00Z".parse().unwrap()),
+            soaked_seconds: soaked_secs,
+            clean_at: None,
+            analyses: 3,
+            reason: (result != VerdictResult::Succeeded).then(|| "poolUtilization 91% is above 80".into()),
+        }
+    }
+
+    impl Sim {
+        fn staging(&mut self, verdicts: Vec<RolloutVerdict>) {
+            self.world.required = Some(vec![Required {
+                from: "staging/auth-api".into(),
+                environment: "staging".into(),
+                soak: parse_duration(&self.spec.promotion.requires[0].soak).unwrap(),
+                found: Ok(Found { verdicts, watches: SignedDuration::from_hours(24) }),
+            }]);
+        }
+        fn staging_unreadable(&mut self) {
+            if let Some(r) = self.world.required.as_mut() {
+                r[0].found = Err("no answer within 5s".into());
+            }
+        }
+        fn gate(&self) -> Gate {
+            check(&pool(self), self.world.required.as_deref().unwrap_or(&[]))
+        }
+    }
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn production_waits_for_stagings_soak_then_starts_by_itself() {
+        let mut sim = production("1h");
+        for _ in 0..3 {
+            let d = sim.reconcile_with(Verdict::Pass, None);
+            assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })), "{:?}", d.actions);
+            sim.advance(30);
+        }
+        assert_eq!(sim.status.phase, Phase::Waiting);
+        assert_eq!(sim.count("WaitingForVerdict"), 1, "one Event, not one per look");
+        assert_eq!(sim.status.waiting_for.as_deref(), Some("staging/auth-api no verdict"));
+        let p = pool(&sim);
+        sim.staging(vec![staging_verdict(&p, VerdictResult::Succeeded, 1800)]);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.waiting_for.as_deref(), Some("staging/auth-api 30m/1h"));
+        assert!(
+            sim.status.message.as_deref().unwrap().contains("soaked 30m of 1h in staging"),
+            "{:?}",
+            sim.status.message
+        );
+        assert!(sim.world.canary.is_none());
+        sim.staging(vec![staging_verdict(&p, VerdictResult::Succeeded, 3600)]);
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+        let started = sim.events.iter().find(|(r, _)| *r == "RolloutStarted").unwrap();
+        assert!(started.1.contains("staging/auth-api proved worker pool"), "{}", started.1);
+        assert_eq!(sim.status.waiting_for, None);
+    }
+
+    #[test]
+    fn a_rolled_back_staging_blocks_production() {
+        let mut sim = production("1h");
+        let p = pool(&sim);
+        sim.staging(vec![staging_verdict(&p, VerdictResult::RolledBack, 0)]);
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })));
+        assert_eq!(sim.status.phase, Phase::Blocked);
+        assert!(sim.status.message.as_deref().unwrap().contains("poolUtilization 91%"), "{:?}", sim.status.message);
+        assert_eq!(sim.reasons(), vec!["VerdictRefused"]);
+    }
+
+    #[test]
+    fn a_verdict_on_stagings_other_pool_never_counts() {
+        let mut sim = production("1h");
+        let mut other = pool(&sim);
+        other.connections_per_worker = 30;
+        sim.staging(vec![staging_verdict(&other, VerdictResult::Succeeded, 86400)]);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Waiting);
+        let msg = sim.status.message.clone().unwrap();
+        assert!(msg.contains("connectionsPerWorker 30 there, 40 here"), "{msg}");
+    }
+
+    #[test]
+    fn mid_rollout_a_failed_verdict_rolls_back_and_an_unreadable_one_holds() {
+        let mut sim = production("1h");
+        let p = pool(&sim);
+        sim.staging(vec![staging_verdict(&p, VerdictResult::Succeeded, 3600)]);
+        sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1));
+        // Staging cannot be read: the step soaks and passes but does not advance, for longer
+        // than the progress deadline, and nothing rolls back.
+        sim.staging_unreadable();
+        for _ in 0..100 {
+            sim.advance(5);
+            sim.reconcile_with(Verdict::Pass, None);
+        }
+        assert_eq!((sim.status.phase, sim.status.step), (Phase::Progressing, Some(1)));
+        assert!(
+            sim.status.message.as_deref().unwrap().contains("holding: waiting for staging/auth-api"),
+            "{:?}",
+            sim.status.message
+        );
+        // Staging's verdict failed since: production rolls back, saying why.
+        sim.staging(vec![staging_verdict(&p, VerdictResult::Failed, 3600)]);
+        sim.run_until(Verdict::Pass, 100, |s| s.status.phase == Phase::RolledBack);
+        assert!(
+            sim.status.history[0].reason.contains("a required verdict no longer holds"),
+            "{:?}",
+            sim.status.history[0]
+        );
+        assert_eq!(sim.world.target.config_hash, OLD);
+    }
+
+    /// How staging's verdict can change between two looks.
+    #[derive(Clone, Debug)]
+    enum Staging {
+        Nothing,
+        OtherPool,
+        Soaked(i64),
+        RolledBack,
+        Failed,
+        Unreadable,
+    }
+
+    fn arb_staging() -> impl Strategy<Value = Staging> {
+        prop_oneof![
+            Just(Staging::Nothing),
+            Just(Staging::OtherPool),
+            (0i64..7200).prop_map(Staging::Soaked),
+            Just(Staging::RolledBack),
+            Just(Staging::Failed),
+            Just(Staging::Unreadable),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(500),
+            ..ProptestConfig::default()
+        })]
+
+        /// Whatever staging's verdict does, and whatever else happens, no production rollout
+        /// starts and no step begins unless the verdict gate is clear at that instant.
+        #[test]
+        fn no_production_step_starts_without_a_matching_verdict(
+            events in prop::collection::vec((arb_event(), proptest::option::weighted(0.2, arb_staging())), 1..150)
+        ) {
+            let mut sim = production("1h");
+            let p = pool(&sim);
+            let mut other = p.clone();
+            other.retry.attempts += 1;
+            for (e, change) in &events {
+                match change {
+                    Some(Staging::Nothing) => sim.staging(vec![]),
+                    Some(Staging::OtherPool) => sim.staging(vec![staging_verdict(&other, VerdictResult::Succeeded, 7200)]),
+                    Some(Staging::Soaked(s)) => sim.staging(vec![staging_verdict(&p, VerdictResult::Succeeded, *s)]),
+                    Some(Staging::RolledBack) => sim.staging(vec![staging_verdict(&p, VerdictResult::RolledBack, 0)]),
+                    Some(Staging::Failed) => sim.staging(vec![staging_verdict(&p, VerdictResult::Failed, 3600)]),
+                    Some(Staging::Unreadable) => sim.staging_unreadable(),
+                    None => {}
+                }
+                let prev = sim.status.clone();
+                let gate = sim.gate();
+                sim.apply_event(e);
+                let s = &sim.status;
+                let began = (!prev.phase.is_active() && s.phase == Phase::Progressing && s.step.is_some())
+                    || (prev.canary == s.canary && matches!((prev.step, s.step), (Some(a), Some(b)) if b > a));
+                // A person's promote skips the steps on their word, verdicts or not.
+                let manual = matches!(e, Event::Manual(_));
+                prop_assert!(!began || manual || matches!(gate, Gate::Clear(_)), "a step began on {:?}: {:?}", gate, s.message);
+                let promoted = prev.phase != Phase::Promoting && s.phase == Phase::Promoting && prev.phase.is_active();
+                prop_assert!(!promoted || manual || matches!(gate, Gate::Clear(_)), "promoted on {:?}", gate);
+            }
+        }
     }
 }

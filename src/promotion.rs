@@ -1,0 +1,231 @@
+//! Staging proves it first: the verdicts a rollout leaves behind, and the gate that lets a
+//! policy start (or advance) only on another policy's verdict for the same worker pool. Pure.
+//!
+//! Tiers differ in workers and replicas by design, so what one environment can prove for another
+//! is the pool **each worker** opens: its size and how it behaves on a bad day. A verdict counts
+//! for a policy when these fields are equal (see [`WorkerPool`]):
+//! `connectionsPerWorker`, `pool.healthCheckIntervalSeconds`, `pool.retry.attempts`,
+//! `pool.retry.initialBackoffMs`, `pool.retry.maxBackoffMs`, `pool.socketTimeoutSeconds` and
+//! `pool.connectTimeoutSeconds`. Workers, replicas, env var names and the gates may differ.
+
+use jiff::SignedDuration;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{PoolSettings, RetrySettings};
+use crate::rollout::human;
+
+/// The per-worker pool configuration: what a verdict proves, and what a requirement compares.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPool {
+    pub connections_per_worker: i32,
+    pub health_check_interval_seconds: i32,
+    pub retry: RetrySettings,
+    pub socket_timeout_seconds: i32,
+    pub connect_timeout_seconds: i32,
+}
+
+impl WorkerPool {
+    pub fn new(pool: &PoolSettings, connections_per_worker: i32) -> Self {
+        WorkerPool {
+            connections_per_worker,
+            health_check_interval_seconds: pool.health_check_interval_seconds,
+            retry: pool.retry.clone(),
+            socket_timeout_seconds: pool.socket_timeout_seconds,
+            connect_timeout_seconds: pool.connect_timeout_seconds,
+        }
+    }
+
+    /// A short hash of the fields, in a fixed order: equal pools, equal hashes.
+    pub fn hash(&self) -> String {
+        let fields = self.fields().map(|(k, v)| format!("{k}={v}"));
+        crate::render::short_hash(fields.join("\n").as_bytes())
+    }
+
+    fn fields(&self) -> [(&'static str, i32); 7] {
+        [
+            ("connectionsPerWorker", self.connections_per_worker),
+            ("pool.healthCheckIntervalSeconds", self.health_check_interval_seconds),
+            ("pool.retry.attempts", self.retry.attempts),
+            ("pool.retry.initialBackoffMs", self.retry.initial_backoff_ms),
+            ("pool.retry.maxBackoffMs", self.retry.max_backoff_ms),
+            ("pool.socketTimeoutSeconds", self.socket_timeout_seconds),
+            ("pool.connectTimeoutSeconds", self.connect_timeout_seconds),
+        ]
+    }
+
+    /// The fields that differ, for people: `connectionsPerWorker 30 there, 40 here`.
+    pub fn differences(&self, there: &WorkerPool) -> Vec<String> {
+        self.fields()
+            .into_iter()
+            .zip(there.fields())
+            .filter(|((_, here), (_, there))| here != there)
+            .map(|((name, here), (_, there))| format!("{name} {there} there, {here} here"))
+            .collect()
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerdictResult {
+    /// Promoted, and no analysis after the promotion has failed (yet).
+    Succeeded,
+    /// Rolled back (by its gates, its deadline, or a person's abort).
+    RolledBack,
+    /// Promoted, then failed the analyses that watch it after the promotion.
+    Failed,
+}
+
+/// How a rollout of one worker pool ended, and how long it has run cleanly since.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutVerdict {
+    /// The pool configuration rolled out (all the env vars the operator owns).
+    pub hash: String,
+    /// The per-worker pool it proves ([`WorkerPool::hash`]).
+    pub pool_hash: String,
+    pub pool: WorkerPool,
+    /// The tier it ran in.
+    pub environment: String,
+    pub result: VerdictResult,
+    /// When the rollout ended (the promotion completed, or the rollback).
+    pub finished_at: Time,
+    /// Clean soak after the promotion: time between consecutive passing analyses of the target.
+    #[serde(default)]
+    pub soaked_seconds: i64,
+    /// The last passing analysis, while the soak runs (none after one that did not pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_at: Option<Time>,
+    /// Analyses since the promotion.
+    #[serde(default)]
+    pub analyses: i32,
+    /// Why it rolled back or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RolloutVerdict {
+    pub fn soaked(&self) -> SignedDuration {
+        SignedDuration::from_secs(self.soaked_seconds.max(0))
+    }
+}
+
+/// Verdicts kept in status: one per worker pool, newest first.
+pub const VERDICT_LIMIT: usize = 5;
+
+/// Adds `v` as the newest verdict, replacing an older one of the same worker pool.
+pub fn remember(verdicts: &mut Vec<RolloutVerdict>, v: RolloutVerdict) {
+    verdicts.retain(|old| old.pool_hash != v.pool_hash);
+    verdicts.insert(0, v);
+    verdicts.truncate(VERDICT_LIMIT);
+}
+
+/// One of `spec.promotion.requires`, resolved: what it asks, and what was found where it points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Required {
+    /// Where the other policy lives, for people: `staging/auth-api`, `staging-cluster:saas/auth-api`.
+    pub from: String,
+    pub environment: String,
+    pub soak: SignedDuration,
+    /// The other policy's verdicts and how long it watches after a promotion, or why it could not
+    /// be read.
+    pub found: Result<Found, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    pub verdicts: Vec<RolloutVerdict>,
+    /// Its `spec.promotion.soak`: no verdict of it soaks longer.
+    pub watches: SignedDuration,
+}
+
+/// Whether a rollout of `pool` may start (or step on).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Gate {
+    /// Every requirement has its verdict; what they are, for the rollout's message.
+    Clear(Vec<String>),
+    /// A verdict is not in yet: wait. `short` is for `kubectl get`.
+    Wait { message: String, short: String },
+    /// A verdict refuses this pool (it rolled back or failed there), or can never be in.
+    Refuse(String),
+}
+
+/// Judges `pool` against every requirement: refused if any refuses, else waiting if any waits.
+pub fn check(pool: &WorkerPool, required: &[Required]) -> Gate {
+    let hash = pool.hash();
+    let mut met = Vec::new();
+    let mut waits: Vec<(String, String)> = Vec::new();
+    for r in required {
+        match judge(pool, &hash, r) {
+            Judged::Met(m) => met.push(m),
+            Judged::Wait(message, short) => waits.push((message, short)),
+            Judged::Refuse(why) => return Gate::Refuse(why),
+        }
+    }
+    if waits.is_empty() {
+        return Gate::Clear(met);
+    }
+    let (messages, shorts): (Vec<String>, Vec<String>) = waits.into_iter().unzip();
+    Gate::Wait { message: messages.join("; "), short: shorts.join(", ") }
+}
+
+enum Judged {
+    Met(String),
+    Wait(String, String),
+    Refuse(String),
+}
+
+fn judge(pool: &WorkerPool, hash: &str, r: &Required) -> Judged {
+    let from = &r.from;
+    let env = &r.environment;
+    let found = match &r.found {
+        Ok(f) => f,
+        Err(e) => {
+            return Judged::Wait(format!("waiting for {from}: cannot read it: {e}"), format!("{from} unreadable"));
+        }
+    };
+    let in_env = || found.verdicts.iter().filter(|v| &v.environment == env);
+    let Some(v) = in_env().find(|v| v.pool_hash == hash) else {
+        let message = match in_env().next() {
+            Some(other) => format!(
+                "waiting for {from}: no verdict in {env} on this worker pool {hash} yet; its last is on pool {} ({})",
+                other.pool_hash,
+                pool.differences(&other.pool).join(", ")
+            ),
+            None => format!("waiting for {from}: no verdict in {env} yet (this worker pool is {hash})"),
+        };
+        return Judged::Wait(message, format!("{from} no verdict"));
+    };
+    let reason = v.reason.as_deref().unwrap_or("no reason recorded");
+    match v.result {
+        VerdictResult::RolledBack => {
+            return Judged::Refuse(format!("{from} rolled back worker pool {hash} in {env}: {reason}"));
+        }
+        VerdictResult::Failed => {
+            return Judged::Refuse(format!(
+                "worker pool {hash} failed in {env} ({from}) after its promotion: {reason}"
+            ));
+        }
+        VerdictResult::Succeeded => {}
+    }
+    let (soaked, soak) = (v.soaked(), r.soak);
+    if soaked >= soak {
+        return Judged::Met(format!("{from} proved worker pool {hash} in {env}, soaked {}", human(soaked)));
+    }
+    if found.watches < soak {
+        return Judged::Refuse(format!(
+            "{from} watches a promotion for {} (its spec.promotion.soak), so its verdict can never soak the {} \
+             this policy requires: raise its soak or lower this policy's",
+            human(found.watches),
+            human(soak)
+        ));
+    }
+    Judged::Wait(
+        format!("waiting for {from}: worker pool {hash} soaked {} of {} in {env}", human(soaked), human(soak)),
+        format!("{from} {}/{}", human(soaked), human(soak)),
+    )
+}
+
+#[cfg(test)]
+mod tests;
