@@ -128,9 +128,9 @@ pub struct Required {
     pub from: String,
     pub environment: String,
     pub soak: SignedDuration,
-    /// The other policy's verdicts and how long it watches after a promotion, or why it could not
-    /// be read.
-    pub found: Result<Found, String>,
+    /// The other policy's verdicts and how long it watches after a promotion (None: there is no
+    /// such policy), or why it could not be read.
+    pub found: Result<Option<Found>, String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -180,7 +180,11 @@ fn judge(pool: &WorkerPool, hash: &str, r: &Required) -> Judged {
     let from = &r.from;
     let env = &r.environment;
     let found = match &r.found {
-        Ok(f) => f,
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            let message = format!("waiting for {from}: there is no such RedisPoolPolicy (yet)");
+            return Judged::Wait(message, format!("{from} not found"));
+        }
         Err(e) => {
             return Judged::Wait(format!("waiting for {from}: cannot read it: {e}"), format!("{from} unreadable"));
         }

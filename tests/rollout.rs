@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use redis_pool_operator::api::Phase;
+use redis_pool_operator::promotion::VerdictResult;
 use support::fleet::Health;
 use support::scenario::*;
 use support::*;
@@ -41,6 +42,18 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
         assert_eq!(count(r), n, "{r} Events: {reasons:?}");
     }
     assert_eq!(status.history[0].outcome, redis_pool_operator::api::Outcome::Succeeded);
+
+    // After the promotion, analyses of the target's own pods soak its verdict (3s here).
+    let status = env
+        .wait_status("auth-api", "the verdict soaked 3s", Duration::from_secs(30), |s| {
+            s.verdicts.first().is_some_and(|v| v.soaked_seconds >= 3)
+        })
+        .await;
+    let v = &status.verdicts[0];
+    assert_eq!((v.result, v.environment.as_str()), (VerdictResult::Succeeded, "production"));
+    assert_eq!(v.pool.connections_per_worker, 40);
+    let a = status.analysis.as_ref().unwrap();
+    assert!(a.after_promotion && a.verdict == redis_pool_operator::analysis::Verdict::Pass, "{a:?}");
 
     // Steady state: a reconcile (woken by a touch of the policy) writes nothing.
     let writes = env.operator.counter("redis_pool_operator_writes_total").await;

@@ -190,9 +190,10 @@ fn requeue(policy: &RedisPoolPolicy, s: &RedisPoolPolicyStatus) -> Requeue {
     match s.phase {
         p if p.is_active() => Requeue::requeue(interval.min(Duration::from_secs(30))),
         Phase::Succeeded if rollout::watched_verdict(&policy.spec, s).is_some() => Requeue::requeue(interval),
-        // Another policy may let go of the target, or a verdict come in elsewhere: nothing
-        // else wakes this one.
-        Phase::Blocked | Phase::Conflict | Phase::Waiting => Requeue::requeue(Duration::from_secs(30)),
+        // A verdict comes in elsewhere: looked for at the analysis interval.
+        Phase::Waiting => Requeue::requeue(interval.min(Duration::from_secs(30))),
+        // Another policy may let go of the target, or a verdict change: nothing else wakes this one.
+        Phase::Blocked | Phase::Conflict => Requeue::requeue(Duration::from_secs(30)),
         _ => Requeue::requeue(Duration::from_secs(300)),
     }
 }

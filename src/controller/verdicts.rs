@@ -39,7 +39,12 @@ pub async fn read(client: &Client, remotes: &RemoteClients, policy: &RedisPoolPo
     required
 }
 
-async fn find(client: &Client, remotes: &RemoteClients, at: &PolicyRef, ns: &str) -> (String, Result<Found, String>) {
+async fn find(
+    client: &Client,
+    remotes: &RemoteClients,
+    at: &PolicyRef,
+    ns: &str,
+) -> (String, Result<Option<Found>, String>) {
     let policy_ns = at.namespace.as_deref().unwrap_or(ns);
     let here = format!("{policy_ns}/{}", at.name);
     match &at.kubeconfig_secret_ref {
@@ -51,7 +56,7 @@ async fn find(client: &Client, remotes: &RemoteClients, at: &PolicyRef, ns: &str
     }
 }
 
-async fn get(client: &Client, ns: &str, name: &str) -> Result<Found, String> {
+async fn get(client: &Client, ns: &str, name: &str) -> Result<Option<Found>, String> {
     let api: Api<RedisPoolPolicy> = Api::namespaced(client.clone(), ns);
     let policy = match tokio::time::timeout(TIMEOUT, api.get_opt(name)).await {
         Err(_) => return Err(format!("no answer within {}s", TIMEOUT.as_secs())),
@@ -61,13 +66,13 @@ async fn get(client: &Client, ns: &str, name: &str) -> Result<Found, String> {
             ));
         }
         Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(None)) => return Err(format!("RedisPoolPolicy {ns}/{name} not found")),
+        Ok(Ok(None)) => return Ok(None),
         Ok(Ok(Some(p))) => p,
     };
-    Ok(Found {
+    Ok(Some(Found {
         verdicts: policy.status.map(|s| s.verdicts).unwrap_or_default(),
         watches: parse_duration(&policy.spec.promotion.soak).unwrap_or(jiff::SignedDuration::from_hours(24)),
-    })
+    }))
 }
 
 impl RemoteClients {

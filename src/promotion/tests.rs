@@ -32,7 +32,7 @@ fn staging(verdicts: Vec<RolloutVerdict>, soak_hours: i64) -> Required {
         from: "staging/auth-api".into(),
         environment: "staging".into(),
         soak: SignedDuration::from_hours(soak_hours),
-        found: Ok(Found { verdicts, watches: SignedDuration::from_hours(24) }),
+        found: Ok(Some(Found { verdicts, watches: SignedDuration::from_hours(24) })),
     }
 }
 
@@ -127,7 +127,7 @@ fn unreadable_waits_and_a_soak_that_can_never_come_refuses() {
     let gate = check(&p, &[r]);
     assert!(matches!(&gate, Gate::Wait { message, .. } if message.contains("cannot read it: no answer")), "{gate:?}");
     let mut r = staging(vec![verdict(&p, "staging", VerdictResult::Succeeded, 12)], 48);
-    r.found.as_mut().unwrap().watches = SignedDuration::from_hours(12);
+    r.found.as_mut().unwrap().as_mut().unwrap().watches = SignedDuration::from_hours(12);
     let gate = check(&p, &[r]);
     assert!(matches!(&gate, Gate::Refuse(why) if why.contains("can never soak the 48h")), "{gate:?}");
 }
@@ -141,10 +141,10 @@ fn a_refusal_wins_over_a_wait_and_every_requirement_must_be_met() {
     canary_env.from = "canary/auth-api".into();
     assert!(matches!(check(&p, &[ok.clone(), canary_env.clone()]), Gate::Wait { .. }));
     let mut refused = canary_env.clone();
-    refused.found = Ok(Found {
+    refused.found = Ok(Some(Found {
         verdicts: vec![verdict(&p, "canary", VerdictResult::RolledBack, 0)],
         watches: SignedDuration::from_hours(24),
-    });
+    }));
     let mut unreadable = ok.clone();
     unreadable.found = Err("connection refused".into());
     assert!(matches!(check(&p, &[unreadable, refused]), Gate::Refuse(_)));
@@ -180,17 +180,19 @@ fn arb_verdict() -> impl Strategy<Value = RolloutVerdict> {
 }
 
 fn arb_required() -> impl Strategy<Value = Required> {
-    (prop::collection::vec(arb_verdict(), 0..4), 0i64..30, any::<bool>()).prop_map(|(verdicts, soak, readable)| {
+    (prop::collection::vec(arb_verdict(), 0..4), 0i64..30, 0..10).prop_map(|(verdicts, soak, readable)| {
         let mut r = staging(verdicts, soak);
-        if !readable {
-            r.found = Err("unreachable".into());
+        match readable {
+            0 => r.found = Err("unreachable".into()),
+            1 => r.found = Ok(None),
+            _ => {}
         }
         r
     })
 }
 
 fn matches_requirement(p: &WorkerPool, r: &Required) -> bool {
-    r.found.as_ref().is_ok_and(|f| {
+    r.found.as_ref().ok().and_then(Option::as_ref).is_some_and(|f| {
         f.verdicts.iter().any(|v| {
             v.environment == r.environment
                 && v.pool_hash == p.hash()
@@ -228,7 +230,7 @@ proptest! {
         let kind = |g: &Gate| std::mem::discriminant(g);
         let before = check(&p, std::slice::from_ref(&r));
         let mut noisy = r.clone();
-        if let Ok(found) = &mut noisy.found {
+        if let Ok(Some(found)) = &mut noisy.found {
             let mine = found.verdicts.iter().find(|v| v.environment == r.environment && v.pool_hash == p.hash()).cloned();
             // Noise on other pools or environments only (the newest verdict of a pool is its own).
             found.verdicts.extend(noise.into_iter().filter(|v| v.environment != r.environment || v.pool_hash != p.hash()));

@@ -1507,7 +1507,7 @@ mod chain {
                 from: "staging/auth-api".into(),
                 environment: "staging".into(),
                 soak: parse_duration(&self.spec.promotion.requires[0].soak).unwrap(),
-                found: Ok(Found { verdicts, watches: SignedDuration::from_hours(24) }),
+                found: Ok(Some(Found { verdicts, watches: SignedDuration::from_hours(24) })),
             }]);
         }
         fn staging_unreadable(&mut self) {

@@ -47,14 +47,20 @@ fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn start_cluster() -> Cluster {
-    {
+    Cluster::start("", 0)
+}
+
+impl Cluster {
+    /// A control plane with the CRD installed, torn down when the test binary exits; `tag` tells
+    /// apart several of one binary, and its pod IPs come from a /16 of loopback `offset` away
+    /// from the first one's, so that clusters never share an IP.
+    pub fn start(tag: &str, offset: u32) -> Cluster {
         let name = std::env::current_exe()
             .ok()
             .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "tests".into());
-        let dir = std::env::temp_dir().join(format!("rpo-cluster-{name}-{}", std::process::id()));
-        // Each cluster gets its own /16 of loopback for pod IPs, so clusters never share an IP.
-        let octet = 2 + (std::process::id() % 250);
+        let dir = std::env::temp_dir().join(format!("rpo-cluster-{name}{tag}-{}", std::process::id()));
+        let octet = 2 + (std::process::id() + offset) % 250;
         let out = Command::new(root().join("hack/local-cluster"))
             .args(["up", "--dir", dir.to_str().unwrap(), "--pod-cidr", &format!("127.{octet}.0.0/16")])
             .args(["--watch-pid", &std::process::id().to_string()])
@@ -73,9 +79,17 @@ fn start_cluster() -> Cluster {
         .unwrap_or_else(|e| panic!("install the CRD: {}", panic_message(e)));
         cluster
     }
-}
 
-impl Cluster {
+    /// A fresh namespace in this cluster.
+    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
+        let client = self.client().await;
+        let name = format!("{prefix}-{:x}", rand_u32());
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        api.create(&PostParams::default(), &ns).await.expect("create namespace");
+        TestNamespace { name, client }
+    }
+
     /// A client bound to the calling test's runtime.
     pub async fn client(&self) -> Client {
         client_for(&self.kubeconfig).await
@@ -123,12 +137,7 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub async fn new(prefix: &str) -> Self {
-        let client = cluster().client().await;
-        let name = format!("{prefix}-{:x}", rand_u32());
-        let api: Api<Namespace> = Api::all(client.clone());
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-        api.create(&PostParams::default(), &ns).await.expect("create namespace");
-        TestNamespace { name, client }
+        cluster().namespace(prefix).await
     }
 
     pub fn api<K>(&self) -> Api<K>

@@ -165,7 +165,8 @@ pub fn policy(name: &str) -> serde_json::Value {
             "rollout": {
                 "steps": [{"weight": 10, "pause": "3s"}, {"weight": 50, "pause": "3s"}, {"weight": 100, "pause": "3s"}],
                 "analysis": {"interval": "1s", "failureLimit": 2, "progressDeadline": "10s", "minRequests": 10}
-            }
+            },
+            "promotion": {"soak": "3s"}
         }
     })
 }
