@@ -222,6 +222,15 @@ pub fn run_plan(args: &PlanArgs) -> u8 {
             _ => {}
         }
     }
+    // Policies that require each other's verdicts: do their worker pools match?
+    for (text, ok) in crate::plan::chain_checks(&policies, &reports) {
+        invalid |= !ok;
+        match (ok, args.output) {
+            (false, _) => eprintln!("error: {text}"),
+            (true, Output::Text) => println!("{text}"),
+            (true, _) => {}
+        }
+    }
     // An invalid policy outranks a budget verdict: it must be fixed first.
     if invalid {
         EXIT_INVALID

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::api::RedisPoolPolicy;
+use crate::promotion::WorkerPool;
 use crate::sizing::{Fleet, RolloutPlan, tier};
 
 #[derive(Clone, Debug, Default)]
@@ -29,6 +30,22 @@ pub struct PlanReport {
     pub replicas_source: &'static str,
     /// The gates this tier is judged by (its own thresholds, else the policy's).
     pub gates: Vec<GateThresholds>,
+    /// The per-worker pool: what a verdict proves, and what `spec.promotion.requires` compares.
+    pub worker_pool: WorkerPool,
+    pub worker_pool_hash: String,
+    /// The verdicts a rollout waits for.
+    pub requires: Vec<RequiredView>,
+    /// How long analyses watch the target after a promotion (`spec.promotion.soak`).
+    pub soak_after_promotion: String,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequiredView {
+    /// `namespace/name`, with ` (kubeconfig in Secret NAME)` for another cluster.
+    pub from: String,
+    pub environment: String,
+    pub soak: String,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -81,13 +98,38 @@ pub fn plan(policy: &RedisPoolPolicy, opts: &PlanOptions) -> Result<PlanReport, 
             GateThresholds { gate: g.name(), promote: th.promote, rollback: th.rollback }
         })
         .collect();
+    let worker_pool = WorkerPool::new(&spec.pool, t.connections_per_worker);
+    let requires = spec
+        .promotion
+        .requires
+        .iter()
+        .map(|r| RequiredView {
+            from: required_from(ns, &r.from),
+            environment: r.environment.clone(),
+            soak: r.soak.clone(),
+        })
+        .collect();
     Ok(PlanReport {
         policy: format!("{ns}/{name}"),
         target: format!("Deployment {} ({container})", spec.target_ref.name),
         plan,
         replicas_source,
         gates,
+        worker_pool_hash: worker_pool.hash(),
+        worker_pool,
+        requires,
+        soak_after_promotion: spec.promotion.soak.clone(),
     })
+}
+
+/// Where a requirement points, for people: `staging/auth-api`, or with the Secret that reaches
+/// another cluster.
+fn required_from(ns: &str, from: &crate::api::PolicyRef) -> String {
+    let at = format!("{}/{}", from.namespace.as_deref().unwrap_or(ns), from.name);
+    match &from.kubeconfig_secret_ref {
+        Some(s) => format!("{at} (another cluster: kubeconfig in Secret {ns}/{})", s.name),
+        None => at,
+    }
 }
 
 /// The report for people.
@@ -112,6 +154,28 @@ pub fn render_text(r: &PlanReport) -> String {
     let gates: Vec<String> =
         r.gates.iter().map(|g| format!("{} {} (rollback {})", g.gate, g.promote, g.rollback)).collect();
     let _ = writeln!(s, "gates ({}): {}", p.tier, gates.join(", "));
+    let w = &r.worker_pool;
+    let _ = writeln!(
+        s,
+        "worker pool {}: {} connections, retry {} x {}..{} ms, timeouts {}s socket / {}s connect, health check {}s",
+        r.worker_pool_hash,
+        w.connections_per_worker,
+        w.retry.attempts,
+        w.retry.initial_backoff_ms,
+        w.retry.max_backoff_ms,
+        w.socket_timeout_seconds,
+        w.connect_timeout_seconds,
+        w.health_check_interval_seconds
+    );
+    for q in &r.requires {
+        let _ = writeln!(
+            s,
+            "requires: a {} verdict on worker pool {} from {}, soaked {} after its promotion",
+            q.environment, r.worker_pool_hash, q.from, q.soak
+        );
+    }
+    let _ =
+        writeln!(s, "after a promotion: analyses watch the target for {} (its verdict's soak)", r.soak_after_promotion);
     if let Fleet::Beside { max_stable } = r.plan.fleet {
         let _ = writeln!(
             s,
@@ -163,9 +227,16 @@ pub fn shared_groups(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Ve
             groups.entry(crate::shared_budget::group_key(ns, redis)).or_default().push(i);
         }
     }
+    // Two policies of one namespace and name live in different clusters (a chain's staging and
+    // production): their servers of one address are two servers.
+    let one_cluster = |members: &Vec<usize>| {
+        let mut names: Vec<&str> = members.iter().map(|&i| reports[i].policy.as_str()).collect();
+        names.sort();
+        names.windows(2).all(|w| w[0] != w[1])
+    };
     groups
         .into_iter()
-        .filter(|(_, members)| members.len() > 1)
+        .filter(|(_, members)| members.len() > 1 && one_cluster(members))
         .map(|(key, members)| {
             let steady = |i: usize| reports[i].plan.pool.steady_connections();
             let mut text = format!("shared Redis {key}:\n");
@@ -197,4 +268,36 @@ pub fn shared_groups(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Ve
             SharedGroup { text, ok }
         })
         .collect()
+}
+
+/// For policies planned together, each requirement that names another of them: whether that
+/// policy's worker pool (in the tier it plans) is the one this policy asks for, since only a
+/// verdict on the same worker pool ever counts. False when one can never count.
+pub fn chain_checks(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Vec<(String, bool)> {
+    let mut checks = Vec::new();
+    for (p, r) in policies.iter().zip(reports) {
+        let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+        for q in &p.spec.promotion.requires {
+            let at = format!("{}/{}", q.from.namespace.as_deref().unwrap_or(ns), q.from.name);
+            // Another cluster's policy may carry this one's very name: never compare with itself.
+            let Some(other) = reports.iter().find(|o| o.policy == at && !std::ptr::eq(*o, r)) else { continue };
+            let tier = &other.plan.pool.tier;
+            let (text, ok) = if tier != &q.environment {
+                (
+                    format!("{at} plans tier {tier}, not {}: its verdicts are not the ones required", q.environment),
+                    false,
+                )
+            } else if other.worker_pool_hash == r.worker_pool_hash {
+                (
+                    format!("its {tier} tier runs the same worker pool {}: its verdict will count", r.worker_pool_hash),
+                    true,
+                )
+            } else {
+                let diff = r.worker_pool.differences(&other.worker_pool).join(", ");
+                (format!("its {tier} tier runs another worker pool ({diff}): no verdict of it can ever count"), false)
+            };
+            checks.push((format!("{} requires {at}: {text}", r.policy), ok));
+        }
+    }
+    checks
 }

@@ -262,3 +262,25 @@ fn plan_prints_each_tiers_gates() {
     let json = plan_json(&["--environment", "staging"]);
     assert_eq!(json["gates"][2]["promote"], "<= 50%", "{json}");
 }
+
+/// The chain example plans together: production's requirement names staging's policy, whose
+/// staging tier runs the same worker pool; a staging tier on another pool is refused with the
+/// field that differs.
+#[test]
+fn plan_checks_that_a_chain_compares_the_same_worker_pool() {
+    let (code, out, err) = run(&["plan", "-f", "examples/chain/staging.yaml", "-f", "examples/chain/production.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("requires: a staging verdict on worker pool"), "{out}");
+    assert!(out.contains("saas/auth-api requires saas/auth-api: its staging tier runs the same worker pool"), "{out}");
+    let dir = std::env::temp_dir().join(format!("rpo-chain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let staging = std::fs::read_to_string(root().join("examples/chain/staging.yaml")).unwrap().replace(
+        "{ name: staging, workers: 2, connectionsPerWorker: 40",
+        "{ name: staging, workers: 2, connectionsPerWorker: 30",
+    );
+    let file = dir.join("staging.yaml");
+    std::fs::write(&file, staging).unwrap();
+    let (code, _, err) = run(&["plan", "-f", file.to_str().unwrap(), "-f", "examples/chain/production.yaml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("(connectionsPerWorker 30 there, 40 here): no verdict of it can ever count"), "{err}");
+}

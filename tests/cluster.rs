@@ -47,7 +47,12 @@ async fn api_server_refuses_each_broken_policy_with_its_message() {
 async fn api_server_accepts_the_examples_and_defaults_them() {
     let ns = TestNamespace::new("examples").await;
     let api = rpp_api(&ns);
-    for name in ["examples/auth-api.yaml", "examples/auth-api-demo.yaml"] {
+    for name in [
+        "examples/auth-api.yaml",
+        "examples/auth-api-demo.yaml",
+        "examples/chain/staging.yaml",
+        "examples/chain/production.yaml",
+    ] {
         let created = api
             .create(&PostParams::default(), &object(&read(name), &ns.name))
             .await
@@ -64,6 +69,7 @@ async fn api_server_accepts_the_examples_and_defaults_them() {
     assert_eq!(spec["rollout"]["analysis"]["successRate"]["promoteAtLeast"], 99.5);
     assert_eq!(spec["pool"]["retry"]["attempts"], 3);
     assert_eq!(spec["envNames"]["maxConnections"], "REDIS_POOL_MAX_CONNECTIONS");
+    assert_eq!(spec["promotion"]["soak"], "24h", "a promotion is watched for the runbook's 24 hours");
 }
 
 #[tokio::test]

@@ -42,6 +42,10 @@ pub struct StatusReport {
     pub plan: Option<PlanView>,
     /// Pool size advice from what the analyses saw (the operator never applies it).
     pub advice: Option<String>,
+    /// What a Waiting policy waits for, short.
+    pub waiting_for: Option<String>,
+    /// How the last rollouts ended, newest first.
+    pub verdicts: Vec<VerdictView>,
     pub steps: Vec<StepView>,
     pub analysis: Option<AnalysisView>,
     pub deployments: Vec<DeploymentView>,
@@ -87,10 +91,26 @@ pub struct StepView {
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+pub struct VerdictView {
+    pub pool_hash: String,
+    pub connections_per_worker: i32,
+    pub environment: String,
+    pub result: crate::promotion::VerdictResult,
+    pub soaked_seconds: i64,
+    /// `spec.promotion.soak`, while this verdict is still watched.
+    pub soak: Option<String>,
+    pub age_seconds: i64,
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct AnalysisView {
     pub age_seconds: i64,
     /// 1-based, like `progress`.
     pub step: i32,
+    /// It watched the target after a promotion, not a step's canary.
+    pub after_promotion: bool,
     pub verdict: Verdict,
     pub decided_by: Option<String>,
     pub consecutive_failures: i32,
@@ -210,6 +230,7 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
     let analysis = st.analysis.as_ref().map(|a| AnalysisView {
         age_seconds: secs_since(a.at.0),
         step: a.step + 1,
+        after_promotion: a.after_promotion,
         verdict: a.verdict,
         decided_by: a.decided_by.clone(),
         consecutive_failures: a.consecutive_failures,
@@ -260,6 +281,23 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
         settled: settled(p),
         plan,
         advice: st.advice.as_ref().map(|a| a.message.clone()),
+        waiting_for: st.waiting_for.clone(),
+        verdicts: st
+            .verdicts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| VerdictView {
+                pool_hash: v.pool_hash.clone(),
+                connections_per_worker: v.pool.connections_per_worker,
+                environment: v.environment.clone(),
+                result: v.result,
+                soaked_seconds: v.soaked_seconds,
+                soak: (i == 0 && crate::rollout::watched_verdict(&p.spec, &st).is_some())
+                    .then(|| p.spec.promotion.soak.clone()),
+                age_seconds: secs_since(v.finished_at.0),
+                reason: v.reason.clone(),
+            })
+            .collect(),
         steps: steps(s),
         analysis,
         deployments,

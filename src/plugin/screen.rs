@@ -116,6 +116,33 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
         let _ = writeln!(s, "\n{}\n  {a}", style.paint(Paint::Bold, "Advice"));
     }
 
+    if let Some(w) = &r.waiting_for {
+        let _ = writeln!(s, "\n{}\n  {w}", style.paint(Paint::Bold, "Waiting for"));
+    }
+
+    if !r.verdicts.is_empty() {
+        let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Verdicts"));
+        for v in &r.verdicts {
+            let result = match v.result {
+                crate::promotion::VerdictResult::Succeeded => style.paint(Paint::Green, "Succeeded"),
+                other => style.paint(Paint::Red, &format!("{other:?}")),
+            };
+            let soak = match &v.soak {
+                Some(of) => format!("soaked {} of {of}, watching", ago(v.soaked_seconds)),
+                None => format!("soaked {}", ago(v.soaked_seconds)),
+            };
+            let why = v.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  worker pool {} ({} per worker)  {}  {result}  {soak}  {} ago{why}",
+                v.pool_hash,
+                v.connections_per_worker,
+                v.environment,
+                ago(v.age_seconds)
+            );
+        }
+    }
+
     if !r.steps.is_empty() {
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Steps"));
         for st in &r.steps {
@@ -150,8 +177,8 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
             } else {
                 String::new()
             };
-            let _ =
-                writeln!(s, "  step {}: {} {} ago{by}{fails}", a.step, style.verdict(a.verdict), ago(a.age_seconds));
+            let of = if a.after_promotion { "after the promotion".to_string() } else { format!("step {}", a.step) };
+            let _ = writeln!(s, "  {of}: {} {} ago{by}{fails}", style.verdict(a.verdict), ago(a.age_seconds));
             let waiting = gates_summary(r);
             if waiting.starts_with("waiting") {
                 let _ = writeln!(s, "  {waiting}");
