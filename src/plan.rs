@@ -125,7 +125,7 @@ pub fn plan(policy: &RedisPoolPolicy, opts: &PlanOptions) -> Result<PlanReport, 
 /// Where a requirement points, for people: `staging/auth-api`, or with the Secret that reaches
 /// another cluster.
 fn required_from(ns: &str, from: &crate::api::PolicyRef) -> String {
-    let at = format!("{}/{}", from.namespace.as_deref().unwrap_or(ns), from.name);
+    let at = from.at(ns);
     match &from.kubeconfig_secret_ref {
         Some(s) => format!("{at} (another cluster: kubeconfig in Secret {ns}/{})", s.name),
         None => at,
@@ -278,7 +278,7 @@ pub fn chain_checks(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Vec
     for (p, r) in policies.iter().zip(reports) {
         let ns = p.metadata.namespace.as_deref().unwrap_or("default");
         for q in &p.spec.promotion.requires {
-            let at = format!("{}/{}", q.from.namespace.as_deref().unwrap_or(ns), q.from.name);
+            let at = q.from.at(ns);
             // Another cluster's policy may carry this one's very name: never compare with itself.
             let Some(other) = reports.iter().find(|o| o.policy == at && !std::ptr::eq(*o, r)) else { continue };
             let tier = &other.plan.pool.tier;

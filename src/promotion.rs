@@ -103,6 +103,9 @@ pub struct RolloutVerdict {
     /// Why it rolled back or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why analyses stopped watching it before it soaked `spec.promotion.soak`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_ended: Option<String>,
 }
 
 impl RolloutVerdict {
@@ -114,8 +117,14 @@ impl RolloutVerdict {
 /// Verdicts kept in status: one per worker pool, newest first.
 pub const VERDICT_LIMIT: usize = 5;
 
-/// Adds `v` as the newest verdict, replacing an older one of the same worker pool.
-pub fn remember(verdicts: &mut Vec<RolloutVerdict>, v: RolloutVerdict) {
+/// Adds `v` as the newest verdict, replacing an older one of the same worker pool. A pool that
+/// succeeded again keeps the clean soak it had: what is proven is the worker pool, and another
+/// rollout of it (more workers, say) does not undo that.
+pub fn remember(verdicts: &mut Vec<RolloutVerdict>, mut v: RolloutVerdict) {
+    let proven = verdicts.iter().find(|old| old.pool_hash == v.pool_hash && old.result == VerdictResult::Succeeded);
+    if let Some(old) = proven.filter(|_| v.result == VerdictResult::Succeeded) {
+        v.soaked_seconds = v.soaked_seconds.max(old.soaked_seconds);
+    }
     verdicts.retain(|old| old.pool_hash != v.pool_hash);
     verdicts.insert(0, v);
     verdicts.truncate(VERDICT_LIMIT);
@@ -145,8 +154,9 @@ pub struct Found {
 pub enum Gate {
     /// Every requirement has its verdict; what they are, for the rollout's message.
     Clear(Vec<String>),
-    /// A verdict is not in yet: wait. `short` is for `kubectl get`.
-    Wait { message: String, short: String },
+    /// A verdict is not in yet: wait. `short` is for `kubectl get`; `unreadable` when a
+    /// requirement could not be read at all (a person should look).
+    Wait { message: String, short: String, unreadable: bool },
     /// A verdict refuses this pool (it rolled back or failed there), or can never be in.
     Refuse(String),
 }
@@ -156,10 +166,15 @@ pub fn check(pool: &WorkerPool, required: &[Required]) -> Gate {
     let hash = pool.hash();
     let mut met = Vec::new();
     let mut waits: Vec<(String, String)> = Vec::new();
+    let mut unreadable = false;
     for r in required {
         match judge(pool, &hash, r) {
             Judged::Met(m) => met.push(m),
             Judged::Wait(message, short) => waits.push((message, short)),
+            Judged::Unreadable(message, short) => {
+                unreadable = true;
+                waits.push((message, short));
+            }
             Judged::Refuse(why) => return Gate::Refuse(why),
         }
     }
@@ -167,12 +182,13 @@ pub fn check(pool: &WorkerPool, required: &[Required]) -> Gate {
         return Gate::Clear(met);
     }
     let (messages, shorts): (Vec<String>, Vec<String>) = waits.into_iter().unzip();
-    Gate::Wait { message: messages.join("; "), short: shorts.join(", ") }
+    Gate::Wait { message: messages.join("; "), short: shorts.join(", "), unreadable }
 }
 
 enum Judged {
     Met(String),
     Wait(String, String),
+    Unreadable(String, String),
     Refuse(String),
 }
 
@@ -183,10 +199,11 @@ fn judge(pool: &WorkerPool, hash: &str, r: &Required) -> Judged {
         Ok(Some(f)) => f,
         Ok(None) => {
             let message = format!("waiting for {from}: there is no such RedisPoolPolicy (yet)");
-            return Judged::Wait(message, format!("{from} not found"));
+            return Judged::Unreadable(message, format!("{from} not found"));
         }
         Err(e) => {
-            return Judged::Wait(format!("waiting for {from}: cannot read it: {e}"), format!("{from} unreadable"));
+            let message = format!("waiting for {from}: cannot read it: {e}");
+            return Judged::Unreadable(message, format!("{from} unreadable"));
         }
     };
     let in_env = || found.verdicts.iter().filter(|v| &v.environment == env);
@@ -216,6 +233,13 @@ fn judge(pool: &WorkerPool, hash: &str, r: &Required) -> Judged {
     let (soaked, soak) = (v.soaked(), r.soak);
     if soaked >= soak {
         return Judged::Met(format!("{from} proved worker pool {hash} in {env}, soaked {}", human(soaked)));
+    }
+    if let Some(why) = &v.watch_ended {
+        return Judged::Refuse(format!(
+            "{from} stopped watching worker pool {hash} in {env} at {} of the {} required: {why}",
+            human(soaked),
+            human(soak)
+        ));
     }
     if found.watches < soak {
         return Judged::Refuse(format!(

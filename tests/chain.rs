@@ -119,7 +119,7 @@ async fn chain(staging: &Side, production: &Side, from: serde_json::Value, from_
     // Production always lives in the binary's first cluster.
     let out = cluster().kubectl(&["get", "rpp", "-n", &production.ns.name]);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(table.contains("WAITING FOR") && table.contains(&format!("{from_label} not found")), "{table}");
+    assert!(table.contains("WAITING") && table.contains(&format!("{from_label} not found")), "{table}");
 
     staging
         .policies()
@@ -198,6 +198,16 @@ async fn production_waits_for_staging_in_another_cluster() {
     });
     let label = format!("staging:{}/auth-api", staging.ns.name);
     chain(&staging, &production, from, &label).await;
+    // The reader's token never shows: not in status, not in Events, not in the operator's log.
+    let token =
+        kubeconfig.lines().find_map(|l| l.split("token: ").nth(1)).unwrap().trim_end_matches('}').trim().to_string();
+    assert!(token.len() > 20, "a real token: {token}");
+    let status = serde_json::to_string(&production.policies().get("auth-api").await.unwrap().status).unwrap();
+    let events = format!("{:?}", events_of(&production).await);
+    let log = std::fs::read_to_string(&production.operator.log).unwrap();
+    for (what, text) in [("status", status), ("Events", events), ("the operator log", log)] {
+        assert!(!text.contains(&token), "the kubeconfig's token is in {what}");
+    }
 }
 
 /// A kubeconfig for `cluster` as a ServiceAccount whose Role allows `get` on

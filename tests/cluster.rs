@@ -120,8 +120,11 @@ async fn kubectl_get_rpp_shows_the_printer_columns() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let header: Vec<&str> = stdout.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "ENVIRONMENT", "PHASE", "STEP", "WEIGHT", "CANARY", "AGE"]);
+    assert_eq!(header, ["NAME", "ENVIRONMENT", "PHASE", "STEP", "WEIGHT", "CANARY", "WAITING", "AGE"]);
     assert!(stdout.contains("auth-api"));
+    let wide = cluster().kubectl(&["get", "rpp", "-n", &ns.name, "-o", "wide"]);
+    let header = String::from_utf8_lossy(&wide.stdout).lines().next().unwrap_or_default().to_string();
+    assert!(header.contains("ADVICE"), "{header}");
 }
 
 #[test]

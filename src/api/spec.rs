@@ -26,7 +26,7 @@ use super::status::RedisPoolPolicyStatus;
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.weight"}"#,
     printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.replicas.summary"}"#,
-    printcolumn = r#"{"name":"Waiting For","type":"string","jsonPath":".status.waitingFor"}"#,
+    printcolumn = r#"{"name":"Waiting","type":"string","jsonPath":".status.waitingFor"}"#,
     printcolumn = r#"{"name":"Advice","type":"string","priority":1,"jsonPath":".status.advice.message"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -356,6 +356,13 @@ pub struct PolicyRef {
     /// `redispoolpolicies` there is all it needs (see the README for the Role).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig_secret_ref: Option<SecretKeyRef>,
+}
+
+impl PolicyRef {
+    /// `namespace/name`, in `ns` when the reference names no namespace.
+    pub fn at(&self, ns: &str) -> String {
+        format!("{}/{}", self.namespace.as_deref().unwrap_or(ns), self.name)
+    }
 }
 
 /// Go-style durations: `30s`, `5m`, `1h30m`, `500ms`.

@@ -42,6 +42,22 @@ pub enum Phase {
 }
 
 impl Phase {
+    pub const ALL: [Phase; 13] = [
+        Phase::Idle,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Promoting,
+        Phase::Succeeded,
+        Phase::Degraded,
+        Phase::RollingBack,
+        Phase::RolledBack,
+        Phase::Blocked,
+        Phase::Waiting,
+        Phase::Invalid,
+        Phase::Conflict,
+        Phase::Overridden,
+    ];
+
     /// A rollout is in flight: a canary may exist and the target's replicas are ours.
     pub fn is_active(self) -> bool {
         matches!(self, Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::Degraded | Phase::RollingBack)
@@ -171,6 +187,9 @@ pub struct PoolSeen {
     /// The first of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
+    /// The last of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Time>,
 }
 
 /// The soak clock of a step: it runs while the step's canary pods are all available.
@@ -189,6 +208,10 @@ pub struct SoakStatus {
     /// Canary pods the soak counts on: all of the step's once they were available together.
     #[serde(default)]
     pub canary: i32,
+    /// The step, soaked and passing, was last held then for verdicts `spec.promotion.requires`
+    /// could not read: its deadline counts from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<Time>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,6 +253,9 @@ pub struct ConfigRef {
     pub hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PoolPlan>,
+    /// The per-worker pool the canary runs: what its verdict will prove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_pool: Option<crate::promotion::WorkerPool>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

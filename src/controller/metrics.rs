@@ -85,7 +85,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn set_phase(&self, namespace: &str, policy: &str, current: Phase, weight: i32, canary: i32) {
-        for p in ALL_PHASES {
+        for p in Phase::ALL {
             let labels = PhaseLabels { namespace: namespace.into(), policy: policy.into(), phase: format!("{p:?}") };
             self.phase.get_or_create(&labels).set(i64::from(p == current));
         }
@@ -95,7 +95,7 @@ impl Metrics {
     }
 
     pub fn forget(&self, namespace: &str, policy: &str) {
-        for p in ALL_PHASES {
+        for p in Phase::ALL {
             self.phase.remove(&PhaseLabels {
                 namespace: namespace.into(),
                 policy: policy.into(),
@@ -117,18 +117,6 @@ impl Metrics {
         out
     }
 }
-
-const ALL_PHASES: [Phase; 9] = [
-    Phase::Idle,
-    Phase::Progressing,
-    Phase::Paused,
-    Phase::Promoting,
-    Phase::Succeeded,
-    Phase::RollingBack,
-    Phase::RolledBack,
-    Phase::Blocked,
-    Phase::Invalid,
-];
 
 #[derive(Clone)]
 struct ServerState {

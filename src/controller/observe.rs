@@ -93,6 +93,8 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
     };
 
     let (analysis, baseline) = match analysis_due(spec, &status, now) {
+        // A target that cannot be read has no pods of its own to watch.
+        Some(Due::AfterPromotion) if target.is_none() => (None, None),
         Some(due) => {
             let gates = crate::analysis::for_tier(spec, &desired.environment);
             let measured = Measure { due, target: target.as_ref(), redis: redis.as_ref(), gates: &gates };
@@ -273,10 +275,12 @@ async fn analyse(
     (AnalysisRun { of, analysis, provider_error: errors }, Some(next))
 }
 
-/// The target's own pods: its selector's labels, without the canary's.
+/// The target's own pods: its whole selector, and no track label (canary pods carry one).
 fn target_selector(target: Option<&Deployment>) -> String {
-    let labels = target.and_then(|t| t.spec.selector.match_labels.clone()).unwrap_or_default();
-    let mut terms: Vec<String> = labels.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    terms.push(format!("{TRACK_LABEL}!=canary"));
-    terms.join(",")
+    use kube::core::{Expression, Selector};
+    let mut selector = target
+        .and_then(|t| Selector::try_from(t.spec.selector.clone()).ok())
+        .unwrap_or_else(|| Selector::from_iter(std::iter::empty::<Expression>()));
+    selector.extend([Expression::DoesNotExist(TRACK_LABEL.into())]);
+    selector.to_string()
 }

@@ -1,6 +1,11 @@
 //! Reads the verdicts `spec.promotion.requires` names: from a policy in this cluster, or from one
 //! in another cluster through a kubeconfig kept in a Secret. Only `get` on `redispoolpolicies` is
 //! needed there. Nothing here ever echoes the kubeconfig: its token or key may be in it.
+//!
+//! Whoever may create a Secret and a policy writes that kubeconfig, so it may carry only data:
+//! a server, its CA and a token or client certificate, inline. Commands (`exec`, auth
+//! providers) would run inside the operator, and file paths (`tokenFile`, a key file) would
+//! hand the operator's own credentials to a server of their choosing: both are refused.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,7 +37,8 @@ pub async fn read(client: &Client, remotes: &RemoteClients, policy: &RedisPoolPo
         required.push(Required {
             from,
             environment: r.environment.clone(),
-            soak: parse_duration(&r.soak).unwrap_or(jiff::SignedDuration::ZERO),
+            // Admission checks the format; one that still cannot be read can never be met.
+            soak: parse_duration(&r.soak).unwrap_or(jiff::SignedDuration::MAX),
             found,
         });
     }
@@ -46,33 +52,45 @@ async fn find(
     ns: &str,
 ) -> (String, Result<Option<Found>, String>) {
     let policy_ns = at.namespace.as_deref().unwrap_or(ns);
-    let here = format!("{policy_ns}/{}", at.name);
+    let here = at.at(ns);
     match &at.kubeconfig_secret_ref {
-        None => (here, get(client, policy_ns, &at.name).await),
+        None => (here, get(client, policy_ns, &at.name, false).await),
         Some(secret) => match remotes.client(client, ns, secret).await {
-            Ok((remote, cluster)) => (format!("{cluster}:{here}"), get(&remote, policy_ns, &at.name).await),
-            Err(e) => (format!("{here} (kubeconfig in Secret {ns}/{})", secret.name), Err(e)),
+            Ok((remote, cluster)) => (format!("{cluster}:{here}"), get(&remote, policy_ns, &at.name, true).await),
+            Err(e) => (format!("{here} (another cluster)"), Err(e)),
         },
     }
 }
 
-async fn get(client: &Client, ns: &str, name: &str) -> Result<Option<Found>, String> {
+async fn get(client: &Client, ns: &str, name: &str, remote: bool) -> Result<Option<Found>, String> {
     let api: Api<RedisPoolPolicy> = Api::namespaced(client.clone(), ns);
     let policy = match tokio::time::timeout(TIMEOUT, api.get_opt(name)).await {
         Err(_) => return Err(format!("no answer within {}s", TIMEOUT.as_secs())),
-        Ok(Err(kube::Error::Api(e))) if e.code == 403 => {
-            return Err(format!(
-                "forbidden: the operator may not get redispoolpolicies in namespace {ns} there (see the README for the Role)"
-            ));
-        }
-        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Err(e)) => return Err(read_error(e, ns, remote)),
         Ok(Ok(None)) => return Ok(None),
         Ok(Ok(Some(p))) => p,
     };
     Ok(Some(Found {
         verdicts: policy.status.map(|s| s.verdicts).unwrap_or_default(),
-        watches: parse_duration(&policy.spec.promotion.soak).unwrap_or(jiff::SignedDuration::from_hours(24)),
+        watches: crate::rollout::promotion_soak(&policy.spec),
     }))
+}
+
+/// What went wrong, in words that name the fix and never quote a credential.
+fn read_error(e: kube::Error, ns: &str, remote: bool) -> String {
+    let whose = if remote { "the kubeconfig's user" } else { "the operator" };
+    match e {
+        kube::Error::Api(s) if s.code == 401 => {
+            format!("unauthorized: the API server did not accept {whose} (an expired token?)")
+        }
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "forbidden: {whose} may not get redispoolpolicies in namespace {ns} (see the README for the Role it needs)"
+        ),
+        kube::Error::Api(s) => format!("the API server answered {} {}: {}", s.code, s.reason, s.message),
+        // Auth errors may carry what a credential source printed.
+        kube::Error::Auth(_) => format!("{whose} could not authenticate"),
+        other => other.to_string(),
+    }
 }
 
 impl RemoteClients {
@@ -97,6 +115,7 @@ impl RemoteClients {
         let text = String::from_utf8(bytes.0).map_err(|_| format!("key {:?} of {what} is not UTF-8", secret.key))?;
         let kubeconfig =
             Kubeconfig::from_yaml(&text).map_err(|_| format!("key {:?} of {what} is not a kubeconfig", secret.key))?;
+        data_only(&kubeconfig).map_err(|why| format!("the kubeconfig in key {:?} of {what} {why}", secret.key))?;
         let cluster = kubeconfig.current_context.clone().unwrap_or_else(|| secret.name.clone());
         let mut config =
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(|_| {
@@ -110,5 +129,60 @@ impl RemoteClients {
         let client = Client::try_from(config).map_err(|_| format!("no client from the kubeconfig in {what}"))?;
         self.cache.lock().await.insert(key, (version, client.clone(), cluster.clone()));
         Ok((client, cluster))
+    }
+}
+
+/// Refuses a kubeconfig that would run a command or read a file inside the operator.
+fn data_only(k: &Kubeconfig) -> Result<(), String> {
+    for u in &k.auth_infos {
+        let Some(a) = &u.auth_info else { continue };
+        let refused = [
+            (a.exec.is_some(), "exec (a command)"),
+            (a.auth_provider.is_some(), "auth-provider"),
+            (a.token_file.is_some(), "tokenFile (a file path)"),
+            (a.client_certificate.is_some(), "client-certificate (a file path; use client-certificate-data)"),
+            (a.client_key.is_some(), "client-key (a file path; use client-key-data)"),
+            (a.username.is_some() || a.password.is_some(), "username/password"),
+        ];
+        if let Some((_, what)) = refused.iter().find(|(yes, _)| *yes) {
+            return Err(format!("uses {what} for user {:?}: only inline tokens and certificates are allowed", u.name));
+        }
+    }
+    for c in &k.clusters {
+        if c.cluster.as_ref().is_some_and(|c| c.certificate_authority.is_some()) {
+            return Err(format!("names a CA file for cluster {:?}: inline it as certificate-authority-data", c.name));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kubeconfig(user: &str, cluster: &str) -> Kubeconfig {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: staging\n  cluster: {{server: 'https://127.0.0.1:6443'{cluster}}}\n\
+             users:\n- name: reader\n  user: {{{user}}}\ncontexts:\n- name: staging\n  context: {{cluster: staging, user: reader}}\n\
+             current-context: staging\n"
+        );
+        Kubeconfig::from_yaml(&text).unwrap()
+    }
+
+    #[test]
+    fn only_inline_credentials_pass() {
+        assert_eq!(data_only(&kubeconfig("token: abc", ", certificate-authority-data: Zm9v")), Ok(()));
+        assert_eq!(data_only(&kubeconfig("client-certificate-data: Zm9v, client-key-data: YmFy", "")), Ok(()));
+        let refused = [
+            ("exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, id]}", "", "exec"),
+            ("tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token", "", "tokenFile"),
+            ("client-key: /etc/key.pem, client-certificate-data: Zm9v", "", "client-key"),
+            ("token: abc", ", certificate-authority: /etc/ca.crt", "certificate-authority-data"),
+        ];
+        for (user, cluster, says) in refused {
+            let why = data_only(&kubeconfig(user, cluster)).unwrap_err();
+            assert!(why.contains(says), "{user}: {why}");
+            assert!(!why.contains("/bin/sh") && !why.contains("abc"), "never echoes the kubeconfig: {why}");
+        }
     }
 }

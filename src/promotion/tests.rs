@@ -24,6 +24,7 @@ fn verdict(p: &WorkerPool, environment: &str, result: VerdictResult, soaked_hour
         clean_at: None,
         analyses: 0,
         reason: (result != VerdictResult::Succeeded).then(|| "successRate 97.1% is below 99".into()),
+        watch_ended: None,
     }
 }
 

@@ -94,10 +94,10 @@ fn advice_for(input: &Input, seen: Option<&PoolSeen>) -> Option<crate::advice::A
     let seen = seen.filter(|s| s.hash == input.desired.hash)?;
     let pool = &input.desired.plan.pool;
     let gates = crate::analysis::for_tier(input.spec, &pool.tier);
-    let over = match &seen.since {
-        Some(t) if input.now.duration_since(t.0) >= SignedDuration::from_mins(1) => {
-            human(input.now.duration_since(t.0))
-        }
+    // What the analyses covered, from the first to the last: stable while nothing is measured.
+    let covered = seen.since.as_ref().zip(seen.last.as_ref()).map(|(a, b)| b.0.duration_since(a.0));
+    let over = match covered {
+        Some(d) if d >= SignedDuration::from_mins(1) => human(d),
         _ => format!("{} analyses", seen.analyses),
     };
     let numbers = crate::advice::Seen {
@@ -178,7 +178,12 @@ impl Machine<'_> {
             | Phase::Waiting
             | Phase::Invalid
             | Phase::Conflict
-            | Phase::Overridden => self.maybe_start(&target),
+            | Phase::Overridden => {
+                self.maybe_start(&target);
+                if !self.status.phase.is_active() {
+                    self.watch(&target);
+                }
+            }
             Phase::Progressing | Phase::Paused => self.progress(&target),
             Phase::Promoting | Phase::Degraded => self.promote(&target),
             Phase::RollingBack => self.roll_back(&target),
@@ -298,15 +303,19 @@ impl Machine<'_> {
             None => Gate::Wait {
                 message: "waiting: the verdicts spec.promotion.requires names were not read".into(),
                 short: "not read".into(),
+                unreadable: true,
             },
         }
     }
 
     /// Records how the rollout of the canary's configuration ended (before the rollout is cleared).
     fn remember_verdict(&mut self, hash: String, result: VerdictResult, reason: Option<String>) {
-        let plan =
-            self.status.canary.as_ref().and_then(|c| c.plan.clone()).unwrap_or(self.input.desired.plan.pool.clone());
-        let pool = WorkerPool::new(&self.input.spec.pool, plan.connections_per_worker);
+        let canary = self.status.canary.as_ref();
+        let plan = canary.and_then(|c| c.plan.clone()).unwrap_or(self.input.desired.plan.pool.clone());
+        // The pool the canary ran, even if the spec changed since.
+        let pool = canary
+            .and_then(|c| c.worker_pool.clone())
+            .unwrap_or_else(|| WorkerPool::new(&self.input.spec.pool, plan.connections_per_worker));
         let now = Time(self.now());
         let verdict = RolloutVerdict {
             hash,
@@ -319,6 +328,7 @@ impl Machine<'_> {
             clean_at: (result == VerdictResult::Succeeded).then_some(now),
             analyses: 0,
             reason,
+            watch_ended: None,
         };
         promotion::remember(&mut self.status.verdicts, verdict);
     }
@@ -522,12 +532,20 @@ impl Machine<'_> {
             return;
         }
         match gate {
-            Gate::Wait { message, short } => {
+            Gate::Wait { message, short, unreadable } => {
                 self.status.waiting_for = Some(short);
-                return self.enter(Phase::Waiting, EventType::Normal, "WaitingForVerdict", message);
+                let (kind, reason) = match unreadable {
+                    true => (EventType::Warning, "VerdictUnreadable"),
+                    false => (EventType::Normal, "WaitingForVerdict"),
+                };
+                return self.enter(Phase::Waiting, kind, reason, message);
             }
             Gate::Refuse(why) => {
-                return self.enter(Phase::Blocked, EventType::Warning, "VerdictRefused", format!("blocked: {why}"));
+                let msg = format!(
+                    "blocked: {why}; this worker pool starts once a newer verdict on it succeeds there, or change \
+                     the pool here"
+                );
+                return self.enter(Phase::Blocked, EventType::Warning, "VerdictRefused", msg);
             }
             Gate::Clear(met) => self.verdicts_met = met,
         }
@@ -617,92 +635,82 @@ impl Machine<'_> {
             }
             self.status.replicas_applied_generation = Some(generation);
         }
-        if self.status.phase == Phase::Succeeded {
-            self.watch(target);
-        }
     }
 
-    /// After a promotion, an analysis of the target's pods soaks its verdict: consecutive passes
-    /// add the time between them (at most two intervals, so that time nobody measured never
-    /// counts), anything else stops the clock until the next pass, and `failureLimit` failures
-    /// in a row mark the verdict Failed. The operator does not roll back a promoted
-    /// configuration on its own: a person decides, and the Event says so.
+    /// After a promotion, analyses of the target's pods soak its verdict (in any phase without
+    /// a rollout in flight, while the target runs that configuration): consecutive passes add
+    /// the time between them (at most two intervals, so that time nobody measured never counts),
+    /// anything else stops the clock until the next pass, and `failureLimit` failures in a row
+    /// mark the verdict Failed. The operator does not roll back a promoted configuration on its
+    /// own: a person decides, and the Event says so. A watch that has not soaked `soak` within
+    /// `soak + progressDeadline` ends, and says why, rather than analyse for ever.
     fn watch(&mut self, target: &TargetView) {
+        let spec = self.input.spec;
+        let Some(v) = super::watched_verdict(spec, &self.status).filter(|v| v.hash == target.config_hash) else {
+            return;
+        };
+        let (hash, finished) = (v.hash.clone(), v.finished_at.0);
+        let now = self.now();
+        let d = durations(spec);
+        let index = self.status.verdicts.iter().position(|x| x.hash == hash).expect("watched_verdict found it");
+        if now.duration_since(finished) > d.promotion_soak + d.progress_deadline {
+            let v = &mut self.status.verdicts[index];
+            let why = format!(
+                "its analyses did not pass cleanly for {} within {} of the promotion (they held, had no data, or \
+                 were not running); it is not watched any longer",
+                spec.promotion.soak,
+                human(d.promotion_soak + d.progress_deadline)
+            );
+            v.watch_ended = Some(why.clone());
+            v.clean_at = None;
+            let msg =
+                format!("pool configuration {hash} soaked {} of {}: {why}", human(v.soaked()), spec.promotion.soak);
+            self.event(EventType::Warning, "VerdictWatchEnded", msg);
+            return;
+        }
         let Some(run) = self.input.analysis.filter(|r| r.of == Due::AfterPromotion && !self.analysis_used) else {
             return;
         };
-        self.analysis_used = true;
-        let spec = self.input.spec;
-        if super::watched_verdict(spec, &self.status).is_none_or(|v| v.hash != target.config_hash) {
-            return;
-        }
-        let now = self.now();
-        let finished = self.status.verdicts[0].finished_at.0;
         let prev = self.status.analysis.clone().filter(|a| a.after_promotion && a.at.0 >= finished);
-        if prev.as_ref().is_some_and(|a| a.at.0 == now) {
+        if !self.record(prev, run, self.steps() as i32 - 1, true, &hash) {
             return;
         }
-        let prev = prev.as_ref();
+        let failures = self.status.analysis.as_ref().map_or(0, |a| a.consecutive_failures);
         let a = &run.analysis;
-        let failures = match a.verdict {
-            Verdict::Fail => prev.map_or(0, |p| p.consecutive_failures) + 1,
-            Verdict::Pass => 0,
-            Verdict::Hold | Verdict::NoData => prev.map_or(0, |p| p.consecutive_failures),
-        };
-        let limit = spec.rollout.analysis.failure_limit;
-        let longest = durations(spec).interval * 2;
-        let v = &mut self.status.verdicts[0];
+        let v = &mut self.status.verdicts[index];
         v.analyses += 1;
         match (a.verdict, v.clean_at.take()) {
             (Verdict::Pass, Some(c)) => {
-                v.soaked_seconds += now.duration_since(c.0).clamp(SignedDuration::ZERO, longest).as_secs();
+                let gap = now.duration_since(c.0).clamp(SignedDuration::ZERO, d.interval * 2);
+                v.soaked_seconds += gap.as_secs();
                 v.clean_at = Some(Time(now));
             }
             (Verdict::Pass, None) => v.clean_at = Some(Time(now)),
             _ => {}
         }
-        let hash = v.hash.clone();
         let soak = format!("{} of {}", human(v.soaked()), spec.promotion.soak);
-        if a.verdict == Verdict::Fail {
-            let gates = failing_gates(&a.gates);
-            if failures >= limit {
-                let reason = format!(
-                    "{failures} analyses in a row failed {} after the promotion: {gates}",
-                    human(now.duration_since(finished))
-                );
-                v.result = VerdictResult::Failed;
-                v.reason = Some(reason.clone());
-                let msg = format!(
-                    "pool configuration {hash} failed after its promotion ({reason}); the operator does not roll back a \
-                     promoted configuration by itself: change the spec to roll out another one"
-                );
-                self.event(EventType::Warning, "VerdictFailed", msg.clone());
+        if a.verdict == Verdict::Fail && failures >= spec.rollout.analysis.failure_limit {
+            let reason = format!(
+                "{failures} analyses in a row failed {} after the promotion: {}",
+                human(now.duration_since(finished)),
+                failing_gates(&a.gates)
+            );
+            v.result = VerdictResult::Failed;
+            v.reason = Some(reason.clone());
+            let msg = format!(
+                "pool configuration {hash} failed after its promotion ({reason}); the operator does not roll back a \
+                 promoted configuration by itself: change the spec to roll out another one"
+            );
+            self.event(EventType::Warning, "VerdictFailed", msg.clone());
+            if matches!(self.status.phase, Phase::Succeeded | Phase::Idle) {
                 self.status.message = Some(msg);
-            } else {
-                self.event(
-                    EventType::Warning,
-                    "AnalysisFailed",
-                    format!("after the promotion: {gates} ({failures}/{limit})"),
-                );
             }
-        }
-        if self.status.verdicts[0].result == VerdictResult::Succeeded {
+        } else if matches!(self.status.phase, Phase::Succeeded | Phase::Idle) {
             self.status.message = Some(format!(
-                "promoted: the target runs pool configuration {hash}; its verdict has soaked {soak}, last analysis {:?}",
+                "the target runs pool configuration {hash}; its verdict has soaked {soak}, last analysis {:?}",
                 a.verdict
             ));
         }
-        self.see_pool(&a.gates);
-        self.status.analysis = Some(AnalysisStatus {
-            at: Time(now),
-            verdict: a.verdict,
-            decided_by: a.decided_by.map(|g| g.name().to_string()),
-            gates: a.gates.clone(),
-            consecutive_failures: failures,
-            provider_errors: prev.map_or(0, |p| p.provider_errors) + i32::from(run.provider_error.is_some()),
-            step: self.steps() as i32 - 1,
-            after_promotion: true,
-        });
     }
 
     /// We promoted the desired configuration, and the target carries another one now.
@@ -727,8 +735,13 @@ impl Machine<'_> {
         let old_hash = target.config_hash.clone();
         let s = &mut self.status;
         s.failed = None;
-        s.stable = Some(ConfigRef { hash: old_hash, plan: s.stable.as_ref().and_then(|c| c.plan.clone()) });
-        s.canary = Some(ConfigRef { hash: desired.hash.clone(), plan: Some(desired.plan.pool.clone()) });
+        s.stable =
+            Some(ConfigRef { hash: old_hash, plan: s.stable.as_ref().and_then(|c| c.plan.clone()), worker_pool: None });
+        s.canary = Some(ConfigRef {
+            hash: desired.hash.clone(),
+            plan: Some(desired.plan.pool.clone()),
+            worker_pool: Some(WorkerPool::new(&self.input.spec.pool, desired.plan.pool.connections_per_worker)),
+        });
         s.target_template_hash = Some(target.template_hash.clone());
         s.target_uid = Some(target.uid.clone());
         s.scaled_to = Some(target.spec_replicas);
@@ -947,6 +960,9 @@ impl Machine<'_> {
             // Never a step without the verdicts (they cannot be read now): hold, without a
             // deadline, since another cluster's outage says nothing about this canary.
             self.status.message = Some(format!("{step_label}: soaked and passing; holding: {message}"));
+            if let Some(s) = self.status.soak.as_mut() {
+                s.held_until = Some(Time(now));
+            }
             return;
         }
         if soaked >= pause && passed {
@@ -987,7 +1003,9 @@ impl Machine<'_> {
         // The hold zone: the soak is over but no analysis passes. Its deadline counts from the
         // instant the soak completed.
         if soaked >= pause {
-            let completed_at = now - (soaked - pause);
+            // Time held for the verdicts above is not this canary's to answer for.
+            let held = self.status.soak.as_ref().and_then(|s| s.held_until.as_ref()).map(|t| t.0);
+            let completed_at = (now - (soaked - pause)).max(held.unwrap_or(Timestamp::MIN));
             if self.held_for(completed_at) > self.deadline() {
                 let reason = format!(
                     "no passing analysis within progressDeadline {} after the pause of {step_label}; {verdict}",
@@ -1025,7 +1043,7 @@ impl Machine<'_> {
                     soaked_seconds: soaked,
                     running_since: None,
                     unavailable_since: Some(Time(now)),
-                    canary: soak.canary,
+                    ..soak
                 });
                 let msg = format!(
                     "{step_label}: canary {available}/{wanted} available; the soak pauses at {} of {pause} until they are back",
@@ -1080,6 +1098,7 @@ impl Machine<'_> {
                     running_since: Some(Time(begun)),
                     unavailable_since: None,
                     canary,
+                    held_until: None,
                 });
                 if begun == now {
                     self.status.progressed_at = Some(Time(now));
@@ -1108,31 +1127,49 @@ impl Machine<'_> {
         self.input.spec.rollout.steps.get(step).map_or_else(|| "0s".into(), |s| s.pause.clone())
     }
 
-    /// Stores an analysis of `step`; false when it was already stored (the same instant).
-    /// Keeps the canary configuration's peak pool utilization and exhaustion, for advice.
-    fn see_pool(&mut self, gates: &[crate::analysis::GateResult]) {
+    /// Keeps the peak pool utilization and exhaustion the analyses saw of configuration `hash`,
+    /// and over what time, for advice.
+    fn see_pool(&mut self, hash: &str, gates: &[crate::analysis::GateResult]) {
         use crate::api::Gate;
         let value = |g: Gate| gates.iter().find(|r| r.gate == g).and_then(|r| r.value);
         let Some(utilization) = value(Gate::PoolUtilization) else { return };
-        let hash = self.canary_hash();
-        let mut seen =
-            self.status.pool_seen.take().filter(|s| s.hash == hash).unwrap_or(PoolSeen { hash, ..Default::default() });
+        let now = Time(self.now());
+        let fresh = || PoolSeen { hash: hash.to_string(), since: Some(now.clone()), ..Default::default() };
+        let mut seen = self.status.pool_seen.take().filter(|s| s.hash == hash).unwrap_or_else(fresh);
         seen.peak_utilization = seen.peak_utilization.max(utilization);
         seen.exhaustion_events += value(Gate::PoolExhaustionEvents).map_or(0, |v| v as i64);
         seen.analyses += 1;
-        seen.since.get_or_insert(Time(self.now()));
+        seen.last = Some(now);
         self.status.pool_seen = Some(seen);
     }
 
+    /// Stores an analysis of the canary of `step`; false when it was already stored (the same
+    /// instant).
     fn record_analysis(&mut self, run: &super::AnalysisRun, step: usize, started: Timestamp) -> bool {
+        let prev =
+            self.status.analysis.clone().filter(|a| !a.after_promotion && a.step == step as i32 && a.at.0 >= started);
+        let hash = self.canary_hash();
+        self.record(prev, run, step as i32, false, &hash)
+    }
+
+    /// Stores `run` as the latest analysis after `prev` (the one before it of the same
+    /// rollout step or watch): failures in a row, provider errors, the pool seen of `hash`, and
+    /// an Event for a failing one. False when `prev` is of this very instant.
+    fn record(
+        &mut self,
+        prev: Option<AnalysisStatus>,
+        run: &super::AnalysisRun,
+        step: i32,
+        after_promotion: bool,
+        hash: &str,
+    ) -> bool {
         self.analysis_used = true;
         let now = self.now();
-        let prev = self.status.analysis.as_ref().filter(|a| a.step == step as i32 && a.at.0 >= started);
-        if prev.is_some_and(|a| a.at.0 == now) {
+        if prev.as_ref().is_some_and(|a| a.at.0 == now) {
             return false;
         }
-        let failures = prev.map_or(0, |a| a.consecutive_failures);
-        let errors = prev.map_or(0, |a| a.provider_errors);
+        let failures = prev.as_ref().map_or(0, |a| a.consecutive_failures);
+        let errors = prev.as_ref().map_or(0, |a| a.provider_errors);
         let a = &run.analysis;
         let consecutive_failures = match a.verdict {
             Verdict::Fail => failures + 1,
@@ -1140,22 +1177,22 @@ impl Machine<'_> {
             // A hold is neither evidence of failure nor of health.
             Verdict::Hold | Verdict::NoData => failures,
         };
-        let decided_by = a.decided_by.map(|g| g.name().to_string());
         if a.verdict == Verdict::Fail {
             let limit = self.input.spec.rollout.analysis.failure_limit;
-            let msg = format!("{} ({consecutive_failures}/{limit})", failing_gates(&a.gates));
+            let when = if after_promotion { "after the promotion: " } else { "" };
+            let msg = format!("{when}{} ({consecutive_failures}/{limit})", failing_gates(&a.gates));
             self.event(EventType::Warning, "AnalysisFailed", msg);
         }
-        self.see_pool(&a.gates);
+        self.see_pool(hash, &a.gates);
         self.status.analysis = Some(AnalysisStatus {
             at: Time(now),
             verdict: a.verdict,
-            decided_by,
+            decided_by: a.decided_by.map(|g| g.name().to_string()),
             gates: a.gates.clone(),
             consecutive_failures,
             provider_errors: errors + i32::from(run.provider_error.is_some()),
-            step: step as i32,
-            after_promotion: false,
+            step,
+            after_promotion,
         });
         true
     }
@@ -1381,7 +1418,7 @@ fn stable_serves(target: &TargetView, replicas: i32) -> bool {
 /// What the target runs: a configuration and its plan, at the replicas it has now.
 fn stable_ref(hash: &str, plan: Option<&crate::api::PoolPlan>, target: &TargetView) -> ConfigRef {
     let plan = plan.map(|p| crate::api::PoolPlan { replicas: target.spec_replicas, ..p.clone() });
-    ConfigRef { hash: hash.to_string(), plan }
+    ConfigRef { hash: hash.to_string(), plan, worker_pool: None }
 }
 
 /// A duration for people: `8h`, `25m`, `12s`, `1h30m`.

@@ -264,14 +264,21 @@ pub fn rollout_total(
 /// - after a promotion, the target, until its verdict has soaked `spec.promotion.soak` (or failed),
 ///   at the same interval.
 pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, now: Timestamp) -> Option<Due> {
-    let interval = durations(spec).interval;
-    if status.phase == crate::api::Phase::Succeeded {
-        let v = watched_verdict(spec, status)?;
-        let due = match &status.analysis {
-            Some(a) if a.after_promotion && a.at.0 >= v.finished_at.0 => now.duration_since(a.at.0) >= interval,
-            _ => now.duration_since(v.finished_at.0) >= interval,
-        };
-        return due.then_some(Due::AfterPromotion);
+    if spec.suspend {
+        return None;
+    }
+    // The last analysis of the same kind since `since`, at least one interval old (or none).
+    let last_old = |after_promotion: bool, step: i32, since: Timestamp| match &status.analysis {
+        Some(a) if a.after_promotion == after_promotion && a.step == step && a.at.0 >= since => {
+            now.duration_since(a.at.0) >= durations(spec).interval
+        }
+        _ => true,
+    };
+    if let Some(v) = watched_verdict(spec, status) {
+        let last = spec.rollout.steps.len().max(1) as i32 - 1;
+        let since = v.finished_at.0;
+        let first_due = now.duration_since(since) >= durations(spec).interval;
+        return (last_old(true, last, since) && first_due).then_some(Due::AfterPromotion);
     }
     if !matches!(status.phase, crate::api::Phase::Progressing | crate::api::Phase::Paused) {
         return None;
@@ -281,23 +288,24 @@ pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, 
     }
     let started = status.step_started_at.as_ref()?.0;
     let step = status.step.unwrap_or(0);
-    let due = match &status.analysis {
-        Some(a) if !a.after_promotion && a.step == step && a.at.0 >= started => now.duration_since(a.at.0) >= interval,
-        _ => true,
-    };
-    due.then_some(Due::Step(step))
+    last_old(false, step, started).then_some(Due::Step(step))
 }
 
-/// The verdict of the configuration the target runs since this policy promoted it, while
-/// analyses still watch it: it succeeded and has not soaked `spec.promotion.soak` yet.
+/// The verdict analyses still watch: of the configuration this policy promoted and the target
+/// runs (as far as status knows; the core checks the target), with no rollout in flight, while
+/// it has succeeded, has not soaked `spec.promotion.soak` and its watch has not ended.
 pub fn watched_verdict<'s>(
     spec: &RedisPoolPolicySpec,
     status: &'s RedisPoolPolicyStatus,
 ) -> Option<&'s crate::promotion::RolloutVerdict> {
-    let v = status.verdicts.first()?;
-    let runs = status.stable.as_ref().is_some_and(|s| s.hash == v.hash);
-    let soak = parse_duration(&spec.promotion.soak).unwrap_or(jiff::SignedDuration::from_hours(24));
-    (runs && v.result == crate::promotion::VerdictResult::Succeeded && v.soaked() < soak).then_some(v)
+    use crate::api::Phase;
+    if status.phase.is_active() || matches!(status.phase, Phase::Invalid | Phase::Conflict) {
+        return None;
+    }
+    let stable = &status.stable.as_ref()?.hash;
+    let v = status.verdicts.iter().find(|v| &v.hash == stable)?;
+    let watching = v.result == crate::promotion::VerdictResult::Succeeded && v.watch_ended.is_none();
+    (watching && v.soaked() < promotion_soak(spec)).then_some(v)
 }
 
 /// Whether the shell must read `spec.promotion.requires` for this decision: a rollout may start
@@ -316,6 +324,8 @@ pub fn needs_verdicts(
 pub struct Durations {
     pub interval: jiff::SignedDuration,
     pub progress_deadline: jiff::SignedDuration,
+    /// `spec.promotion.soak`: how long analyses watch a promotion.
+    pub promotion_soak: jiff::SignedDuration,
 }
 
 pub fn parse_duration(s: &str) -> Option<jiff::SignedDuration> {
@@ -327,7 +337,13 @@ pub fn durations(spec: &RedisPoolPolicySpec) -> Durations {
     Durations {
         interval: parse_duration(&a.interval).unwrap_or(jiff::SignedDuration::from_secs(30)),
         progress_deadline: parse_duration(&a.progress_deadline).unwrap_or(jiff::SignedDuration::from_hours(1)),
+        promotion_soak: promotion_soak(spec),
     }
+}
+
+/// `spec.promotion.soak`, the runbook's 24h when it cannot be read.
+pub fn promotion_soak(spec: &RedisPoolPolicySpec) -> jiff::SignedDuration {
+    parse_duration(&spec.promotion.soak).unwrap_or(jiff::SignedDuration::from_hours(24))
 }
 
 pub fn step_pause(spec: &RedisPoolPolicySpec, step: usize) -> jiff::SignedDuration {

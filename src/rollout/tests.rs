@@ -473,10 +473,10 @@ fn a_promotion_is_watched_until_its_verdict_has_soaked() {
     }
     assert_eq!(verdict(&sim).soaked_seconds, soaked, "a hold is not a clean soak");
     assert_eq!(verdict(&sim).clean_at, None);
-    // Time nobody measured (the operator was down for an hour) counts two intervals at most.
+    // Time nobody measured (the operator was down for two minutes) counts two intervals at most.
     sim.advance(5);
     sim.reconcile_with(Verdict::Pass, None);
-    sim.now += SignedDuration::from_hours(1);
+    sim.now += SignedDuration::from_mins(2);
     sim.reconcile_with(Verdict::Pass, None);
     assert!(verdict(&sim).soaked_seconds <= soaked + 20, "{:?}", verdict(&sim));
     sim.run_until(Verdict::Pass, 40, |s| {
@@ -484,6 +484,50 @@ fn a_promotion_is_watched_until_its_verdict_has_soaked() {
     });
     assert!(verdict(&sim).soaked_seconds >= 60);
     assert_eq!(sim.status.phase, Phase::Succeeded);
+}
+
+#[test]
+fn a_watch_that_never_soaks_ends_and_says_why() {
+    let mut sim = Sim::new(10);
+    sim.spec.promotion.soak = "60s".into();
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+    // Holds for ever (a pool between its thresholds): no clean soak, and no analyses for ever.
+    sim.run_until(Verdict::Hold, 200, |s| s.status.verdicts[0].watch_ended.is_some());
+    let v = &sim.status.verdicts[0];
+    assert!(v.soaked_seconds < 60 && v.result == VerdictResult::Succeeded, "{v:?}");
+    assert_eq!(sim.count("VerdictWatchEnded"), 1);
+    assert_eq!(analysis_due(&sim.spec, &sim.status, sim.now + SignedDuration::from_hours(1)), None);
+    // Deciding again is quiet.
+    let before = sim.status.clone();
+    sim.advance(30);
+    let d = sim.reconcile_with(Verdict::Hold, None);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status, before);
+}
+
+#[test]
+fn the_watch_goes_on_through_an_invalid_spell_and_a_rollback_of_another_pool() {
+    let mut sim = Sim::new(10);
+    sim.spec.promotion.soak = "10m".into();
+    sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+    sim.run_until(Verdict::Pass, 10, |s| s.status.verdicts[0].soaked_seconds >= 10);
+    // The target goes missing for a while, then comes back (the same object).
+    sim.world.target_exists = false;
+    sim.reconcile_with(Verdict::Pass, None);
+    assert_eq!(sim.status.phase, Phase::Invalid);
+    assert_eq!(analysis_due(&sim.spec, &sim.status, sim.now + SignedDuration::from_hours(1)), None);
+    sim.world.target_exists = true;
+    sim.run_until(Verdict::Pass, 20, |s| s.status.verdicts[0].soaked_seconds >= 30);
+    // Another pool rolls out and back: the target still runs the promoted one, which is
+    // still watched although its verdict is no longer the newest.
+    sim.spec.tiers[0].connections_per_worker = 30;
+    sim.hash = "another1234".into();
+    sim.generation += 1;
+    sim.run_until(Verdict::Fail, 200, |s| s.status.phase == Phase::RolledBack);
+    assert_eq!(sim.status.verdicts[0].result, VerdictResult::RolledBack);
+    let promoted = |s: &Sim| s.status.verdicts.iter().find(|v| v.hash == NEW).unwrap().soaked_seconds;
+    let before = promoted(&sim);
+    sim.run_until(Verdict::Pass, 20, |s| promoted(s) > before);
 }
 
 #[test]
@@ -767,6 +811,14 @@ fn the_pools_the_analyses_saw_give_advice() {
     // 70% of 40 is 28 in use: 47 puts it under the 60% promote threshold.
     assert_eq!(advice.connections_per_worker, 47, "{}", advice.message);
     assert!(advice.message.starts_with("production: peak utilization 70% of 40 over"), "{}", advice.message);
+    // Once the watch is over, the advice stands still: no write while nothing is measured.
+    sim.spec.promotion.soak = "30s".into();
+    sim.run_until(Verdict::Pass, 40, |s| {
+        analysis_due(&s.spec, &s.status, s.now + SignedDuration::from_hours(1)).is_none()
+    });
+    let before = sim.status.clone();
+    sim.advance(600);
+    assert_eq!(sim.reconcile_with(Verdict::Pass, None).status, before);
     // A new configuration starts over.
     sim.hash = "another1234".into();
     sim.generation += 1;
@@ -1498,6 +1550,7 @@ mod chain {
             clean_at: None,
             analyses: 3,
             reason: (result != VerdictResult::Succeeded).then(|| "poolUtilization 91% is above 80".into()),
+            watch_ended: None,
         }
     }
 
@@ -1604,6 +1657,28 @@ mod chain {
         assert_eq!(sim.world.target.config_hash, OLD);
     }
 
+    /// The time a step was held for an unreadable verdict does not count against its deadline
+    /// once the verdict is back and an analysis holds.
+    #[test]
+    fn time_held_for_a_verdict_is_not_the_canarys_deadline() {
+        let mut sim = production("1h");
+        let p = pool(&sim);
+        sim.staging(vec![staging_verdict(&p, VerdictResult::Succeeded, 3600)]);
+        sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1));
+        sim.staging_unreadable();
+        for _ in 0..200 {
+            sim.advance(5);
+            sim.reconcile_with(Verdict::Pass, None);
+        }
+        sim.staging(vec![staging_verdict(&p, VerdictResult::Succeeded, 3600)]);
+        for _ in 0..3 {
+            sim.advance(5);
+            sim.reconcile_with(Verdict::Hold, None);
+        }
+        assert_eq!((sim.status.phase, sim.status.step), (Phase::Progressing, Some(1)), "{:?}", sim.status.message);
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+    }
+
     /// How staging's verdict can change between two looks.
     #[derive(Clone, Debug)]
     enum Staging {
@@ -1659,7 +1734,7 @@ mod chain {
                 let began = (!prev.phase.is_active() && s.phase == Phase::Progressing && s.step.is_some())
                     || (prev.canary == s.canary && matches!((prev.step, s.step), (Some(a), Some(b)) if b > a));
                 // A person's promote skips the steps on their word, verdicts or not.
-                let manual = matches!(e, Event::Manual(_));
+                let manual = matches!(e, Event::Manual(ManualAction::Promote));
                 prop_assert!(!began || manual || matches!(gate, Gate::Clear(_)), "a step began on {:?}: {:?}", gate, s.message);
                 let promoted = prev.phase != Phase::Promoting && s.phase == Phase::Promoting && prev.phase.is_active();
                 prop_assert!(!promoted || manual || matches!(gate, Gate::Clear(_)), "promoted on {:?}", gate);
