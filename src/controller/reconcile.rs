@@ -187,13 +187,17 @@ fn log_transition(
 /// a promotion's verdict soaks.
 fn requeue(policy: &RedisPoolPolicy, s: &RedisPoolPolicyStatus) -> Requeue {
     let interval = durations(&policy.spec).interval.unsigned_abs().max(Duration::from_secs(1));
-    match s.phase {
-        p if p.is_active() => Requeue::requeue(interval.min(Duration::from_secs(30))),
-        Phase::Succeeded if rollout::watched_verdict(&policy.spec, s).is_some() => Requeue::requeue(interval),
+    let after = match s.phase {
+        p if p.is_active() => interval.min(Duration::from_secs(30)),
         // A verdict comes in elsewhere: looked for at the analysis interval.
-        Phase::Waiting => Requeue::requeue(interval.min(Duration::from_secs(30))),
+        Phase::Waiting => interval.min(Duration::from_secs(30)),
         // Another policy may let go of the target, or a verdict change: nothing else wakes this one.
-        Phase::Blocked | Phase::Conflict => Requeue::requeue(Duration::from_secs(30)),
-        _ => Requeue::requeue(Duration::from_secs(300)),
+        Phase::Blocked | Phase::Conflict => Duration::from_secs(30),
+        _ => Duration::from_secs(300),
+    };
+    // A promotion being watched is analysed at the interval, whatever the phase.
+    match rollout::watched_verdict(&policy.spec, s) {
+        Some(_) => Requeue::requeue(after.min(interval)),
+        None => Requeue::requeue(after),
     }
 }

@@ -218,8 +218,17 @@ proptest! {
     /// A pool that differs in any compared field needs its own verdict: one that clears pool A
     /// never clears pool B.
     #[test]
-    fn a_changed_pool_needs_a_new_verdict(a in arb_pool(), b in arb_pool(), soak in 0i64..30, hours in 0i64..48) {
-        prop_assume!(a != b);
+    fn a_changed_pool_needs_a_new_verdict(a in arb_pool(), field in 0usize..7, by in 1i32..100, soak in 0i64..30, hours in 0i64..48) {
+        let mut b = a.clone();
+        match field {
+            0 => b.connections_per_worker += by,
+            1 => b.health_check_interval_seconds += by,
+            2 => b.retry.attempts += by,
+            3 => b.retry.initial_backoff_ms += by,
+            4 => b.retry.max_backoff_ms += by,
+            5 => b.socket_timeout_seconds += by,
+            _ => b.connect_timeout_seconds += by,
+        }
         let required = [staging(vec![verdict(&a, "staging", VerdictResult::Succeeded, hours)], soak)];
         prop_assert!(!matches!(check(&b, &required), Gate::Clear(_)));
     }

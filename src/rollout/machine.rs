@@ -1250,6 +1250,11 @@ impl Machine<'_> {
         }
         self.delete_canary_if_any();
         self.remember_verdict(canary_hash.clone(), VerdictResult::Succeeded, None);
+        if total == 0 {
+            // No pods ran it and none run it now: nothing to watch, and nothing proven.
+            self.status.verdicts[0].watch_ended =
+                Some("the target has no replicas: there is nothing to measure".into());
+        }
         let plan = self.status.canary.as_ref().and_then(|c| c.plan.clone());
         self.status.stable = Some(stable_ref(&canary_hash, plan.as_ref(), target));
         self.clear_rollout();

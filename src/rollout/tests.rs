@@ -226,6 +226,11 @@ struct Sim {
     /// Someone other than an HPA scaled the target: the fleet the capacity invariant protects is
     /// then theirs to choose (see the scenario tests for what the operator does).
     hand_scaled: bool,
+    /// A person deleted the canary while the operator had lost the status of the rollout that
+    /// made it (a crash): nothing tells it the stable gave replicas to that canary, so capacity
+    /// is not promised until the target is back at its size (the claim holder, or the next
+    /// rollout, sizes it).
+    untracked_canary_deleted: bool,
 }
 
 impl Sim {
@@ -249,6 +254,7 @@ impl Sim {
             rerollouts: 0,
             settled: true,
             hand_scaled: false,
+            untracked_canary_deleted: false,
         }
     }
 
@@ -345,6 +351,9 @@ impl Sim {
         }
         self.status = d.status.clone();
         self.status_is_stale = false;
+        if self.world.pods() >= self.world.total {
+            self.untracked_canary_deleted = false;
+        }
         self.settled = true;
         self.trace.push(self.status.clone());
         d
@@ -874,6 +883,15 @@ fn zero_replicas_write_the_config_directly() {
 }
 
 #[test]
+fn a_promotion_without_replicas_is_not_watched() {
+    let mut sim = Sim::new(0);
+    sim.run_until(Verdict::Pass, 10, |s| s.status.phase == Phase::Succeeded);
+    let v = &sim.status.verdicts[0];
+    assert!(v.watch_ended.as_deref().is_some_and(|w| w.contains("no replicas")), "{v:?}");
+    assert_eq!(analysis_due(&sim.spec, &sim.status, sim.now + SignedDuration::from_hours(1)), None);
+}
+
+#[test]
 fn single_replica_keeps_its_stable_pod_until_the_last_step() {
     let mut sim = Sim::new(1);
     sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
@@ -1281,7 +1299,7 @@ fn check_instant(sim: &Sim, prev: &RedisPoolPolicyStatus) -> Result<(), TestCase
     let s = &sim.status;
     // Capacity: after every reconcile, requested pods are at least what whoever sized the target
     // asked for (a person deleting the canary breaks it until the operator's next look).
-    if w.target_exists && sim.settled && !sim.hand_scaled {
+    if w.target_exists && sim.settled && !sim.hand_scaled && !sim.untracked_canary_deleted {
         prop_assert!(w.pods() >= w.total, "pods {} below total {}: {:?}", w.pods(), w.total, w);
     }
     // Budget: during a rollout, every pod that can coexist is within the plan's peak.
@@ -1370,7 +1388,10 @@ impl Sim {
                     c.template_hash = String::new();
                 }
             }
-            Event::DeleteCanary => self.world.canary = None,
+            Event::DeleteCanary => {
+                self.untracked_canary_deleted |= self.status_is_stale && self.world.canary.is_some();
+                self.world.canary = None;
+            }
             Event::GitopsRevert => {
                 if self.world.target.config_hash == NEW {
                     self.gitops_revert();
