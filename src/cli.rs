@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Seconds a Lease stays valid without renewal: how long a standby waits for a dead leader.
     #[arg(long, env = "RPO_LEASE_DURATION", default_value_t = 15)]
     pub lease_duration: u64,
+    /// Policies reconciled at once. Each reconcile holds an API server connection while it
+    /// reads and writes, so this also bounds the operator's connections (and their memory).
+    #[arg(long, env = "RPO_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
 }
 
 #[derive(clap::Args, Debug)]
@@ -125,6 +129,7 @@ fn run_controller(args: RunArgs) -> ExitCode {
             environment: args.environment,
             namespace: args.namespace,
             instance: args.instance,
+            concurrency: args.concurrency,
         },
         metrics_addr: args.metrics_addr,
         leader_election: args.leader_election,

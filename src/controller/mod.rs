@@ -42,6 +42,8 @@ pub const MANAGER: &str = "redis-pool-operator";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Reconciles at once (at least 1).
+    pub concurrency: u16,
     /// The tier for policies that do not name one.
     pub environment: Option<String>,
     /// Watch one namespace only; all when None.
@@ -203,6 +205,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // A Deployment wakes the policies that target it, and its owner policy if it is a canary;
     // an HPA wakes the policies of the Deployment it scales.
     let controller = controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency.max(1)))
         .watches(deployments, config.clone(), move |d: Deployment| {
             let owner = d.owner_references().iter().find(|o| o.kind == "RedisPoolPolicy").map(|o| o.name.clone());
             targets_of(&deployment_store, d.namespace().unwrap_or_default(), d.name_any(), owner)
