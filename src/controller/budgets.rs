@@ -61,15 +61,15 @@ impl Budgets {
     pub fn peers(&self, store: Option<&Store<RedisPoolPolicy>>, me: &RedisPoolPolicy) -> Vec<Peer> {
         let Some(group) = group_of(me) else { return Vec::new() };
         let Some(store) = store else { return Vec::new() };
-        let my_uid = me.uid().unwrap_or_default();
         let recorded = self.recorded.lock().expect("budget records");
         store
             .state()
             .iter()
-            .filter(|p| p.uid().unwrap_or_default() != my_uid && group_of(p).as_deref() == Some(group.as_str()))
+            .filter(|p| p.spec.redis.is_some() && p.metadata.uid != me.metadata.uid)
+            .filter(|p| group_of(p).as_deref() == Some(group.as_str()))
             .filter_map(|p| {
-                let uid = p.uid().unwrap_or_default();
-                match recorded.get(&uid) {
+                let uid = p.metadata.uid.as_deref().unwrap_or_default();
+                match recorded.get(uid) {
                     Some((g, peer)) if *g == group => Some(peer.clone()),
                     _ => {
                         let status = p.status.as_ref()?;

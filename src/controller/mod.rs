@@ -195,8 +195,8 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         store
             .state()
             .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-            .filter(|p| p.spec.target_ref.name == name || owner.as_deref() == Some(p.name_any().as_str()))
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .filter(|p| p.spec.target_ref.name == name || owner.as_deref() == p.metadata.name.as_deref())
             .map(|p| ObjectRef::from_obj(&*p))
             .collect::<Vec<_>>()
     };

@@ -138,11 +138,12 @@ fn claim(policy: &RedisPoolPolicy, ctx: &Context, canary: Option<&Deployment>) -
         created: policy.creation_timestamp().map(|t| t.0),
         active: policy.status.as_ref().is_some_and(|s| s.phase.is_active()),
     };
+    // Borrowed compares: this scans every policy the operator watches, on every reconcile.
     let mut claimants: Vec<Claimant> = store
         .state()
         .iter()
-        .filter(|p| p.namespace() == ns && &p.spec.target_ref.name == target && p.uid() != policy.uid())
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| &p.spec.target_ref.name == target && p.metadata.namespace == policy.metadata.namespace)
+        .filter(|p| p.metadata.uid != policy.metadata.uid && p.metadata.deletion_timestamp.is_none())
         .map(|p| Claimant {
             uid: p.uid().unwrap_or_default(),
             name: p.name_any(),
