@@ -509,10 +509,10 @@ async fn a_tier_is_judged_by_its_own_gates() {
     p["spec"]["tiers"][0]["gates"] = serde_json::json!({"poolUtilization": {"promoteAtMost": 10, "rollbackAbove": 80}});
     env.apply(p).await;
     let s = env
-        .wait_status("auth-api", "an analysis held by the tier's utilization gate", Duration::from_secs(60), |s| {
-            s.analysis.as_ref().is_some_and(|a| {
-                a.gates.iter().any(|g| g.gate == redis_pool_operator::api::Gate::PoolUtilization && g.value.is_some())
-            })
+        // The first analysis of a canary only sets the counters' baseline: wait for one with
+        // every gate measured.
+        .wait_status("auth-api", "an analysis with every gate measured", Duration::from_secs(60), |s| {
+            s.analysis.as_ref().is_some_and(|a| a.gates.iter().all(|g| g.value.is_some()))
         })
         .await;
     let a = s.analysis.unwrap();
