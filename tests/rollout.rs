@@ -58,6 +58,7 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     // Steady state: a reconcile (woken by a touch of the policy) writes nothing.
     let writes = env.operator.counter("redis_pool_operator_writes_total").await;
     let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    let requests = env.operator.counter("redis_pool_operator_api_requests_total").await;
     env.annotate_noop("auth-api").await;
     let rv = (
         env.policies().get("auth-api").await.unwrap().metadata.resource_version,
@@ -65,6 +66,10 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     );
     env.wait_reconciles(reconciles + 1.0, Duration::from_secs(30)).await;
     assert_eq!(env.operator.counter("redis_pool_operator_writes_total").await, writes, "the steady state wrote");
+    // The client counts its own requests: a reconcile reads (the policy, the target, the canary).
+    let metrics = env.operator.metrics().await;
+    assert!(metrics.contains(r#"redis_pool_operator_api_requests_total{verb="patch"}"#), "{metrics}");
+    assert!(env.operator.counter("redis_pool_operator_api_requests_total").await >= requests + 3.0, "{metrics}");
     let rv2 = (
         env.policies().get("auth-api").await.unwrap().metadata.resource_version,
         env.target().await.metadata.generation,

@@ -24,6 +24,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    pub verb: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub error: String,
 }
@@ -58,6 +63,8 @@ pub struct Metrics {
     pub canary_replicas: Family<PolicyLabels, Gauge>,
     pub analyses: Family<VerdictLabels, Counter>,
     pub writes: Family<ResultLabels, Counter>,
+    /// Requests to the API server by verb (counted by the client's `requests` layer).
+    pub api_requests: Family<VerbLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,7 +86,20 @@ impl Default for Metrics {
         registry.register("policy_canary_replicas", "Canary replicas of each policy", canary_replicas.clone());
         registry.register("analyses", "Analyses by verdict", analyses.clone());
         registry.register("writes", "Writes to the Kubernetes API by kind", writes.clone());
-        Metrics { registry, reconciles, errors, duration, phase, weight, canary_replicas, analyses, writes }
+        let api_requests = Family::<VerbLabels, Counter>::default();
+        registry.register("api_requests", "Requests to the Kubernetes API server by verb", api_requests.clone());
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            phase,
+            weight,
+            canary_replicas,
+            analyses,
+            writes,
+            api_requests,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 pub mod metrics;
 mod observe;
 mod reconcile;
+mod requests;
 mod verdicts;
 
 use std::collections::HashMap;
@@ -240,9 +241,12 @@ pub async fn start(options: Options) -> std::result::Result<(), String> {
         }
         None => kube::Config::infer().await.map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
     };
-    let client = Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))?;
-    let settings = options.settings.clone();
     let metrics = Arc::new(Metrics::default());
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("Kubernetes client: {e}"))?
+        .with_layer(&requests::CountRequests(metrics.api_requests.clone()))
+        .build();
+    let settings = options.settings.clone();
     let ready = Arc::new(AtomicBool::new(false));
     let server = tokio::spawn(metrics::serve(options.metrics_addr, metrics.clone(), ready.clone()));
     tracing::info!(environment = ?settings.environment, namespace = ?settings.namespace, "starting redis-pool-operator");
