@@ -66,10 +66,20 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     );
     env.wait_reconciles(reconciles + 1.0, Duration::from_secs(30)).await;
     assert_eq!(env.operator.counter("redis_pool_operator_writes_total").await, writes, "the steady state wrote");
-    // The client counts its own requests: a reconcile reads (the policy, the target, the canary).
+    // The client counts its own requests by verb: the rollout patched, the watches watch, and a
+    // reconcile reads (the policy, the target, the canary).
     let metrics = env.operator.metrics().await;
-    assert!(metrics.contains(r#"redis_pool_operator_api_requests_total{verb="patch"}"#), "{metrics}");
-    assert!(env.operator.counter("redis_pool_operator_api_requests_total").await >= requests + 3.0, "{metrics}");
+    for verb in ["get", "patch", "watch"] {
+        let line = format!(r#"redis_pool_operator_api_requests_total{{verb="{verb}"}}"#);
+        assert!(metrics.contains(&line), "no {verb} counted: {metrics}");
+    }
+    wait_until("the requests of a reconcile counted", Duration::from_secs(30), || {
+        let env = &env;
+        async move {
+            (env.operator.counter("redis_pool_operator_api_requests_total").await >= requests + 3.0).then_some(())
+        }
+    })
+    .await;
     let rv2 = (
         env.policies().get("auth-api").await.unwrap().metadata.resource_version,
         env.target().await.metadata.generation,
