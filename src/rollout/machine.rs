@@ -291,14 +291,18 @@ impl Machine<'_> {
         s.rollback = None;
     }
 
+    /// The worker pool the spec asks for: what a verdict must prove, and what this rollout will.
+    fn desired_worker_pool(&self) -> WorkerPool {
+        WorkerPool::new(&self.input.spec.pool, self.input.desired.plan.pool.connections_per_worker)
+    }
+
     /// What `spec.promotion.requires` says of the worker pool the spec asks for.
     fn verdicts_gate(&self) -> Gate {
         if self.input.spec.promotion.requires.is_empty() {
             return Gate::Clear(Vec::new());
         }
-        let pool = WorkerPool::new(&self.input.spec.pool, self.input.desired.plan.pool.connections_per_worker);
         match &self.input.observed.required {
-            Some(required) => promotion::check(&pool, required),
+            Some(required) => promotion::check(&self.desired_worker_pool(), required),
             // The shell reads them whenever a rollout may start or is in flight: never on faith.
             None => Gate::Wait {
                 message: "waiting: the verdicts spec.promotion.requires names were not read".into(),
@@ -311,7 +315,7 @@ impl Machine<'_> {
     /// Records how the rollout of the canary's configuration ended (before the rollout is cleared).
     fn remember_verdict(&mut self, hash: String, result: VerdictResult, reason: Option<String>) {
         let canary = self.status.canary.as_ref();
-        let plan = canary.and_then(|c| c.plan.clone()).unwrap_or(self.input.desired.plan.pool.clone());
+        let plan = canary.and_then(|c| c.plan.clone()).unwrap_or_else(|| self.input.desired.plan.pool.clone());
         // The pool the canary ran, even if the spec changed since.
         let pool = canary
             .and_then(|c| c.worker_pool.clone())
@@ -733,6 +737,7 @@ impl Machine<'_> {
         let desired = self.input.desired;
         let now = Time(self.now());
         let old_hash = target.config_hash.clone();
+        let worker_pool = self.desired_worker_pool();
         let s = &mut self.status;
         s.failed = None;
         s.stable =
@@ -740,7 +745,7 @@ impl Machine<'_> {
         s.canary = Some(ConfigRef {
             hash: desired.hash.clone(),
             plan: Some(desired.plan.pool.clone()),
-            worker_pool: Some(WorkerPool::new(&self.input.spec.pool, desired.plan.pool.connections_per_worker)),
+            worker_pool: Some(worker_pool),
         });
         s.target_template_hash = Some(target.template_hash.clone());
         s.target_uid = Some(target.uid.clone());

@@ -267,17 +267,18 @@ pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, 
     if spec.suspend {
         return None;
     }
+    let interval = durations(spec).interval;
     // The last analysis of the same kind since `since`, at least one interval old (or none).
     let last_old = |after_promotion: bool, step: i32, since: Timestamp| match &status.analysis {
         Some(a) if a.after_promotion == after_promotion && a.step == step && a.at.0 >= since => {
-            now.duration_since(a.at.0) >= durations(spec).interval
+            now.duration_since(a.at.0) >= interval
         }
         _ => true,
     };
     if let Some(v) = watched_verdict(spec, status) {
         let last = spec.rollout.steps.len().max(1) as i32 - 1;
         let since = v.finished_at.0;
-        let first_due = now.duration_since(since) >= durations(spec).interval;
+        let first_due = now.duration_since(since) >= interval;
         return (last_old(true, last, since) && first_due).then_some(Due::AfterPromotion);
     }
     if !matches!(status.phase, crate::api::Phase::Progressing | crate::api::Phase::Paused) {
