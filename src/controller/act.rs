@@ -12,15 +12,15 @@ use crate::api::{RedisPoolPolicy, canary_name};
 use crate::rollout::{Action, EventType};
 
 pub async fn act(action: &Action, o: &Observation, ctx: &Context) -> Result<()> {
-    let policy = &o.policy;
+    let policy = o.policy();
     let ns = policy.namespace().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let target_name = &policy.spec.target_ref.name;
     match action {
         Action::ApplyCanary { replicas } => {
-            let target = o.target.as_ref().ok_or_else(|| Error::Build("the target is gone".into()))?;
+            let target = o.objects.target.as_deref().ok_or_else(|| Error::Build("the target is gone".into()))?;
             let mut canary = build_canary(policy, target, &o.env, *replicas).map_err(Error::Build)?;
-            match o.canary.as_ref().filter(|c| c.spec.template != canary.spec.template) {
+            match o.objects.canary.as_deref().filter(|c| c.spec.template != canary.spec.template) {
                 // Someone edited the pod template: an apply cannot remove what another manager
                 // added, so the whole object is replaced (guarded by its resourceVersion).
                 Some(edited) => {
@@ -46,7 +46,7 @@ pub async fn act(action: &Action, o: &Observation, ctx: &Context) -> Result<()> 
         }
         Action::ScaleTarget { replicas } => scale_target(ctx, &deployments, target_name, *replicas).await?,
         Action::PromoteTarget { replicas } => {
-            let target = o.target.as_ref().ok_or_else(|| Error::Build("the target is gone".into()))?;
+            let target = o.objects.target.as_deref().ok_or_else(|| Error::Build("the target is gone".into()))?;
             let container = target_container(policy, target).map_err(Error::Build)?.name.clone();
             // The env first: at the last step a split target has no pods, so its new replicas
             // start with the new pool instead of being replaced a moment later.
@@ -64,7 +64,7 @@ pub async fn act(action: &Action, o: &Observation, ctx: &Context) -> Result<()> 
         }
         Action::DeleteCanary => {
             // Only the canary observed (and checked to be ours) is deleted, never one made since.
-            let Some(uid) = o.canary.as_ref().and_then(|c| c.uid()) else { return Ok(()) };
+            let Some(uid) = o.objects.canary.as_ref().and_then(|c| c.uid()) else { return Ok(()) };
             let params = DeleteParams {
                 preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
                 ..DeleteParams::background()

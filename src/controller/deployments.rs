@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, LabelSelector, ManagedFieldsEntry, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use kube::api::ObjectMeta;
@@ -20,6 +20,8 @@ use crate::rollout::{CanaryView, HpaView, TargetView, Writer};
 pub const TEMPLATE_HASH_ANNOTATION: &str = "redispool.io/template-hash";
 pub const CONFIG_HASH_ANNOTATION: &str = "redispool.io/config-hash";
 pub const POLICY_LABEL: &str = "redispool.io/policy";
+/// kubectl's client-side apply keeps a whole copy of the object here.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The container the policy manages: the named one, or the first.
 pub fn target_container<'a>(policy: &RedisPoolPolicy, deploy: &'a Deployment) -> Result<&'a Container, String> {
@@ -108,6 +110,64 @@ fn foreign_fields(deploy: &Deployment) -> impl Iterator<Item = (String, Option<j
         (manager != MANAGER).then_some(())?;
         Some((manager, m.time.as_ref().map(|t| t.0), &m.fields_v1.as_ref()?.0))
     })
+}
+
+/// Keeps of a Deployment what decisions read, for the cache: every Deployment of the watched
+/// namespaces is held in memory, so each one costs what it keeps. Gone: the client-side-apply copy
+/// of the object, the status conditions (messages and times nobody here reads) and, of the
+/// managedFields, all but who else writes the replicas or a container's env values (and when).
+pub fn slim(deploy: &mut Deployment) {
+    if let Some(a) = deploy.metadata.annotations.as_mut() {
+        a.remove(LAST_APPLIED_ANNOTATION);
+    }
+    if let Some(s) = deploy.status.as_mut() {
+        s.conditions = None;
+    }
+    if let Some(entries) = deploy.metadata.managed_fields.take() {
+        let kept: Vec<_> = entries
+            .into_iter()
+            .filter(|m| m.manager.as_deref() != Some(MANAGER))
+            .filter_map(|m| {
+                let fields = writes_we_read(&m.fields_v1.as_ref()?.0)?;
+                Some(ManagedFieldsEntry {
+                    manager: m.manager,
+                    time: m.time,
+                    fields_v1: Some(FieldsV1(fields)),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        deploy.metadata.managed_fields = (!kept.is_empty()).then_some(kept);
+    }
+}
+
+/// Of a field set, `spec.replicas` and the env values of each container; None when it has neither.
+fn writes_we_read(fields: &serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::{Map, Value};
+    let mut spec = Map::new();
+    if let Some(r) = fields.pointer("/f:spec/f:replicas") {
+        spec.insert("f:replicas".into(), r.clone());
+    }
+    let containers: Map<String, Value> = fields
+        .pointer("/f:spec/f:template/f:spec/f:containers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(key, c)| {
+            let values: Map<String, Value> = c
+                .get("f:env")?
+                .as_object()?
+                .iter()
+                .filter(|(_, e)| e.get("f:value").is_some())
+                .map(|(name, _)| (name.clone(), serde_json::json!({"f:value": {}})))
+                .collect();
+            (!values.is_empty()).then(|| (key.clone(), serde_json::json!({ "f:env": values })))
+        })
+        .collect();
+    if !containers.is_empty() {
+        spec.insert("f:template".into(), serde_json::json!({"f:spec": {"f:containers": containers}}));
+    }
+    (!spec.is_empty()).then(|| serde_json::json!({ "f:spec": spec }))
 }
 
 /// The last manager other than the operator that wrote `spec.replicas` (an HPA writes it through
@@ -452,6 +512,53 @@ mod tests {
             (v.env_writers[0].manager.as_str(), v.env_writers[0].fields.clone()),
             ("argocd-controller", vec!["WORKERS".to_string()])
         );
+    }
+
+    #[test]
+    fn a_slim_target_reads_the_same_and_keeps_less() {
+        let p = policy();
+        let mut d = target();
+        let env_fields = serde_json::json!({"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": {"f:replicas": {},
+        "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"api\"}": {"f:image": {}, "f:env": {
+            "k:{\"name\":\"WORKERS\"}": {".": {}, "f:name": {}, "f:value": {}},
+            "k:{\"name\":\"REDIS_POOL_MAX_CONNECTIONS\"}": {".": {}, "f:name": {}}
+        }}}}}}});
+        d.metadata.managed_fields = Some(
+            serde_json::from_value(serde_json::json!([
+                managed("kubectl-client-side-apply", "2026-01-01T00:07:00Z", env_fields),
+                managed(
+                    "kube-controller-manager",
+                    "2026-01-01T00:05:00Z",
+                    serde_json::json!({"f:status": {"f:replicas": {}}})
+                ),
+                managed(MANAGER, "2026-01-01T00:09:00Z", serde_json::json!({"f:spec": {"f:replicas": {}}})),
+            ]))
+            .unwrap(),
+        );
+        d.metadata.annotations = Some(BTreeMap::from([
+            (LAST_APPLIED_ANNOTATION.to_string(), "{...}".to_string()),
+            (TEMPLATE_HASH_ANNOTATION.to_string(), "abc".to_string()),
+        ]));
+        d.status.as_mut().unwrap().conditions = Some(vec![Default::default()]);
+        let before = target_view(&p, &d, None);
+        let canary_before = build_canary(&p, &d, &[], 1).unwrap();
+        let mut slimmed = d.clone();
+        slim(&mut slimmed);
+        assert_eq!(target_view(&p, &slimmed, None), before, "decisions read the same");
+        assert_eq!(build_canary(&p, &slimmed, &[], 1).unwrap(), canary_before, "the canary is built the same");
+        assert_eq!(before.env_writers.len(), 1, "the fixture has a writer of a pool var");
+        assert!(before.replicas_writer.is_some(), "and of the replicas");
+        let kept = slimmed.metadata.managed_fields.as_ref().unwrap();
+        assert_eq!(kept.len(), 1, "only the entry with fields we read stays: {kept:?}");
+        assert_eq!(
+            kept[0].fields_v1.as_ref().unwrap().0,
+            serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"api\"}": {"f:env": {"k:{\"name\":\"WORKERS\"}": {"f:value": {}}}}}}}}})
+        );
+        let annotations = slimmed.metadata.annotations.unwrap();
+        assert!(!annotations.contains_key(LAST_APPLIED_ANNOTATION));
+        assert!(annotations.contains_key(TEMPLATE_HASH_ANNOTATION), "the canary's own annotations stay");
+        assert_eq!(slimmed.status.unwrap().conditions, None);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub enum Error {
     /// The policy is being deleted and its target is not given back yet (not a failure).
     #[error("releasing the target: {0}")]
     Releasing(String),
+    /// A cache's watch ended: only when the operator shuts down.
+    #[error("the {0} cache stopped: the operator is shutting down")]
+    CacheStopped(&'static str),
     #[error("{0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -34,6 +37,7 @@ impl Error {
             Error::NoNamespace => "no_namespace",
             Error::Build(_) => "build",
             Error::Releasing(_) => "releasing",
+            Error::CacheStopped(_) => "cache_stopped",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -86,6 +86,8 @@ pub struct Context {
     pub policies: OnceLock<Store<RedisPoolPolicy>>,
     /// Every HorizontalPodAutoscaler in the watched namespaces.
     pub hpas: OnceLock<Store<HorizontalPodAutoscaler>>,
+    /// Every Deployment in the watched namespaces, slimmed to what decisions read.
+    pub deployments: OnceLock<Store<Deployment>>,
     /// Consecutive failed reconciles per policy, for the error backoff.
     failures: std::sync::Mutex<HashMap<ObjectRef<RedisPoolPolicy>, u32>>,
     /// The shared Redis budgets: a lock per server, and what each policy recorded last.
@@ -107,6 +109,7 @@ impl Context {
             awake_since: Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid timestamp"),
             policies: OnceLock::new(),
             hpas: OnceLock::new(),
+            deployments: OnceLock::new(),
             failures: std::sync::Mutex::default(),
             budgets: budgets::Budgets::default(),
             remotes: verdicts::RemoteClients::default(),
@@ -169,9 +172,15 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let config = watcher::Config::default().any_semantic();
     // Our own status writes wake the policy once more; that reconcile finds nothing to change
     // and writes nothing, because the status is a pure function of what it observes.
-    let controller = Controller::new(policies, config.clone());
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let policy_events = reflector(writer, watcher(policies, config.clone()).modify(slim_policy)).applied_objects();
+    let controller = Controller::for_stream(policy_events, store.clone());
     let _ = ctx.policies.set(store.clone());
+    // Deployments: a cache the reconciles read, whose watch also wakes the policies.
+    let (deployment_store, deployment_writer) = reflector::store();
+    let _ = ctx.deployments.set(deployment_store);
+    let deployment_events =
+        reflector(deployment_writer, watcher(deployments, config.clone()).modify(deployments::slim)).touched_objects();
     // HPAs: a cache the reconciles read, kept by its own watch.
     let (hpa_store, hpa_writer) = reflector::store();
     let _ = ctx.hpas.set(hpa_store.clone());
@@ -207,7 +216,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // an HPA wakes the policies of the Deployment it scales.
     let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency.max(1)))
-        .watches(deployments, config.clone(), move |d: Deployment| {
+        .watches_stream(deployment_events, move |d: Deployment| {
             let owner = d.owner_references().iter().find(|o| o.kind == "RedisPoolPolicy").map(|o| o.name.clone());
             targets_of(&deployment_store, d.namespace().unwrap_or_default(), d.name_any(), owner)
         })
@@ -227,6 +236,15 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         .await;
     readiness.abort();
     hpa_cache.abort();
+}
+
+/// Keeps of a policy what decisions read, for the cache: not who wrote which field, nor
+/// kubectl's client-side-apply copy of the whole object.
+fn slim_policy(policy: &mut RedisPoolPolicy) {
+    policy.metadata.managed_fields = None;
+    if let Some(a) = policy.metadata.annotations.as_mut() {
+        a.remove(deployments::LAST_APPLIED_ANNOTATION);
+    }
 }
 
 /// Connects, serves probes and metrics, and runs the controller until a signal.

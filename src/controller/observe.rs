@@ -1,8 +1,13 @@
-//! Observe: everything the core decides on, read fresh (the policy, its target and canary) or
-//! from the caches (other policies, HPAs), plus the Redis server and the canary's health when due.
+//! Observe: everything the core decides on. The policy, its target and canary come from the
+//! caches; a decision that would change anything is confirmed against the API server first (see
+//! [`Objects::fresh`]). Other policies and HPAs come from the caches too; the Redis server and
+//! the canary's health are measured when due.
+
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::deployments::{POLICY_LABEL, build_canary, canary_view, hpa_for, target_view};
@@ -21,13 +26,61 @@ use crate::rollout::{
 };
 use crate::sizing::{Fleet, RolloutPlan, tier};
 
+/// The objects one decision reads.
+pub struct Objects {
+    pub policy: RedisPoolPolicy,
+    pub target: Option<Arc<Deployment>>,
+    pub canary: Option<Arc<Deployment>>,
+    /// Read from the API server just now, not from the caches.
+    pub fresh: bool,
+}
+
+impl Objects {
+    /// From the caches: what a reconcile reads when nothing changes (most reconciles during a
+    /// rollout are analyses that change nothing, and read nothing from the API server).
+    pub async fn cached(policy: &RedisPoolPolicy, ctx: &Context) -> Result<Objects> {
+        let store = ctx.deployments.get().expect("the Deployment cache is set before the controller runs");
+        // The first reconciles may run before the Deployments are listed: an empty cache would
+        // look like a missing target.
+        store.wait_until_ready().await.map_err(|_| super::Error::CacheStopped("Deployment"))?;
+        let ns = policy.namespace().unwrap_or_default();
+        let get = |name: String| store.get(&ObjectRef::new(&name).within(&ns));
+        let target_name = &policy.spec.target_ref.name;
+        Ok(Objects {
+            target: get(target_name.clone()),
+            canary: get(canary_name(target_name)),
+            policy: policy.clone(),
+            fresh: false,
+        })
+    }
+
+    /// From the API server; None when the policy is gone. A cache may lag a write by a moment
+    /// (ours included): a decision on a stale status or Deployment could step a rollout back,
+    /// so whatever a decision writes is decided on these.
+    pub async fn fresh(policy: &RedisPoolPolicy, ctx: &Context) -> Result<Option<Objects>> {
+        let ns = policy.namespace().unwrap_or_default();
+        let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+        let Some(policy) = policies.get_opt(&policy.name_any()).await? else { return Ok(None) };
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+        let target_name = &policy.spec.target_ref.name;
+        let target = deployments.get_opt(target_name).await?.map(Arc::new);
+        let canary = deployments.get_opt(&canary_name(target_name)).await?.map(Arc::new);
+        Ok(Some(Objects { policy, target, canary, fresh: true }))
+    }
+
+    /// The resourceVersions read: equal versions are equal objects.
+    pub fn versions(&self) -> [Option<&str>; 3] {
+        fn rv(d: &Option<Arc<Deployment>>) -> Option<&str> {
+            d.as_ref().and_then(|d| d.metadata.resource_version.as_deref())
+        }
+        [self.policy.metadata.resource_version.as_deref(), rv(&self.target), rv(&self.canary)]
+    }
+}
+
 /// What one reconcile knows.
 pub struct Observation {
-    /// The policy as stored now (not the cache).
-    pub policy: RedisPoolPolicy,
+    pub objects: Objects,
     pub status: RedisPoolPolicyStatus,
-    pub target: Option<Deployment>,
-    pub canary: Option<Deployment>,
     pub desired: Desired,
     /// The rendered pool env of `desired`.
     pub env: Vec<(String, String)>,
@@ -40,21 +93,19 @@ pub struct Observation {
     pub bad_action: Option<String>,
 }
 
-/// Reads the world for `cached`; None when the policy is gone.
-pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) -> Result<Option<Observation>> {
-    let ns = cached.namespace().unwrap_or_default();
-    // Decide on the stored policy, not the cache: a Deployment event can wake us before our own
-    // last status write reached the cache, and a decision on an old status would step back.
-    let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(policy) = policies.get_opt(&cached.name_any()).await? else {
-        ctx.forget(cached).await;
-        return Ok(None);
-    };
+impl Observation {
+    pub fn policy(&self) -> &RedisPoolPolicy {
+        &self.objects.policy
+    }
+}
+
+/// Reads the world around `objects`.
+pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<Observation> {
+    let policy = &objects.policy;
+    let (target, canary) = (objects.target.as_deref(), objects.canary.as_deref());
+    let ns = policy.namespace().unwrap_or_default();
     let spec = &policy.spec;
     let status = policy.status.clone().unwrap_or_default();
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let target = deployments.get_opt(&spec.target_ref.name).await?;
-    let canary = deployments.get_opt(&canary_name(&spec.target_ref.name)).await?;
     let hpa = ctx.hpas.get().and_then(|hpas| {
         let state = hpas.state();
         hpa_for(
@@ -62,10 +113,10 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
             &spec.target_ref.name,
         )
     });
-    let target_view = target.as_ref().map(|t| target_view(&policy, t, hpa));
+    let target_view = target.map(|t| target_view(policy, t, hpa));
     let environment = spec.environment.clone().or(ctx.settings.environment.clone());
-    let canary_replicas = canary.as_ref().map(|c| c.spec.replicas.unwrap_or(1));
-    let planned = plan(&policy, &status, target_view.as_ref(), canary_replicas, environment.as_deref());
+    let canary_replicas = canary.map(|c| c.spec.replicas.unwrap_or(1));
+    let planned = plan(policy, &status, target_view.as_ref(), canary_replicas, environment.as_deref());
     let missing = || format!("target Deployment {ns}/{} not found", spec.target_ref.name);
     let (desired, env, target_result) = match planned {
         Ok((desired, env)) => (desired, env, target_view.clone().ok_or_else(missing)),
@@ -77,12 +128,12 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
                 config_hash: String::new(),
                 ..v
             });
-            (unplanned(&policy, environment.unwrap_or_default()), vec![], view.ok_or(why))
+            (unplanned(policy, environment.unwrap_or_default()), vec![], view.ok_or(why))
         }
     };
     // The canary as the operator would apply it now, to tell a person's edits apart.
-    let expected = target.as_ref().zip(canary_replicas).and_then(|(t, r)| build_canary(&policy, t, &env, r).ok());
-    let canary_view = canary.as_ref().map(|c| canary_view(&policy, c, expected.as_ref()));
+    let expected = target.zip(canary_replicas).and_then(|(t, r)| build_canary(policy, t, &env, r).ok());
+    let canary_view = canary.map(|c| canary_view(policy, c, expected.as_ref()));
 
     // The Redis server: for the budget before a rollout starts, and its rejections during one.
     let needs_redis = spec.redis.is_some()
@@ -97,34 +148,22 @@ pub async fn observe(cached: &RedisPoolPolicy, ctx: &Context, now: Timestamp) ->
         Some(Due::AfterPromotion) if target.is_none() => (None, None),
         Some(due) => {
             let gates = crate::analysis::for_tier(spec, &desired.environment);
-            let measured = Measure { due, target: target.as_ref(), redis: redis.as_ref(), gates: &gates };
-            let (run, baseline) = analyse(&policy, &status, ctx, &ns, measured).await;
+            let measured = Measure { due, target, redis: redis.as_ref(), gates: &gates };
+            let (run, baseline) = analyse(policy, &status, ctx, &ns, measured).await;
             (Some(run), baseline)
         }
         None => (None, None),
     };
     let target_hash = target_result.as_ref().ok().map(|t| t.config_hash.as_str());
     let required = match needs_verdicts(spec, &status, target_hash, &desired.hash) {
-        true => Some(super::verdicts::read(&ctx.client, &ctx.remotes, &policy, &ns).await),
+        true => Some(super::verdicts::read(&ctx.client, &ctx.remotes, policy, &ns).await),
         false => None,
     };
-    let (action, bad_action) = manual_action(&policy);
-    let holder = claim(&policy, ctx, canary.as_ref());
+    let (action, bad_action) = manual_action(policy);
+    let holder = claim(policy, ctx, canary);
     // The other policies on the same Redis are read under their group's lock (see reconcile).
     let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers: Vec::new(), required };
-    Ok(Some(Observation {
-        policy,
-        status,
-        target,
-        canary,
-        desired,
-        env,
-        observed,
-        analysis,
-        baseline,
-        action,
-        bad_action,
-    }))
+    Ok(Observation { objects, status, desired, env, observed, analysis, baseline, action, bad_action })
 }
 
 /// Whether this policy holds its target among every policy of the namespace that names it.

@@ -10,7 +10,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 
 use super::act::{act, publish};
-use super::observe::{Observation, observe};
+use super::observe::{Objects, Observation, observe};
 use super::{Context, Error, MANAGER, Result};
 use crate::api::{ACTION_ANNOTATION, Phase, RedisPoolPolicy, RedisPoolPolicyStatus};
 use crate::rollout::{self, Action, EventType, Input, durations};
@@ -47,66 +47,101 @@ fn now() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid timestamp")
 }
 
-/// Observe, decide through the pure core, act in order, record.
+/// Observe, decide through the pure core, act in order, record. Decided on the caches first: a
+/// decision that changes nothing ends there, having read nothing from the API server; one that
+/// would write is decided again on objects read fresh, unless they are the very ones cached.
 async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result<Requeue> {
     let now = now();
-    let Some(mut o) = observe(cached, ctx, now).await? else {
-        return Ok(Requeue::await_change());
-    };
-    // Policies on one Redis server decide, act and record one at a time, each seeing what the
-    // others decided last, so that two rollouts never both start on room only one of them has.
-    // Observing (probes, scrapes) stays outside: nobody waits on another's network calls.
-    let lock = super::budgets::group_of(&o.policy).map(|g| ctx.budgets.lock(&g));
-    let _deciding = match &lock {
-        Some(l) => Some(l.lock().await),
-        None => None,
-    };
-    o.observed.peers = ctx.budgets.peers(ctx.policies.get(), &o.policy);
-    let decision = rollout::decide(&Input {
-        spec: &o.policy.spec,
-        generation: o.policy.metadata.generation.unwrap_or(0),
-        status: &o.status,
-        desired: &o.desired,
-        observed: &o.observed,
-        analysis: o.analysis.as_ref(),
-        action: o.action,
-        now,
-        awake_since: ctx.awake_since,
-        deleting,
-    });
+    let mut objects = Objects::cached(cached, ctx).await?;
+    loop {
+        let mut o = observe(objects, ctx, now).await?;
+        // Policies on one Redis server decide, act and record one at a time, each seeing what
+        // the others decided last, so that two rollouts never both start on room only one of
+        // them has. Observing (probes, scrapes) stays outside: nobody waits on another's calls.
+        let lock = super::budgets::group_of(o.policy()).map(|g| ctx.budgets.lock(&g));
+        let _deciding = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        o.observed.peers = ctx.budgets.peers(ctx.policies.get(), o.policy());
+        let decision = rollout::decide(&Input {
+            spec: &o.policy().spec,
+            generation: o.policy().metadata.generation.unwrap_or(0),
+            status: &o.status,
+            desired: &o.desired,
+            observed: &o.observed,
+            analysis: o.analysis.as_ref(),
+            action: o.action,
+            now,
+            awake_since: ctx.awake_since,
+            deleting,
+        });
+        if !o.objects.fresh && writes(&o, &decision) {
+            match Objects::fresh(o.policy(), ctx).await? {
+                None => {
+                    ctx.forget(o.policy()).await;
+                    return Ok(Requeue::await_change());
+                }
+                Some(fresh) if fresh.versions() != o.objects.versions() => {
+                    objects = fresh;
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        return carry_out(&o, ctx, decision, deleting, now).await;
+    }
+}
+
+/// Whether acting on `decision` writes anything to the API server.
+fn writes(o: &Observation, decision: &rollout::Decision) -> bool {
+    !decision.actions.is_empty()
+        || decision.action_consumed
+        || o.bad_action.is_some()
+        || o.policy().status.as_ref() != Some(&decision.status)
+}
+
+/// Acts on a decision, in order, and records it.
+async fn carry_out(
+    o: &Observation,
+    ctx: &Context,
+    decision: rollout::Decision,
+    deleting: bool,
+    now: Timestamp,
+) -> Result<Requeue> {
     // What this decision means for a shared Redis, before anything is applied: if acting or
     // recording fails half way, the others on the server still count this rollout.
     let s = &decision.status;
-    ctx.budgets.record(&o.policy, s.redis_connections.as_ref(), s.phase.is_active());
+    ctx.budgets.record(o.policy(), s.redis_connections.as_ref(), s.phase.is_active());
     // Act, in order; a failure leaves status unwritten so the next reconcile decides again.
     for a in &decision.actions {
-        act(a, &o, ctx).await?;
+        act(a, o, ctx).await?;
     }
-    record(&o, ctx, &decision, now).await?;
+    record(o, ctx, &decision, now).await?;
     if deleting {
         if !decision.released {
             return Err(Error::Releasing(decision.status.message.unwrap_or_default()));
         }
-        ctx.forget(&o.policy).await;
+        ctx.forget(o.policy()).await;
         return Ok(Requeue::await_change());
     }
-    let watching = rollout::watched_verdict(&o.policy.spec, &decision.status).is_some();
+    let watching = rollout::watched_verdict(&o.policy().spec, &decision.status).is_some();
     if !decision.status.phase.is_active() && !watching {
-        ctx.baselines.lock().await.remove(&o.policy.uid().unwrap_or_default());
+        ctx.baselines.lock().await.remove(&o.policy().uid().unwrap_or_default());
     }
-    Ok(requeue(&o.policy, &decision.status))
+    Ok(requeue(o.policy(), &decision.status))
 }
 
 /// Writes what changed: the next baseline, metrics, the status (only when it differs: the
 /// steady state writes nothing), and then the consumed action annotation.
 async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, now: Timestamp) -> Result<()> {
-    let name = o.policy.name_any();
-    let ns = o.policy.namespace().unwrap_or_default();
+    let name = o.policy().name_any();
+    let ns = o.policy().namespace().unwrap_or_default();
     let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(raw) = &o.bad_action {
         publish(
             ctx,
-            &o.policy,
+            o.policy(),
             EventType::Warning,
             "ManualActionIgnored",
             format!("{ACTION_ANNOTATION}={raw:?} ignored: use promote, abort, retry, pause or resume"),
@@ -115,7 +150,7 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
     }
     if let Some(b) = &o.baseline {
         // This analysis's counters are where the next one starts.
-        ctx.baselines.lock().await.insert(o.policy.uid().unwrap_or_default(), b.clone());
+        ctx.baselines.lock().await.insert(o.policy().uid().unwrap_or_default(), b.clone());
     }
     if let Some(run) = &o.analysis {
         let labels = super::metrics::VerdictLabels {
@@ -127,14 +162,14 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
     }
     let s = &decision.status;
     ctx.metrics.set_phase(&ns, &name, s.phase, s.weight.unwrap_or(0), s.replicas.as_ref().map_or(0, |r| r.canary));
-    if o.policy.status.as_ref() != Some(s) {
-        log_transition(&ns, &name, o.policy.status.as_ref(), s, &decision.actions, now);
+    if o.policy().status.as_ref() != Some(s) {
+        log_transition(&ns, &name, o.policy().status.as_ref(), s, &decision.actions, now);
         // resourceVersion makes this write conditional: if anyone wrote the policy since we read
         // it, the write fails with a conflict and the next reconcile decides again.
         let patch = serde_json::json!({
             "apiVersion": "redispool.io/v1alpha1",
             "kind": "RedisPoolPolicy",
-            "metadata": {"resourceVersion": o.policy.metadata.resource_version},
+            "metadata": {"resourceVersion": o.policy().metadata.resource_version},
             "status": s
         });
         policies
@@ -147,7 +182,7 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
     // this decision wrote. Only the value that was read is removed, so an action set meanwhile
     // is decided next time rather than lost.
     if decision.action_consumed || o.bad_action.is_some() {
-        let read = o.policy.annotations().get(ACTION_ANNOTATION).cloned().unwrap_or_default();
+        let read = o.policy().annotations().get(ACTION_ANNOTATION).cloned().unwrap_or_default();
         let patch = crate::api::remove_action_patch(&read);
         let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
         match policies.patch(&name, &params, &Patch::Json::<()>(patch)).await {
