@@ -259,6 +259,33 @@ async fn target_template_change_mid_rollout_restarts_with_a_reason() {
 }
 
 #[tokio::test]
+async fn analyses_that_change_only_tallies_write_status_at_most_once_a_minute() {
+    let env = Env::new("tallies", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("10m");
+    env.apply(p).await;
+    let passing = |s: &redis_pool_operator::api::RedisPoolPolicyStatus| {
+        s.analysis.as_ref().is_some_and(|a| a.verdict == redis_pool_operator::analysis::Verdict::Pass)
+    };
+    let before = env.wait_status("auth-api", "a passing analysis of step 1", Duration::from_secs(60), passing).await;
+    let status_writes = r#"redis_pool_operator_writes_total{result="status"}"#;
+    let written = env.operator.counter(status_writes).await;
+    let analyses = env.operator.counter("redis_pool_operator_analyses_total").await;
+    // One analysis a second (interval 1s), each passing again with new values.
+    wait_until("five more analyses", Duration::from_secs(30), || {
+        let env = &env;
+        async move { (env.operator.counter("redis_pool_operator_analyses_total").await >= analyses + 5.0).then_some(()) }
+    })
+    .await;
+    let writes = env.operator.counter(status_writes).await - written;
+    assert!(writes <= 1.0, "{writes} status writes for 5 analyses that changed only tallies");
+    let after = env.status("auth-api").await;
+    assert_eq!((after.phase, after.step), (before.phase, before.step), "the rollout moved on");
+    assert!(passing(&after), "the stored status still holds a passing analysis: {:?}", after.analysis);
+}
+
+#[tokio::test]
 async fn manual_pause_resume_and_promote() {
     let env = Env::new("manual", 10).await;
     let _fleet = env.fleet(all_pods(Health::good()));

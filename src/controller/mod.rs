@@ -36,7 +36,7 @@ use metrics::Metrics;
 pub use reconcile::FINALIZER;
 
 use crate::analysis::contract::PoolHealth;
-use crate::api::RedisPoolPolicy;
+use crate::api::{RedisPoolPolicy, RedisPoolPolicyStatus};
 
 /// The one field manager for every write the operator makes.
 pub const MANAGER: &str = "redis-pool-operator";
@@ -72,6 +72,16 @@ pub struct Baseline {
     pub rejected_connections: Option<i64>,
 }
 
+/// A policy's status as this process wrote or decided it last.
+#[derive(Default, Debug, Clone)]
+pub struct Written {
+    /// When this process last wrote it.
+    pub at: Option<Timestamp>,
+    /// A status decided and not written yet (only tallies changed), with the stored status it
+    /// follows: the next decision goes on from it while the stored status is still that one.
+    pub pending: Option<(Option<RedisPoolPolicyStatus>, RedisPoolPolicyStatus)>,
+}
+
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
@@ -80,6 +90,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Keyed by policy uid.
     pub baselines: Mutex<HashMap<String, Baseline>>,
+    /// Keyed by policy uid.
+    pub written: std::sync::Mutex<HashMap<String, Written>>,
     /// When this process began acting: time before it never counts against a deadline.
     pub awake_since: Timestamp,
     /// Every policy the controller watches (to tell which one holds a shared target).
@@ -106,6 +118,7 @@ impl Context {
             settings,
             http: reqwest::Client::builder().no_proxy().build().expect("http client"),
             baselines: Mutex::default(),
+            written: std::sync::Mutex::default(),
             awake_since: Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid timestamp"),
             policies: OnceLock::new(),
             hpas: OnceLock::new(),
@@ -120,7 +133,49 @@ impl Context {
     async fn forget(&self, policy: &RedisPoolPolicy) {
         self.metrics.forget(&policy.namespace().unwrap_or_default(), &policy.name_any());
         self.baselines.lock().await.remove(&policy.uid().unwrap_or_default());
+        self.written.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
         self.budgets.forget(&policy.uid().unwrap_or_default());
+    }
+}
+
+impl Context {
+    /// The status to decide on: the stored one, or what this process decided after it and has
+    /// not written yet.
+    pub fn status_of(&self, policy: &RedisPoolPolicy) -> RedisPoolPolicyStatus {
+        let written = self.written.lock().expect("not poisoned");
+        match written.get(&policy.uid().unwrap_or_default()).and_then(|w| w.pending.as_ref()) {
+            Some((follows, decided)) if follows.as_ref() == policy.status.as_ref() => decided.clone(),
+            _ => policy.status.clone().unwrap_or_default(),
+        }
+    }
+
+    /// When this process last wrote the policy's status.
+    pub fn last_write(&self, policy: &RedisPoolPolicy) -> Option<Timestamp> {
+        self.written.lock().expect("not poisoned").get(&policy.uid().unwrap_or_default()).and_then(|w| w.at)
+    }
+
+    /// How soon tallies kept for later are due to be written, if any are kept.
+    pub fn pending_due(&self, policy: &RedisPoolPolicy, now: Timestamp) -> Option<Duration> {
+        let written = self.written.lock().expect("not poisoned");
+        let w = written.get(&policy.uid().unwrap_or_default()).filter(|w| w.pending.is_some())?;
+        let left = w.at.map_or(jiff::SignedDuration::ZERO, |at| crate::rollout::TALLIES_EVERY - now.duration_since(at));
+        // Overdue (negative): at once, within a second.
+        Some(Duration::try_from(left).unwrap_or_default().max(Duration::from_secs(1)))
+    }
+
+    /// Remembers what was written (`at`) or decided and kept for later (`pending`).
+    pub fn remember_status(
+        &self,
+        policy: &RedisPoolPolicy,
+        at: Option<Timestamp>,
+        pending: Option<RedisPoolPolicyStatus>,
+    ) {
+        let mut written = self.written.lock().expect("not poisoned");
+        let w = written.entry(policy.uid().unwrap_or_default()).or_default();
+        if at.is_some() {
+            w.at = at;
+        }
+        w.pending = pending.map(|p| (policy.status.clone(), p));
     }
 }
 

@@ -105,7 +105,7 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
     let (target, canary) = (objects.target.as_deref(), objects.canary.as_deref());
     let ns = policy.namespace().unwrap_or_default();
     let spec = &policy.spec;
-    let status = policy.status.clone().unwrap_or_default();
+    let status = ctx.status_of(policy);
     let hpa = ctx.hpas.get().and_then(|hpas| {
         let state = hpas.state();
         hpa_for(

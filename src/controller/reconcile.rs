@@ -13,7 +13,7 @@ use super::act::{act, publish};
 use super::observe::{Objects, Observation, observe};
 use super::{Context, Error, MANAGER, Result};
 use crate::api::{ACTION_ANNOTATION, Phase, RedisPoolPolicy, RedisPoolPolicyStatus};
-use crate::rollout::{self, Action, EventType, Input, durations};
+use crate::rollout::{self, Action, EventType, Input, StatusWrite, durations};
 
 /// Held until a deleted policy has given its target back what a rollout took.
 pub const FINALIZER: &str = "redispool.io/restore-target";
@@ -76,7 +76,7 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
             awake_since: ctx.awake_since,
             deleting,
         });
-        if !o.objects.fresh && writes(&o, &decision) {
+        if !o.objects.fresh && writes(&o, &decision, ctx, now) {
             match Objects::fresh(o.policy(), ctx).await? {
                 None => {
                     ctx.forget(o.policy()).await;
@@ -94,11 +94,17 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
 }
 
 /// Whether acting on `decision` writes anything to the API server.
-fn writes(o: &Observation, decision: &rollout::Decision) -> bool {
+fn writes(o: &Observation, decision: &rollout::Decision, ctx: &Context, now: Timestamp) -> bool {
     !decision.actions.is_empty()
         || decision.action_consumed
         || o.bad_action.is_some()
-        || o.policy().status.as_ref() != Some(&decision.status)
+        || status_write(o, decision, ctx, now) == StatusWrite::Now
+}
+
+/// A decision that acts (an Event included) writes its status with it; otherwise tallies wait.
+fn status_write(o: &Observation, decision: &rollout::Decision, ctx: &Context, now: Timestamp) -> StatusWrite {
+    let last_write = if decision.actions.is_empty() { ctx.last_write(o.policy()) } else { None };
+    rollout::status_write(o.policy().status.as_ref(), &decision.status, last_write, now)
 }
 
 /// Acts on a decision, in order, and records it.
@@ -129,7 +135,12 @@ async fn carry_out(
     if !decision.status.phase.is_active() && !watching {
         ctx.baselines.lock().await.remove(&o.policy().uid().unwrap_or_default());
     }
-    Ok(requeue(o.policy(), &decision.status))
+    // Tallies kept for later are written by a reconcile within the minute, whatever else wakes it.
+    let after = requeue(o.policy(), &decision.status);
+    Ok(Requeue::requeue(match ctx.pending_due(o.policy(), now) {
+        Some(due) => after.min(due),
+        None => after,
+    }))
 }
 
 /// Writes what changed: the next baseline, metrics, the status (only when it differs: the
@@ -162,7 +173,10 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
     }
     let s = &decision.status;
     ctx.metrics.set_phase(&ns, &name, s.phase, s.weight.unwrap_or(0), s.replicas.as_ref().map_or(0, |r| r.canary));
-    if o.policy().status.as_ref() != Some(s) {
+    let write = status_write(o, decision, ctx, now);
+    if write != StatusWrite::Now {
+        ctx.remember_status(o.policy(), None, (write == StatusWrite::Later).then(|| s.clone()));
+    } else {
         log_transition(&ns, &name, o.policy().status.as_ref(), s, &decision.actions, now);
         // resourceVersion makes this write conditional: if anyone wrote the policy since we read
         // it, the write fails with a conflict and the next reconcile decides again.
@@ -177,6 +191,7 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
             .await
             .map_err(Error::write("write status"))?;
         ctx.metrics.count_write("status");
+        ctx.remember_status(o.policy(), Some(now), None);
     }
     // Last: whoever waits for the annotation to go (`kubectl redispool`) then reads the status
     // this decision wrote. Only the value that was read is removed, so an action set meanwhile
@@ -220,7 +235,7 @@ fn log_transition(
 
 /// How soon to look again without an event: every analysis interval during a rollout and while
 /// a promotion's verdict soaks.
-fn requeue(policy: &RedisPoolPolicy, s: &RedisPoolPolicyStatus) -> Requeue {
+fn requeue(policy: &RedisPoolPolicy, s: &RedisPoolPolicyStatus) -> Duration {
     let interval = durations(&policy.spec).interval.unsigned_abs().max(Duration::from_secs(1));
     let after = match s.phase {
         p if p.is_active() => interval.min(Duration::from_secs(30)),
@@ -232,7 +247,7 @@ fn requeue(policy: &RedisPoolPolicy, s: &RedisPoolPolicyStatus) -> Requeue {
     };
     // A promotion being watched is analysed at the interval, whatever the phase.
     match rollout::watched_verdict(&policy.spec, s) {
-        Some(_) => Requeue::requeue(after.min(interval)),
-        None => Requeue::requeue(after),
+        Some(_) => after.min(interval),
+        None => after,
     }
 }

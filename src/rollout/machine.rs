@@ -682,6 +682,7 @@ impl Machine<'_> {
         let failures = self.status.analysis.as_ref().map_or(0, |a| a.consecutive_failures);
         let a = &run.analysis;
         let v = &mut self.status.verdicts[index];
+        let was_soaked = v.soaked();
         v.analyses += 1;
         match (a.verdict, v.clean_at.take()) {
             (Verdict::Pass, Some(c)) => {
@@ -693,6 +694,7 @@ impl Machine<'_> {
             _ => {}
         }
         let soak = format!("{} of {}", human(v.soaked()), spec.promotion.soak);
+        let just_soaked = was_soaked < d.promotion_soak && v.soaked() >= d.promotion_soak;
         if a.verdict == Verdict::Fail && failures >= spec.rollout.analysis.failure_limit {
             let reason = format!(
                 "{failures} analyses in a row failed {} after the promotion: {}",
@@ -714,6 +716,14 @@ impl Machine<'_> {
                 "the target runs pool configuration {hash}; its verdict has soaked {soak}, last analysis {:?}",
                 a.verdict
             ));
+        }
+        if just_soaked {
+            // The news environments that require this verdict wait for.
+            let msg = format!(
+                "pool configuration {hash} soaked {} after its promotion; it is not watched any longer",
+                spec.promotion.soak
+            );
+            self.event(EventType::Normal, "VerdictSoaked", msg);
         }
     }
 

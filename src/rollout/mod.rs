@@ -9,10 +9,12 @@
 mod conditions;
 mod identity;
 mod machine;
+mod writes;
 
 pub use conditions::set_condition;
 pub use identity::{Claimant, holder};
 pub use machine::{decide, human};
+pub use writes::{StatusWrite, TALLIES_EVERY, status_write};
 
 use jiff::Timestamp;
 

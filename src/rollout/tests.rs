@@ -493,6 +493,8 @@ fn a_promotion_is_watched_until_its_verdict_has_soaked() {
     });
     assert!(verdict(&sim).soaked_seconds >= 60);
     assert_eq!(sim.status.phase, Phase::Succeeded);
+    // Once, when it crosses the soak: the news that environments requiring it wait for.
+    assert_eq!(sim.count("VerdictSoaked"), 1, "{:?}", sim.events);
 }
 
 #[test]
