@@ -24,6 +24,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -100,6 +101,8 @@ pub struct Context {
     pub hpas: OnceLock<Store<HorizontalPodAutoscaler>>,
     /// Every Deployment in the watched namespaces, slimmed to what decisions read.
     pub deployments: OnceLock<Store<Deployment>>,
+    /// The canary pods (label `redispool.io/track=canary`), slimmed to what analyses read.
+    pub canary_pods: OnceLock<Store<Pod>>,
     /// Consecutive failed reconciles per policy, for the error backoff.
     failures: std::sync::Mutex<HashMap<ObjectRef<RedisPoolPolicy>, u32>>,
     /// The shared Redis budgets: a lock per server, and what each policy recorded last.
@@ -123,6 +126,7 @@ impl Context {
             policies: OnceLock::new(),
             hpas: OnceLock::new(),
             deployments: OnceLock::new(),
+            canary_pods: OnceLock::new(),
             failures: std::sync::Mutex::default(),
             budgets: budgets::Budgets::default(),
             remotes: verdicts::RemoteClients::default(),
@@ -224,7 +228,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let policies: Api<RedisPoolPolicy> = apis(&client, ns.as_deref());
     let deployments: Api<Deployment> = apis(&client, ns.as_deref());
     let hpas: Api<HorizontalPodAutoscaler> = apis(&client, ns.as_deref());
-    let config = watcher::Config::default().any_semantic();
+    let config = watcher::Config::default().streaming_lists();
     // Our own status writes wake the policy once more; that reconcile finds nothing to change
     // and writes nothing, because the status is a pure function of what it observes.
     let (store, writer) = reflector::store();
@@ -247,6 +251,21 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
                 }
             },
         ),
+    );
+    // Canary pods: a cache the analyses read (their IPs and readiness), by the canary label.
+    let (pod_store, pod_writer) = reflector::store();
+    let _ = ctx.canary_pods.set(pod_store);
+    let pods: Api<Pod> = apis(&client, ns.as_deref());
+    let canary_only = config.clone().labels(&format!("{}=canary", crate::api::TRACK_LABEL));
+    let pod_cache = tokio::spawn(
+        reflector(pod_writer, watcher(pods, canary_only).modify(crate::providers::slim_pod))
+            .default_backoff()
+            .applied_objects()
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot watch canary pods");
+                }
+            }),
     );
     // No decision before the HPAs are known: with an empty cache an autoscaled target would look
     // like the operator's to size.
@@ -291,6 +310,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         .await;
     readiness.abort();
     hpa_cache.abort();
+    pod_cache.abort();
 }
 
 /// Keeps of a policy what decisions read, for the cache: not who wrote which field, nor

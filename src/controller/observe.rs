@@ -273,13 +273,20 @@ async fn analyse(
     let target_name = &policy.spec.target_ref.name;
     let measured = match metrics.provider {
         MetricsProvider::Pods => {
-            let (what, selector) = match of {
-                Due::Step(_) => ("canary", format!("{TRACK_LABEL}=canary,{POLICY_LABEL}={}", policy.name_any())),
-                Due::AfterPromotion => ("target", target_selector(m.target)),
-            };
             let since = status.analysis.as_ref().map(|a| a.at.0);
-            let pods = &metrics.pods;
-            providers::measure_pods(&ctx.client, &ctx.http, ns, what, &selector, pods, &previous.pods, since).await
+            let (what, ready) = match of {
+                Due::Step(_) => ("canary", canary_pods(ctx, ns, &policy.name_any()).await),
+                // After a promotion the target's own pods, which no cache holds: listed.
+                Due::AfterPromotion => {
+                    ("target", providers::list_ready_pods(&ctx.client, ns, "target", &target_selector(m.target)).await)
+                }
+            };
+            match ready {
+                Ok(ready) => {
+                    providers::measure_pods(&ctx.http, what, &ready, &metrics.pods, &previous.pods, since).await
+                }
+                Err(e) => Err(e),
+            }
         }
         MetricsProvider::Prometheus => {
             // Stable pods carry no track label: `label=""` selects exactly those in PromQL.
@@ -313,6 +320,23 @@ async fn analyse(
         redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections).or(previous.rejected_connections);
     let next = Baseline { pods: samples, rejected_connections: rejected };
     (AnalysisRun { of, analysis, provider_error: errors }, Some(next))
+}
+
+/// The ready pods of the policy's canary, from the cache of canary pods.
+async fn canary_pods(
+    ctx: &Context,
+    ns: &str,
+    policy: &str,
+) -> Result<Vec<(String, String, Option<Timestamp>)>, String> {
+    let store = ctx.canary_pods.get().expect("the canary pod cache is set before the controller runs");
+    store.wait_until_ready().await.map_err(|_| "the canary pod cache stopped".to_string())?;
+    let state = store.state();
+    let ours = state.iter().filter(|p| {
+        p.metadata.namespace.as_deref() == Some(ns)
+            && p.labels().get(POLICY_LABEL).is_some_and(|l| l == policy)
+            && p.labels().get(TRACK_LABEL).is_some_and(|t| t == "canary")
+    });
+    Ok(providers::ready_pods(ours.map(|p| &**p)))
 }
 
 /// The target's own pods: its whole selector, and no track label (canary pods carry one).

@@ -76,7 +76,7 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
             awake_since: ctx.awake_since,
             deleting,
         });
-        if !o.objects.fresh && writes(&o, &decision, ctx, now) {
+        if !o.objects.fresh && needs_fresh(&o, &decision, ctx, now) {
             match Objects::fresh(o.policy(), ctx).await? {
                 None => {
                     ctx.forget(o.policy()).await;
@@ -93,8 +93,10 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
     }
 }
 
-/// Whether acting on `decision` writes anything to the API server.
-fn writes(o: &Observation, decision: &rollout::Decision, ctx: &Context, now: Timestamp) -> bool {
+/// Whether `decision` must be made again on fresh objects before it is carried out: it acts, or
+/// writes a status that decisions depend on. Tallies alone are written over the cached version
+/// (conditionally on its resourceVersion), so a stale cache makes that write fail, not lie.
+fn needs_fresh(o: &Observation, decision: &rollout::Decision, ctx: &Context, now: Timestamp) -> bool {
     !decision.actions.is_empty()
         || decision.action_consumed
         || o.bad_action.is_some()
@@ -174,7 +176,7 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
     let s = &decision.status;
     ctx.metrics.set_phase(&ns, &name, s.phase, s.weight.unwrap_or(0), s.replicas.as_ref().map_or(0, |r| r.canary));
     let write = status_write(o, decision, ctx, now);
-    if write != StatusWrite::Now {
+    if !write.writes() {
         ctx.remember_status(o.policy(), None, (write == StatusWrite::Later).then(|| s.clone()));
     } else {
         log_transition(&ns, &name, o.policy().status.as_ref(), s, &decision.actions, now);

@@ -27,28 +27,9 @@ pub struct Measured {
     pub errors: Option<String>,
 }
 
-/// GETs the contract on every ready pod matching `selector` (`what` they are: the canary's, the
-/// target's) and diffs it against `baselines`. Pods that started before `since` (the last
-/// analysis) and have no baseline only set one.
-#[allow(clippy::too_many_arguments)]
-pub async fn measure_pods(
-    client: &Client,
-    http: &reqwest::Client,
-    ns: &str,
-    what: &str,
-    selector: &str,
-    spec: &PodsMetrics,
-    baselines: &HashMap<String, PoolHealth>,
-    since: Option<Timestamp>,
-) -> Result<Measured, String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let listed = pods
-        .list(&ListParams::default().labels(selector))
-        .await
-        .map_err(|e| format!("cannot list {what} pods: {e}"))?
-        .items;
-    let ready: Vec<(String, String, Option<Timestamp>)> = listed
-        .iter()
+/// The pods to measure: ready, not being deleted, with an IP, as (uid, IP, created).
+pub fn ready_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<(String, String, Option<Timestamp>)> {
+    pods.into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
             p.status
@@ -60,7 +41,61 @@ pub async fn measure_pods(
             let started = p.creation_timestamp().map(|t| t.0);
             Some((p.uid()?, p.status.as_ref()?.pod_ip.clone()?, started))
         })
-        .collect();
+        .collect()
+}
+
+/// Keeps of a pod what [`ready_pods`] reads, for the cache of canary pods.
+pub fn slim_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    pod.spec = None;
+    if let Some(s) = pod.status.as_mut() {
+        *s = k8s_openapi::api::core::v1::PodStatus {
+            pod_ip: s.pod_ip.take(),
+            conditions: s.conditions.take().map(|c| {
+                c.into_iter()
+                    .filter(|c| c.type_ == "Ready")
+                    .map(|c| k8s_openapi::api::core::v1::PodCondition {
+                        type_: c.type_,
+                        status: c.status,
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        };
+    }
+}
+
+/// Lists the pods matching `selector` (`what` they are: the canary's, the target's) and keeps
+/// the ready ones.
+pub async fn list_ready_pods(
+    client: &Client,
+    ns: &str,
+    what: &str,
+    selector: &str,
+) -> Result<Vec<(String, String, Option<Timestamp>)>, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let listed = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| format!("cannot list {what} pods: {e}"))?;
+    Ok(ready_pods(&listed.items))
+}
+
+/// GETs the contract on every pod of `ready` (`what` they are) and diffs it against
+/// `baselines`. Pods that started before `since` (the last analysis) and have no baseline only
+/// set one.
+pub async fn measure_pods(
+    http: &reqwest::Client,
+    what: &str,
+    ready: &[(String, String, Option<Timestamp>)],
+    spec: &PodsMetrics,
+    baselines: &HashMap<String, PoolHealth>,
+    since: Option<Timestamp>,
+) -> Result<Measured, String> {
     if ready.is_empty() {
         return Err(format!("no ready {what} pod to measure"));
     }
@@ -175,4 +210,59 @@ async fn config_map_key(client: &Client, ns: &str, name: &str, key: &str) -> Res
         .and_then(|d| d.get(key).cloned())
         .map(String::into_bytes)
         .ok_or_else(|| unavailable(format!("ConfigMap {ns}/{name} (spec.redis.tlsOptions.caRef) has no key {key:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ready: &str, ip: Option<&str>, deleting: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name, "namespace": "saas", "uid": format!("uid-{name}"),
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "deletionTimestamp": deleting.then_some("2026-01-01T00:05:00Z"),
+                "labels": {"redispool.io/track": "canary"},
+                "annotations": {"kubectl.kubernetes.io/restartedAt": "now"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]
+            },
+            "spec": {"containers": [{"name": "api", "image": "auth:7"}]},
+            "status": {
+                "phase": "Running", "podIP": ip, "hostIP": "127.0.0.1",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": ready, "lastTransitionTime": "2026-01-01T00:01:00Z"}
+                ],
+                "containerStatuses": [{"name": "api", "image": "auth:7", "imageID": "", "ready": true, "restartCount": 0}]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_slim_pod_is_measured_the_same() {
+        let pods = vec![
+            pod("a", "True", Some("127.200.0.1"), false),
+            pod("not-ready", "False", Some("127.200.0.2"), false),
+            pod("no-ip", "True", None, false),
+            pod("leaving", "True", Some("127.200.0.4"), true),
+        ];
+        let ready = ready_pods(&pods);
+        assert_eq!(
+            ready,
+            vec![("uid-a".to_string(), "127.200.0.1".to_string(), Some("2026-01-01T00:00:00Z".parse().unwrap()))]
+        );
+        let slim: Vec<Pod> = pods
+            .into_iter()
+            .map(|mut p| {
+                slim_pod(&mut p);
+                p
+            })
+            .collect();
+        assert_eq!(ready_pods(&slim), ready, "the cache's pods read the same");
+        let s = &slim[0];
+        assert!(s.spec.is_none() && s.metadata.managed_fields.is_none() && s.metadata.annotations.is_none());
+        assert_eq!(s.status.as_ref().unwrap().conditions.as_ref().unwrap().len(), 1, "only Ready is kept");
+        assert_eq!(s.status.as_ref().unwrap().host_ip, None);
+    }
 }

@@ -16,10 +16,19 @@ pub const TALLIES_EVERY: SignedDuration = SignedDuration::from_secs(60);
 pub enum StatusWrite {
     /// The decided status is the stored one.
     Nothing,
-    /// Something a decision or a person depends on changed, or the tallies are a minute old.
+    /// Something a decision or a person depends on changed.
     Now,
+    /// Only tallies changed, and they are a minute old: write them (no decision rides on them,
+    /// so they need no fresh read; the write is still conditional on the resourceVersion).
+    Tallies,
     /// Only tallies changed: keep the decided status in memory and decide on it next time.
     Later,
+}
+
+impl StatusWrite {
+    pub fn writes(self) -> bool {
+        matches!(self, StatusWrite::Now | StatusWrite::Tallies)
+    }
 }
 
 /// Whether `decided` is written over `stored`, given when the operator last wrote this policy's
@@ -39,7 +48,7 @@ pub fn status_write(
     }
     match last_write {
         Some(at) if now.duration_since(at) < TALLIES_EVERY => StatusWrite::Later,
-        _ => StatusWrite::Now,
+        _ => StatusWrite::Tallies,
     }
 }
 
@@ -163,9 +172,9 @@ mod tests {
         let decided = analysing(60, 0.5);
         assert_eq!(status_write(Some(&stored), &decided, Some(now(30)), now(60)), StatusWrite::Later);
         assert_eq!(status_write(Some(&stored), &decided, Some(now(30)), now(89)), StatusWrite::Later);
-        assert_eq!(status_write(Some(&stored), &decided, Some(now(30)), now(90)), StatusWrite::Now);
+        assert_eq!(status_write(Some(&stored), &decided, Some(now(30)), now(90)), StatusWrite::Tallies);
         // After a restart the operator does not know when it last wrote: it writes.
-        assert_eq!(status_write(Some(&stored), &decided, None, now(60)), StatusWrite::Now);
+        assert_eq!(status_write(Some(&stored), &decided, None, now(60)), StatusWrite::Tallies);
     }
 
     #[test]

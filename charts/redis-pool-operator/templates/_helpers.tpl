@@ -42,7 +42,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [list, watch]                    # an HPA that scales a target owns its replicas
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]                           # the Pods provider reads canary pod IPs
+  verbs: [list, watch]                    # the Pods provider: canary pod IPs (a watch), a target's after a promotion (a list)
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]                            # spec.redis password, CA and client certificate; never list or watch
