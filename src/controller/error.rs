@@ -13,6 +13,9 @@ pub enum Error {
     /// The policy is being deleted and its target is not given back yet (not a failure).
     #[error("releasing the target: {0}")]
     Releasing(String),
+    /// A cache has not listed for 30 s: its watch is failing (the operator log says why).
+    #[error("the {0} cache has not listed yet: check that the operator may list and watch {0}")]
+    CacheNotListed(&'static str),
     /// A cache's watch ended: only when the operator shuts down.
     #[error("the {0} cache stopped: the operator is shutting down")]
     CacheStopped(&'static str),
@@ -38,6 +41,7 @@ impl Error {
             Error::Build(_) => "build",
             Error::Releasing(_) => "releasing",
             Error::CacheStopped(_) => "cache_stopped",
+            Error::CacheNotListed(_) => "cache_not_listed",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -42,7 +42,7 @@ impl Objects {
         let store = ctx.deployments.get().expect("the Deployment cache is set before the controller runs");
         // The first reconciles may run before the Deployments are listed: an empty cache would
         // look like a missing target.
-        store.wait_until_ready().await.map_err(|_| super::Error::CacheStopped("Deployment"))?;
+        wait_listed(store, "Deployments").await?;
         let ns = policy.namespace().unwrap_or_default();
         let get = |name: String| store.get(&ObjectRef::new(&name).within(&ns));
         let target_name = &policy.spec.target_ref.name;
@@ -60,7 +60,10 @@ impl Objects {
     pub async fn fresh(policy: &RedisPoolPolicy, ctx: &Context) -> Result<Option<Objects>> {
         let ns = policy.namespace().unwrap_or_default();
         let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-        let Some(policy) = policies.get_opt(&policy.name_any()).await? else { return Ok(None) };
+        // Another policy of the same name, made since, is not this one.
+        let Some(policy) = policies.get_opt(&policy.name_any()).await?.filter(|p| p.uid() == policy.uid()) else {
+            return Ok(None);
+        };
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         let target_name = &policy.spec.target_ref.name;
         let target = deployments.get_opt(target_name).await?.map(Arc::new);
@@ -322,6 +325,20 @@ async fn analyse(
     (AnalysisRun { of, analysis, provider_error: errors }, Some(next))
 }
 
+/// Waits (bounded) until a cache has listed what it watches: a watch that RBAC forbids must
+/// fail the reconcile with a reason, not hang it and, with it, a reconcile slot.
+async fn wait_listed<K>(store: &kube::runtime::reflector::Store<K>, what: &'static str) -> Result<()>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    match tokio::time::timeout(std::time::Duration::from_secs(30), store.wait_until_ready()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(super::Error::CacheStopped(what)),
+        Err(_) => Err(super::Error::CacheNotListed(what)),
+    }
+}
+
 /// The ready pods of the policy's canary, from the cache of canary pods.
 async fn canary_pods(
     ctx: &Context,
@@ -329,7 +346,7 @@ async fn canary_pods(
     policy: &str,
 ) -> Result<Vec<(String, String, Option<Timestamp>)>, String> {
     let store = ctx.canary_pods.get().expect("the canary pod cache is set before the controller runs");
-    store.wait_until_ready().await.map_err(|_| "the canary pod cache stopped".to_string())?;
+    wait_listed(store, "pods").await.map_err(|e| e.to_string())?;
     let state = store.state();
     let ours = state.iter().filter(|p| {
         p.metadata.namespace.as_deref() == Some(ns)

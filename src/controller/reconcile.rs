@@ -97,7 +97,9 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
 /// writes a status that decisions depend on. Tallies alone are written over the cached version
 /// (conditionally on its resourceVersion), so a stale cache makes that write fail, not lie.
 fn needs_fresh(o: &Observation, decision: &rollout::Decision, ctx: &Context, now: Timestamp) -> bool {
-    !decision.actions.is_empty()
+    // Letting a deleted policy go (the finalizer's removal) rides on the status too.
+    decision.released
+        || !decision.actions.is_empty()
         || decision.action_consumed
         || o.bad_action.is_some()
         || status_write(o, decision, ctx, now) == StatusWrite::Now

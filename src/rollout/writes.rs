@@ -77,6 +77,10 @@ fn without_tallies(status: &RedisPoolPolicyStatus) -> RedisPoolPolicyStatus {
         v.soaked_seconds = 0;
         v.clean_at = None;
     }
+    // Advice says over how long and how many analyses it was seen; what it advises is news.
+    if let Some(a) = s.advice.as_mut() {
+        a.message.clear();
+    }
     // A hold that began is news; how long it has lasted is a tally.
     if let Some(held) = s.soak.as_mut().and_then(|k| k.held_until.as_mut()) {
         *held = epoch();
@@ -231,6 +235,22 @@ mod tests {
             StatusWrite::Later
         );
         assert_eq!(status_write(Some(&stored), &watched(60, VerdictResult::Failed), last, now(60)), StatusWrite::Now);
+    }
+
+    #[test]
+    fn advice_counting_analyses_is_a_tally_and_what_it_advises_is_not() {
+        let advised = |t: i64, cpw: i32| {
+            let mut s = analysing(t, 0.1);
+            s.advice = Some(crate::advice::Advice {
+                connections_per_worker: cpw,
+                frees_connections: 100,
+                message: format!("peak 10% over {t}s ({} analyses)", t / 30),
+            });
+            s
+        };
+        let last = Some(now(30));
+        assert_eq!(status_write(Some(&advised(30, 20)), &advised(60, 20), last, now(60)), StatusWrite::Later);
+        assert_eq!(status_write(Some(&advised(30, 20)), &advised(60, 10), last, now(60)), StatusWrite::Now);
     }
 
     #[test]
