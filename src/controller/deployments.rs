@@ -141,64 +141,91 @@ pub fn slim(deploy: &mut Deployment) {
     }
 }
 
-/// Of a field set, `spec.replicas` and the env values of each container; None when it has neither.
+/// Of a field set, what decisions read, as a compact list: `replicas` when it sets
+/// `spec.replicas`, and `env=CONTAINER=VAR` for each env value it sets (neither name can hold a
+/// `=`); None when it has neither. Kept as the nested field set, this was kilobytes of JSON maps
+/// per Deployment, the largest part of the cache (a heap profile at 1,000 Deployments: 12 MB).
 fn writes_we_read(fields: &serde_json::Value) -> Option<serde_json::Value> {
-    use serde_json::{Map, Value};
-    let mut spec = Map::new();
-    if let Some(r) = fields.pointer("/f:spec/f:replicas") {
-        spec.insert("f:replicas".into(), r.clone());
+    use serde_json::Value;
+    let mut kept = vec![];
+    if fields.pointer(REPLICAS_FIELD).is_some() {
+        kept.push(Value::from(REPLICAS_WRITE));
     }
-    let containers: Map<String, Value> = fields
-        .pointer("/f:spec/f:template/f:spec/f:containers")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(key, c)| {
-            let values: Map<String, Value> = c
-                .get("f:env")?
-                .as_object()?
-                .iter()
-                .filter(|(_, e)| e.get("f:value").is_some())
-                .map(|(name, _)| (name.clone(), serde_json::json!({"f:value": {}})))
-                .collect();
-            (!values.is_empty()).then(|| (key.clone(), serde_json::json!({ "f:env": values })))
-        })
-        .collect();
-    if !containers.is_empty() {
-        spec.insert("f:template".into(), serde_json::json!({"f:spec": {"f:containers": containers}}));
+    let containers = fields.pointer(CONTAINERS_FIELD).and_then(Value::as_object).into_iter().flatten();
+    for (container_key, c) in containers {
+        let Some(container) = keyed_name(container_key) else { continue };
+        let env = c.get("f:env").and_then(Value::as_object).into_iter().flatten();
+        for (var_key, _) in env.filter(|(_, e)| e.get("f:value").is_some()) {
+            if let Some(var) = keyed_name(var_key) {
+                kept.push(Value::from(env_write(&container, &var)));
+            }
+        }
     }
-    (!spec.is_empty()).then(|| serde_json::json!({ "f:spec": spec }))
+    (!kept.is_empty()).then_some(Value::Array(kept))
+}
+
+const REPLICAS_FIELD: &str = "/f:spec/f:replicas";
+const CONTAINERS_FIELD: &str = "/f:spec/f:template/f:spec/f:containers";
+const REPLICAS_WRITE: &str = "replicas";
+
+fn env_write(container: &str, var: &str) -> String {
+    format!("env={container}={var}")
+}
+
+/// The name in a field set's list-item key, `k:{"name":"api"}`.
+fn keyed_name(key: &str) -> Option<String> {
+    let item: serde_json::Value = serde_json::from_str(key.strip_prefix("k:")?).ok()?;
+    Some(item.get("name")?.as_str()?.to_string())
+}
+
+/// The list-item key of `name` in a field set.
+fn item_key(name: &str) -> String {
+    format!("k:{}", serde_json::json!({ "name": name }))
+}
+
+/// Whether a field set (whole, from the API server, or kept by `slim`) sets `spec.replicas`.
+fn writes_replicas(fields: &serde_json::Value) -> bool {
+    match fields {
+        serde_json::Value::Array(kept) => kept.iter().any(|k| k == REPLICAS_WRITE),
+        whole => whole.pointer(REPLICAS_FIELD).is_some(),
+    }
+}
+
+/// Whether a field set (whole or kept by `slim`) sets the value of env var `var` of `container`.
+fn writes_env_value(fields: &serde_json::Value, container: &str, var: &str) -> bool {
+    match fields {
+        serde_json::Value::Array(kept) => {
+            let write = env_write(container, var);
+            kept.iter().any(|k| k.as_str() == Some(write.as_str()))
+        }
+        // Owning the value is what counts: after a forced apply the earlier owner may still
+        // share the entry's name.
+        whole => whole
+            .pointer(CONTAINERS_FIELD)
+            .and_then(|c| c.get(item_key(container)))
+            .and_then(|c| c.get("f:env"))
+            .and_then(|env| env.get(item_key(var)))
+            .and_then(|e| e.get("f:value"))
+            .is_some(),
+    }
 }
 
 /// The last manager other than the operator that wrote `spec.replicas` (an HPA writes it through
 /// the scale subresource, `kubectl scale` and GitOps tools directly).
 pub fn replicas_writer(deploy: &Deployment) -> Option<Writer> {
     foreign_fields(deploy)
-        .filter(|(_, _, f)| f.pointer("/f:spec/f:replicas").is_some())
+        .filter(|(_, _, f)| writes_replicas(f))
         .max_by_key(|(_, at, _)| *at)
         .map(|(manager, at, _)| Writer { manager, at, fields: vec![] })
 }
 
 /// Managers other than the operator that own pool env vars of `container`, with the vars.
 pub fn env_writers(policy: &RedisPoolPolicy, deploy: &Deployment, container: &str) -> Vec<Writer> {
-    let key = |name: &str| format!("k:{}", serde_json::json!({ "name": name }));
     let owned = owned_names(&policy.spec.env_names);
     foreign_fields(deploy)
         .filter_map(|(manager, at, f)| {
-            let env = f
-                .get("f:spec")?
-                .get("f:template")?
-                .get("f:spec")?
-                .get("f:containers")?
-                .get(key(container))?
-                .get("f:env")?;
-            // Owning the value is what counts: after a forced apply the earlier owner may still
-            // share the entry's name.
-            let fields: Vec<String> = owned
-                .iter()
-                .filter(|n| env.get(key(n)).and_then(|e| e.get("f:value")).is_some())
-                .map(|n| n.to_string())
-                .collect();
+            let fields: Vec<String> =
+                owned.iter().filter(|n| writes_env_value(f, container, n)).map(|n| n.to_string()).collect();
             (!fields.is_empty()).then_some(Writer { manager, at, fields })
         })
         .collect()
@@ -550,11 +577,7 @@ mod tests {
         assert!(before.replicas_writer.is_some(), "and of the replicas");
         let kept = slimmed.metadata.managed_fields.as_ref().unwrap();
         assert_eq!(kept.len(), 1, "only the entry with fields we read stays: {kept:?}");
-        assert_eq!(
-            kept[0].fields_v1.as_ref().unwrap().0,
-            serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
-                "k:{\"name\":\"api\"}": {"f:env": {"k:{\"name\":\"WORKERS\"}": {"f:value": {}}}}}}}}})
-        );
+        assert_eq!(kept[0].fields_v1.as_ref().unwrap().0, serde_json::json!(["replicas", "env=api=WORKERS"]));
         let annotations = slimmed.metadata.annotations.unwrap();
         assert!(!annotations.contains_key(LAST_APPLIED_ANNOTATION));
         assert!(annotations.contains_key(TEMPLATE_HASH_ANNOTATION), "the canary's own annotations stay");

@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 
@@ -255,10 +255,15 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let deployments: Api<Deployment> = apis(&client, ns.as_deref());
     let hpas: Api<HorizontalPodAutoscaler> = apis(&client, ns.as_deref());
     let config = list_strategy(&client, ns.as_deref()).await;
-    // Our own status writes wake the policy once more; that reconcile finds nothing to change
-    // and writes nothing, because the status is a pure function of what it observes.
+    // A policy's own changes wake it when they change what it asks for: its spec (generation,
+    // bumped by a deletion too), annotations (a person's action) or finalizers. Not its status:
+    // the operator writes that itself, and each write woke one more reconcile that found nothing
+    // to do. The cache still takes every change.
     let (store, writer) = reflector::store();
-    let policy_events = reflector(writer, watcher(policies, config.clone()).modify(slim_policy)).applied_objects();
+    let asks = predicates::generation.combine(predicates::annotations).combine(predicates::finalizers);
+    let policy_events = reflector(writer, watcher(policies, config.clone()).modify(slim_policy))
+        .applied_objects()
+        .predicate_filter(asks, PredicateConfig::default());
     let controller = Controller::for_stream(policy_events, store.clone());
     let _ = ctx.policies.set(store.clone());
     // Deployments: a cache the reconciles read, whose watch also wakes the policies.
