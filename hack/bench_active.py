@@ -16,8 +16,6 @@ import sys
 import time
 import urllib.request
 
-N, WINDOW, BREACHES = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-METRICS, PID = sys.argv[4], int(sys.argv[5])
 NS, PORT = "bench", 8000
 TRACK, POLICY = "redispool.io/track", "redispool.io/policy"
 LE = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0]
@@ -129,8 +127,9 @@ async def watch_targets():
             events.append((time.monotonic(), "replicas", parts[0], int(parts[1])))
 
 
-def metrics():
-    text = urllib.request.urlopen(METRICS, timeout=10).read().decode()
+def metrics(url):
+    """The samples of a Prometheus text endpoint, by series (name and labels) -> value."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
     out = {}
     for line in text.splitlines():
         if line.startswith("#") or " " not in line:
@@ -144,14 +143,14 @@ def total(m, prefix):
     return sum(v for k, v in m.items() if k == prefix or k.startswith(prefix + "{"))
 
 
-def cpu_seconds():
-    with open(f"/proc/{PID}/stat") as f:
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kib(field):
-    with open(f"/proc/{PID}/status") as f:
+def rss_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field):
                 return int(line.split()[1])
@@ -177,9 +176,9 @@ async def main():
     await wait_for(f"{N} policies analysing their canaries at step 1", 900, lambda: analysing() >= N)
     ready_after = time.monotonic() - started
     # The window: every policy analysing, nothing else going on.
-    m0, c0, t0 = metrics(), cpu_seconds(), time.monotonic()
+    m0, c0, t0 = metrics(METRICS), cpu_seconds(PID), time.monotonic()
     await asyncio.sleep(WINDOW)
-    m1, c1, t1 = metrics(), cpu_seconds(), time.monotonic()
+    m1, c1, t1 = metrics(METRICS), cpu_seconds(PID), time.monotonic()
     minutes = (t1 - t0) / 60
 
     def diff(prefix):
@@ -203,8 +202,8 @@ async def main():
             v: round((m1.get(f'redis_pool_operator_api_requests_total{{verb="{v}"}}', 0) -
                       m0.get(f'redis_pool_operator_api_requests_total{{verb="{v}"}}', 0)) / minutes, 1)
             for v in verbs},
-        "rss_mib": round(rss_kib("VmRSS") / 1024, 1),
-        "peak_rss_mib": round(rss_kib("VmHWM") / 1024, 1),
+        "rss_mib": round(rss_kib(PID, "VmRSS") / 1024, 1),
+        "peak_rss_mib": round(rss_kib(PID, "VmHWM") / 1024, 1),
     }
 
     # The breach: a few canaries start failing half their requests.
@@ -235,4 +234,7 @@ async def main():
     print(json.dumps({"ready_after_s": round(ready_after, 1), "window": window, "rollbacks": rollbacks}, indent=2))
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    N, WINDOW, BREACHES = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    METRICS, PID = sys.argv[4], int(sys.argv[5])
+    asyncio.run(main())
