@@ -1,5 +1,10 @@
 use std::process::ExitCode;
 
+/// mimalloc, not the C library's allocator: the same allocator on glibc (the benchmarks) and musl
+/// (the image), and it returns freed memory to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     redis_pool_operator::cli::main()
 }

@@ -85,6 +85,9 @@ pub struct Written {
     pub pending: Option<Box<(Option<RedisPoolPolicyStatus>, RedisPoolPolicyStatus)>>,
 }
 
+/// A spec's generation and the CEL rules' verdict on it.
+type SpecCheck = (i64, Result<(), String>);
+
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
@@ -95,6 +98,10 @@ pub struct Context {
     pub baselines: Mutex<HashMap<String, Baseline>>,
     /// Keyed by policy uid.
     pub written: std::sync::Mutex<HashMap<String, Written>>,
+    /// The CEL rules' verdict on each policy's spec, by uid, with the generation it was made for:
+    /// the rules read only the spec, and evaluating them (regexes compiled per evaluation) was
+    /// the costliest part of a reconcile.
+    spec_checks: std::sync::Mutex<HashMap<String, SpecCheck>>,
     /// When this process began acting: time before it never counts against a deadline.
     pub awake_since: Timestamp,
     /// Every policy the controller watches (to tell which one holds a shared target).
@@ -124,6 +131,7 @@ impl Context {
             http: reqwest::Client::builder().no_proxy().build().expect("http client"),
             baselines: Mutex::default(),
             written: std::sync::Mutex::default(),
+            spec_checks: std::sync::Mutex::default(),
             awake_since: Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid timestamp"),
             policies: OnceLock::new(),
             hpas: OnceLock::new(),
@@ -140,6 +148,7 @@ impl Context {
         self.metrics.forget(&policy.namespace().unwrap_or_default(), &policy.name_any());
         self.baselines.lock().await.remove(&policy.uid().unwrap_or_default());
         self.written.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
+        self.spec_checks.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
         self.budgets.forget(&policy.uid().unwrap_or_default());
     }
 }
@@ -152,6 +161,21 @@ impl Context {
         match written.get(&policy.uid().unwrap_or_default()).and_then(|w| w.pending.as_deref()) {
             Some((follows, decided)) if follows.as_ref() == policy.status.as_ref() => decided.clone(),
             _ => policy.status.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Whether the policy's spec passes the CRD's CEL rules, checked once per generation.
+    pub fn check_spec(&self, policy: &RedisPoolPolicy) -> Result<(), String> {
+        let check = || crate::api::validation::validate(policy).map_err(|e| format!("invalid spec: {e}"));
+        let (Some(uid), Some(generation)) = (policy.uid(), policy.metadata.generation) else { return check() };
+        let known = self.spec_checks.lock().expect("not poisoned").get(&uid).cloned();
+        match known {
+            Some((checked, result)) if checked == generation => result,
+            _ => {
+                let result = check();
+                self.spec_checks.lock().expect("not poisoned").insert(uid, (generation, result.clone()));
+                result
+            }
         }
     }
 
@@ -469,4 +493,33 @@ fn error_policy(policy: Arc<RedisPoolPolicy>, error: &Error, ctx: Arc<Context>) 
 /// A reconcile succeeded: the next failure starts the backoff over.
 fn reset_backoff(ctx: &Context, policy: &RedisPoolPolicy) {
     ctx.failures.lock().expect("not poisoned").remove(&ObjectRef::from_obj(policy));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(generation: i64, interval: &str) -> RedisPoolPolicy {
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/auth-api.yaml")).unwrap();
+        let mut p = serde_json::to_value(crate::api::validation::parse_policy(&yaml).unwrap()).unwrap();
+        p["spec"]["rollout"]["analysis"]["interval"] = interval.into();
+        p["metadata"]["uid"] = "uid-1".into();
+        p["metadata"]["generation"] = generation.into();
+        serde_json::from_value(p).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_spec_is_checked_once_per_generation() {
+        // A client that is never used: checking a spec reads nothing.
+        let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let settings = Settings { concurrency: 1, environment: None, namespace: None, instance: None };
+        let ctx = Context::new(client, settings, Arc::default());
+        assert_eq!(ctx.check_spec(&policy(1, "30s")), Ok(()));
+        // The API server enforces the same rules; an operator that checked every reconcile would
+        // see this spec only under a new generation, so the verdict for generation 1 stands.
+        assert_eq!(ctx.check_spec(&policy(1, "soon")), Ok(()), "checked once per generation");
+        let invalid = ctx.check_spec(&policy(2, "soon")).unwrap_err();
+        assert!(invalid.contains("spec.rollout.analysis.interval must be a duration like 30s"), "{invalid}");
+        assert_eq!(ctx.check_spec(&policy(3, "1m")), Ok(()), "a fixed spec is valid again");
+    }
 }

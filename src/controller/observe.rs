@@ -14,7 +14,6 @@ use super::deployments::{POLICY_LABEL, build_canary, canary_view, hpa_for, targe
 use super::{Baseline, Context, Result};
 use crate::analysis::redis::{RedisFault, RedisSignals, connection_errors};
 use crate::analysis::{evaluate, provider_failed};
-use crate::api::validation::validate;
 use crate::api::{
     ACTION_ANNOTATION, AnalysisSpec, MetricsProvider, RedisPoolPolicy, RedisPoolPolicyStatus, TRACK_LABEL, canary_name,
 };
@@ -119,7 +118,9 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
     let target_view = target.map(|t| target_view(policy, t, hpa));
     let environment = spec.environment.clone().or(ctx.settings.environment.clone());
     let canary_replicas = canary.map(|c| c.spec.replicas.unwrap_or(1));
-    let planned = plan(policy, &status, target_view.as_ref(), canary_replicas, environment.as_deref());
+    let planned = ctx
+        .check_spec(policy)
+        .and_then(|()| plan(policy, &status, target_view.as_ref(), canary_replicas, environment.as_deref()));
     let missing = || format!("target Deployment {ns}/{} not found", spec.target_ref.name);
     let (desired, env, target_result) = match planned {
         Ok((desired, env)) => (desired, env, target_view.clone().ok_or_else(missing)),
@@ -207,7 +208,7 @@ fn claim(policy: &RedisPoolPolicy, ctx: &Context, canary: Option<&Deployment>) -
     }
 }
 
-/// The desired configuration and its env, for the environment in force.
+/// The desired configuration and its env, for the environment in force (of a spec checked valid).
 fn plan(
     policy: &RedisPoolPolicy,
     status: &RedisPoolPolicyStatus,
@@ -215,7 +216,6 @@ fn plan(
     canary_replicas: Option<i32>,
     environment: Option<&str>,
 ) -> Result<(Desired, Vec<(String, String)>), String> {
-    validate(policy).map_err(|e| format!("invalid spec: {e}"))?;
     let env = environment.ok_or("no environment: set spec.environment or run the operator with --environment")?;
     let t = tier(&policy.spec, env).ok_or_else(|| unknown_tier(policy, env))?;
     let rendered = render_env(&policy.spec, t);
