@@ -183,12 +183,19 @@ class Web(http.server.BaseHTTPRequestHandler):
 
 
 def requests_by_verb(m):
+    """Requests by verb, and by verb and kind where the counter says the kind (Argo's does)."""
     out = {}
     for key, value in m.items():
         if key.startswith(REQUESTS + "{"):
             verb = key.split('verb="')[1].split('"')[0].lower()
+            if 'kind="' in key:
+                verb += " " + key.split('kind="')[1].split('"')[0]
             out[verb] = out.get(verb, 0) + value
     return out
+
+
+def difference(before, after):
+    return {k: round(after[k] - before.get(k, 0)) for k in sorted(after) if after[k] - before.get(k, 0)}
 
 
 async def main():
@@ -208,32 +215,38 @@ async def main():
         controller = subprocess.Popen(COMMAND, stdout=log, stderr=subprocess.STDOUT)
         pid = controller.pid
         started = time.monotonic()
+        m_start = {}
         await wait_until("converged", 900, idle_converged)
         converge = time.monotonic() - started
         if ACTIVE:
             # The change: ours gets a new desired pool in its policies, Argo a new pod template.
+            m_start = await asyncio.to_thread(stand_in.metrics, METRICS)
             await asyncio.to_thread(kubectl, "apply", "-f", "-", stdin=objects(40))
             started = time.monotonic()
             await wait_until("rollouts analysed once", 900, analysed)
             converge = time.monotonic() - started
         cpu_converged = stand_in.cpu_seconds(pid)
+        m_converged = await asyncio.to_thread(stand_in.metrics, METRICS)
+        converge_requests = difference(requests_by_verb(m_start), requests_by_verb(m_converged))
         peak_converged = stand_in.rss_kib(pid, "VmHWM")
         await asyncio.sleep(5)
         m0, c0, t0 = await asyncio.to_thread(stand_in.metrics, METRICS), stand_in.cpu_seconds(pid), time.monotonic()
         await asyncio.sleep(WINDOW)
         m1, c1, t1 = await asyncio.to_thread(stand_in.metrics, METRICS), stand_in.cpu_seconds(pid), time.monotonic()
         r0, r1 = requests_by_verb(m0), requests_by_verb(m1)
-        window = {v: round(r1[v] - r0.get(v, 0)) for v in sorted(r1) if r1[v] - r0.get(v, 0)}
+        window = difference(r0, r1)
         print(json.dumps({
             "system": SYSTEM, "variant": VARIANT, "n": N,
             "converge_s": round(converge, 1),
             "cpu_until_converged_s": round(cpu_converged, 1),
+            "converge_requests": sum(converge_requests.values()),
+            "converge_requests_by_verb": converge_requests,
             "rss_mib": round(stand_in.rss_kib(pid, "VmRSS") / 1024, 1),
             "peak_mib": round(max(peak_converged, stand_in.rss_kib(pid, "VmHWM")) / 1024, 1),
             "window_s": round(t1 - t0, 1),
             "window_cpu_s": round(c1 - c0, 2),
             "window_requests": sum(window.values()),
-            "window_writes": sum(v for k, v in window.items() if k not in READS),
+            "window_writes": sum(v for k, v in window.items() if k.split()[0] not in READS),
             "window_requests_by_verb": window,
         }))
     finally:
