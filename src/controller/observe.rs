@@ -340,11 +340,7 @@ where
 }
 
 /// The ready pods of the policy's canary, from the cache of canary pods.
-async fn canary_pods(
-    ctx: &Context,
-    ns: &str,
-    policy: &str,
-) -> Result<Vec<(String, String, Option<Timestamp>)>, String> {
+async fn canary_pods(ctx: &Context, ns: &str, policy: &str) -> Result<Vec<providers::ReadyPod>, String> {
     let store = ctx.canary_pods.get().expect("the canary pod cache is set before the controller runs");
     wait_listed(store, "pods").await.map_err(|e| e.to_string())?;
     let state = store.state();

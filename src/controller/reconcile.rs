@@ -76,7 +76,8 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
             awake_since: ctx.awake_since,
             deleting,
         });
-        if !o.objects.fresh && needs_fresh(&o, &decision, ctx, now) {
+        let write = status_write(&o, &decision, ctx, now);
+        if !o.objects.fresh && needs_fresh(&o, &decision, write) {
             match Objects::fresh(o.policy(), ctx).await? {
                 None => {
                     ctx.forget(o.policy()).await;
@@ -89,20 +90,20 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
                 Some(_) => {}
             }
         }
-        return carry_out(&o, ctx, decision, deleting, now).await;
+        return carry_out(&o, ctx, decision, write, deleting, now).await;
     }
 }
 
 /// Whether `decision` must be made again on fresh objects before it is carried out: it acts, or
 /// writes a status that decisions depend on. Tallies alone are written over the cached version
 /// (conditionally on its resourceVersion), so a stale cache makes that write fail, not lie.
-fn needs_fresh(o: &Observation, decision: &rollout::Decision, ctx: &Context, now: Timestamp) -> bool {
+fn needs_fresh(o: &Observation, decision: &rollout::Decision, write: StatusWrite) -> bool {
     // Letting a deleted policy go (the finalizer's removal) rides on the status too.
     decision.released
         || !decision.actions.is_empty()
         || decision.action_consumed
         || o.bad_action.is_some()
-        || status_write(o, decision, ctx, now) == StatusWrite::Now
+        || write == StatusWrite::Now
 }
 
 /// A decision that acts (an Event included) writes its status with it; otherwise tallies wait.
@@ -116,6 +117,7 @@ async fn carry_out(
     o: &Observation,
     ctx: &Context,
     decision: rollout::Decision,
+    write: StatusWrite,
     deleting: bool,
     now: Timestamp,
 ) -> Result<Requeue> {
@@ -127,7 +129,7 @@ async fn carry_out(
     for a in &decision.actions {
         act(a, o, ctx).await?;
     }
-    record(o, ctx, &decision, now).await?;
+    record(o, ctx, &decision, write, now).await?;
     if deleting {
         if !decision.released {
             return Err(Error::Releasing(decision.status.message.unwrap_or_default()));
@@ -149,7 +151,13 @@ async fn carry_out(
 
 /// Writes what changed: the next baseline, metrics, the status (only when it differs: the
 /// steady state writes nothing), and then the consumed action annotation.
-async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, now: Timestamp) -> Result<()> {
+async fn record(
+    o: &Observation,
+    ctx: &Context,
+    decision: &rollout::Decision,
+    write: StatusWrite,
+    now: Timestamp,
+) -> Result<()> {
     let name = o.policy().name_any();
     let ns = o.policy().namespace().unwrap_or_default();
     let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
@@ -177,7 +185,6 @@ async fn record(o: &Observation, ctx: &Context, decision: &rollout::Decision, no
     }
     let s = &decision.status;
     ctx.metrics.set_phase(&ns, &name, s.phase, s.weight.unwrap_or(0), s.replicas.as_ref().map_or(0, |r| r.canary));
-    let write = status_write(o, decision, ctx, now);
     if !write.writes() {
         ctx.remember_status(o.policy(), None, (write == StatusWrite::Later).then(|| s.clone()));
     } else {

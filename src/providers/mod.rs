@@ -27,8 +27,16 @@ pub struct Measured {
     pub errors: Option<String>,
 }
 
-/// The pods to measure: ready, not being deleted, with an IP, as (uid, IP, created).
-pub fn ready_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<(String, String, Option<Timestamp>)> {
+/// A pod to measure: ready, not being deleted, with an IP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadyPod {
+    pub uid: String,
+    pub ip: String,
+    pub started: Option<Timestamp>,
+}
+
+/// The pods to measure, of `pods`.
+pub fn ready_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<ReadyPod> {
     pods.into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
@@ -39,7 +47,7 @@ pub fn ready_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<(String, S
         })
         .filter_map(|p| {
             let started = p.creation_timestamp().map(|t| t.0);
-            Some((p.uid()?, p.status.as_ref()?.pod_ip.clone()?, started))
+            Some(ReadyPod { uid: p.uid()?, ip: p.status.as_ref()?.pod_ip.clone()?, started })
         })
         .collect()
 }
@@ -71,12 +79,7 @@ pub fn slim_pod(pod: &mut Pod) {
 
 /// Lists the pods matching `selector` (`what` they are: the canary's, the target's) and keeps
 /// the ready ones.
-pub async fn list_ready_pods(
-    client: &Client,
-    ns: &str,
-    what: &str,
-    selector: &str,
-) -> Result<Vec<(String, String, Option<Timestamp>)>, String> {
+pub async fn list_ready_pods(client: &Client, ns: &str, what: &str, selector: &str) -> Result<Vec<ReadyPod>, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let listed = pods
         .list(&ListParams::default().labels(selector))
@@ -91,7 +94,7 @@ pub async fn list_ready_pods(
 pub async fn measure_pods(
     http: &reqwest::Client,
     what: &str,
-    ready: &[(String, String, Option<Timestamp>)],
+    ready: &[ReadyPod],
     spec: &PodsMetrics,
     baselines: &HashMap<String, PoolHealth>,
     since: Option<Timestamp>,
@@ -99,8 +102,8 @@ pub async fn measure_pods(
     if ready.is_empty() {
         return Err(format!("no ready {what} pod to measure"));
     }
-    let fetches = ready.iter().map(|(uid, ip, started)| async move {
-        (uid.clone(), *started, pods::fetch(http, ip, spec.port, &spec.path, Duration::from_secs(2)).await)
+    let fetches = ready.iter().map(|p| async move {
+        (p.uid.clone(), p.started, pods::fetch(http, &p.ip, spec.port, &spec.path, Duration::from_secs(2)).await)
     });
     let mut samples = HashMap::new();
     let mut errors = Vec::new();
@@ -250,7 +253,11 @@ mod tests {
         let ready = ready_pods(&pods);
         assert_eq!(
             ready,
-            vec![("uid-a".to_string(), "127.200.0.1".to_string(), Some("2026-01-01T00:00:00Z".parse().unwrap()))]
+            vec![ReadyPod {
+                uid: "uid-a".into(),
+                ip: "127.200.0.1".into(),
+                started: Some("2026-01-01T00:00:00Z".parse().unwrap())
+            }]
         );
         let slim: Vec<Pod> = pods
             .into_iter()
