@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use redis_pool_operator::api::Phase;
 use redis_pool_operator::promotion::VerdictResult;
@@ -340,6 +341,34 @@ async fn manual_abort_then_retry() {
         async move { env.events().await.iter().any(|(r, m)| r == "ManualActionIgnored" && m.contains("yolo")).then_some(()) }
     })
     .await;
+    // The same refusal again, once the first value is consumed, is the same Event twice.
+    let consumed = |env: &Env| {
+        let policies = env.policies();
+        async move {
+            let p = policies.get("auth-api").await.unwrap();
+            (!p.annotations().contains_key("redispool.io/action")).then_some(())
+        }
+    };
+    wait_until("the refused action consumed", Duration::from_secs(15), || consumed(&env)).await;
+    env.annotate("auth-api", "yolo").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.ns.api();
+    let series = wait_until("the refusal repeated as a series of one Event", Duration::from_secs(15), || {
+        let events = &events;
+        async move {
+            let ignored: Vec<_> = events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("ManualActionIgnored"))
+                .collect();
+            let count = ignored.iter().map(|e| e.series.as_ref().map_or(1, |s| s.count)).max()?;
+            (count == 2).then_some(ignored.len())
+        }
+    })
+    .await;
+    assert_eq!(series, 1, "a repeat is folded into the Event, not recorded anew");
 }
 
 #[tokio::test]

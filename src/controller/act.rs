@@ -2,8 +2,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType as KubeEventType};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::deployments::{build_canary, target_container, target_env_patch};
 use super::observe::Observation;
@@ -91,28 +90,9 @@ async fn scale_target(ctx: &Context, deployments: &Api<Deployment>, name: &str, 
     Ok(())
 }
 
-fn note_action(note: &str) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(note.as_bytes());
-    format!("Reconcile-{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3])
-}
-
 /// Events are best effort: a failure to record one must not fail the rollout.
 pub async fn publish(ctx: &Context, policy: &RedisPoolPolicy, kind: EventType, reason: &str, note: String) {
-    let action = note_action(&note);
-    let event = Event {
-        type_: match kind {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
-        },
-        reason: reason.into(),
-        note: Some(note),
-        // kube's Recorder folds Events with the same (type, reason, action) into one series and keeps
-        // the first note; a note-derived action keeps "step 2" from being folded into "step 1".
-        action,
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(policy, kind, reason, note).await {
         tracing::warn!(error = %e, reason, "could not record an Event");
     }
     ctx.metrics.count_write("event");

@@ -116,7 +116,7 @@ fn foreign_fields(deploy: &Deployment) -> impl Iterator<Item = (String, Option<j
 /// namespaces is held in memory, so each one costs what it keeps. Gone: the client-side-apply copy
 /// of the object, the status conditions (messages and times nobody here reads) and, of the
 /// managedFields, all but who else writes the replicas or a container's env values (and when).
-pub fn slim(deploy: &mut Deployment) {
+pub(super) fn slim(deploy: &mut Deployment) {
     if let Some(a) = deploy.metadata.annotations.as_mut() {
         a.remove(LAST_APPLIED_ANNOTATION);
     }

@@ -19,6 +19,9 @@ pub enum Error {
     /// A cache's watch ended: only when the operator shuts down.
     #[error("the {0} cache stopped: the operator is shutting down")]
     CacheStopped(&'static str),
+    /// Cannot happen: the cache reads back only what it wrote itself.
+    #[error("the Deployment cache cannot read back {0}: {1}")]
+    Thaw(String, serde_json::Error),
     #[error("{0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -42,6 +45,7 @@ impl Error {
             Error::Releasing(_) => "releasing",
             Error::CacheStopped(_) => "cache_stopped",
             Error::CacheNotListed(_) => "cache_not_listed",
+            Error::Thaw(..) => "cache",
             Error::Finalizer(_) => "finalizer",
         }
     }

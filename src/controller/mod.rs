@@ -8,6 +8,8 @@ mod act;
 mod budgets;
 pub mod deployments;
 mod error;
+mod events;
+mod frozen;
 pub mod metrics;
 mod observe;
 mod reconcile;
@@ -22,17 +24,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 
 pub use error::{Error, Result};
+use frozen::FrozenDeployment;
 use metrics::Metrics;
 pub use reconcile::FINALIZER;
 
@@ -90,7 +91,7 @@ type SpecCheck = (i64, Result<(), String>);
 
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: events::Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub http: reqwest::Client,
@@ -108,8 +109,8 @@ pub struct Context {
     pub policies: OnceLock<Store<RedisPoolPolicy>>,
     /// Every HorizontalPodAutoscaler in the watched namespaces.
     pub hpas: OnceLock<Store<HorizontalPodAutoscaler>>,
-    /// Every Deployment in the watched namespaces, slimmed to what decisions read.
-    pub deployments: OnceLock<Store<Deployment>>,
+    /// Every Deployment in the watched namespaces, slimmed to what decisions read and frozen.
+    pub deployments: OnceLock<Store<FrozenDeployment>>,
     /// The canary pods (label `redispool.io/track=canary`), slimmed to what analyses read.
     pub canary_pods: OnceLock<Store<Pod>>,
     /// Consecutive failed reconciles per policy, for the error backoff.
@@ -122,9 +123,8 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter { controller: MANAGER.into(), instance: settings.instance.clone() };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: events::Recorder::new(client.clone(), MANAGER, settings.instance.as_deref()),
             client,
             metrics,
             settings,
@@ -276,7 +276,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let client = ctx.client.clone();
     let ns = ctx.settings.namespace.clone();
     let policies: Api<RedisPoolPolicy> = apis(&client, ns.as_deref());
-    let deployments: Api<Deployment> = apis(&client, ns.as_deref());
+    let deployments: Api<FrozenDeployment> = apis(&client, ns.as_deref());
     let hpas: Api<HorizontalPodAutoscaler> = apis(&client, ns.as_deref());
     let config = list_strategy(&client, ns.as_deref()).await;
     // A policy's own changes wake it when they change what it asks for: its spec (generation,
@@ -293,8 +293,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // Deployments: a cache the reconciles read, whose watch also wakes the policies.
     let (deployment_store, deployment_writer) = reflector::store();
     let _ = ctx.deployments.set(deployment_store);
-    let deployment_events =
-        reflector(deployment_writer, watcher(deployments, config.clone()).modify(deployments::slim)).touched_objects();
+    let deployment_events = reflector(deployment_writer, watcher(deployments, config.clone())).touched_objects();
     // HPAs: a cache the reconciles read, kept by its own watch.
     let (hpa_store, hpa_writer) = reflector::store();
     let _ = ctx.hpas.set(hpa_store.clone());
@@ -329,7 +328,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // an HPA wakes the policies of the Deployment it scales.
     let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency.max(1)))
-        .watches_stream(deployment_events, move |d: Deployment| {
+        .watches_stream(deployment_events, move |d: FrozenDeployment| {
             let owner = d.owner_references().iter().find(|o| o.kind == "RedisPoolPolicy").map(|o| o.name.clone());
             targets_of(&deployment_store, d.namespace().unwrap_or_default(), d.name_any(), owner)
         })

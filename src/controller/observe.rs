@@ -43,11 +43,14 @@ impl Objects {
         // look like a missing target.
         wait_listed(store, "Deployments").await?;
         let ns = policy.namespace().unwrap_or_default();
-        let get = |name: String| store.get(&ObjectRef::new(&name).within(&ns));
+        let get = |name: String| match store.get(&ObjectRef::new(&name).within(&ns)) {
+            Some(frozen) => frozen.thaw().map(|d| Some(Arc::new(d))).map_err(|e| super::Error::Thaw(name, e)),
+            None => Ok(None),
+        };
         let target_name = &policy.spec.target_ref.name;
         Ok(Objects {
-            target: get(target_name.clone()),
-            canary: get(canary_name(target_name)),
+            target: get(target_name.clone())?,
+            canary: get(canary_name(target_name))?,
             policy: policy.clone(),
             fresh: false,
         })
