@@ -19,9 +19,10 @@ pub enum Error {
     /// A cache's watch ended: only when the operator shuts down.
     #[error("the {0} cache stopped: the operator is shutting down")]
     CacheStopped(&'static str),
-    /// Cannot happen: the cache reads back only what it wrote itself.
-    #[error("the Deployment cache cannot read back {0}: {1}")]
-    Thaw(String, serde_json::Error),
+    /// Cannot happen: the cache reads back only what it wrote itself. Where, not what: the
+    /// parser's message could quote a value of the Deployment.
+    #[error("the Deployment cache cannot read back {name} (line {line}, column {column})")]
+    Thaw { name: String, line: usize, column: usize },
     #[error("{0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -45,7 +46,7 @@ impl Error {
             Error::Releasing(_) => "releasing",
             Error::CacheStopped(_) => "cache_stopped",
             Error::CacheNotListed(_) => "cache_not_listed",
-            Error::Thaw(..) => "cache",
+            Error::Thaw { .. } => "cache",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -1,6 +1,7 @@
 //! Events about policies, in the events.k8s.io API. An Event repeated within six minutes is
-//! folded into the first as a series (a count and the last time), as client-go and kube's
-//! `Recorder` do: a rollback that fails its analysis every interval is one Event, not dozens.
+//! folded into the first as a series (a count and the last time), like client-go and kube's
+//! `Recorder` do but only when the message is the same too: a rollback that fails its analysis
+//! every interval is one Event, not dozens, and "step 2" is never folded into "step 1".
 //!
 //! Not kube's `Recorder`: to fold repeats it keeps each recent Event whole, 3-5 KB apiece (a
 //! heap profile at 1,000 policies found 4.8 MB of them at the peak, a fifth of the heap), where
@@ -25,11 +26,16 @@ const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 /// What the Events' `action` says: every Event here reports what a reconcile decided.
 const ACTION: &str = "Reconcile";
 
+/// The API server's limits on an Event's note, name and reporting instance.
+const MAX_NOTE: usize = 1024;
+const MAX_NAME: usize = 253;
+const MAX_INSTANCE: usize = 128;
+
 /// What makes two Events one: the same policy (by uid), type, reason and note.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     uid: String,
-    warning: bool,
+    kind: EventType,
     reason: String,
     note: String,
 }
@@ -75,7 +81,7 @@ impl Recorder {
         Recorder {
             client,
             controller: controller.into(),
-            instance: instance.unwrap_or(controller).into(),
+            instance: cut(instance.unwrap_or(controller), MAX_INSTANCE).into(),
             recent: Mutex::default(),
         }
     }
@@ -88,12 +94,9 @@ impl Recorder {
         note: String,
     ) -> Result<(), kube::Error> {
         let now = Timestamp::now();
-        let key = Key {
-            uid: policy.uid().unwrap_or_default(),
-            warning: kind == EventType::Warning,
-            reason: reason.into(),
-            note,
-        };
+        // A note over the limit would lose the whole Event (it can quote an annotation's value).
+        let note = cut(&note, MAX_NOTE).to_string();
+        let key = Key { uid: policy.uid().unwrap_or_default(), kind, reason: reason.into(), note };
         let plan = plan(&mut self.recent.lock().expect("not poisoned"), &key, now);
         let events: Api<Event> = Api::namespaced(self.client.clone(), &policy.namespace().unwrap_or_default());
         if let Publish::Repeat { name, count } = plan {
@@ -121,15 +124,13 @@ impl Recorder {
 
     fn event(&self, policy: &RedisPoolPolicy, key: &Key, now: Timestamp) -> Event {
         let regarding: ObjectReference = policy.object_ref(&());
+        // Unique per policy and moment, like client-go's Event names.
+        let moment = format!(".{:x}", now.as_nanosecond());
+        let name = format!("{}{moment}", cut(&policy.name_any(), MAX_NAME - moment.len()));
         Event {
-            metadata: ObjectMeta {
-                // Unique per policy and moment, like kubectl's and client-go's Event names.
-                name: Some(format!("{}.{:x}", policy.name_any(), now.as_nanosecond())),
-                namespace: policy.namespace(),
-                ..Default::default()
-            },
+            metadata: ObjectMeta { name: Some(name), namespace: policy.namespace(), ..Default::default() },
             event_time: Some(MicroTime(now)),
-            type_: Some(if key.warning { "Warning" } else { "Normal" }.into()),
+            type_: Some(format!("{:?}", key.kind)),
             reason: Some(key.reason.clone()),
             note: Some(key.note.clone()),
             action: Some(ACTION.into()),
@@ -141,12 +142,18 @@ impl Recorder {
     }
 }
 
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let end = (0..=max.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key(uid: &str, note: &str) -> Key {
-        Key { uid: uid.into(), warning: true, reason: "AnalysisFailed".into(), note: note.into() }
+        Key { uid: uid.into(), kind: EventType::Warning, reason: "AnalysisFailed".into(), note: note.into() }
     }
 
     fn at(seconds: i64) -> Timestamp {
@@ -179,11 +186,19 @@ mod tests {
             key("p-2", "step 1 of 3"),
             key("p-1", "step 2 of 3"),
             Key { reason: "StepStarted".into(), ..k.clone() },
-            Key { warning: false, ..k.clone() },
+            Key { kind: EventType::Normal, ..k.clone() },
         ];
         for other in others {
             assert_eq!(plan(&mut recent, &other, at(10)), Publish::Create, "{other:?}");
         }
         assert_eq!(plan(&mut recent, &k, at(10)), Publish::Repeat { name: "api.1".into(), count: 2 });
+    }
+
+    #[test]
+    fn what_is_too_long_for_the_api_server_is_cut_at_a_character() {
+        assert_eq!(cut("step 1", MAX_NOTE), "step 1");
+        assert_eq!(cut("ab\u{e9}cd", 3), "ab", "not inside the two bytes of \u{e9}");
+        assert_eq!(cut("ab\u{e9}cd", 4), "ab\u{e9}");
+        assert_eq!(cut(&"x".repeat(2000), MAX_NOTE).len(), MAX_NOTE);
     }
 }

@@ -14,10 +14,22 @@ use serde::{Deserialize, Deserializer};
 
 /// A Deployment, slimmed (see [`super::deployments::slim`]) and frozen: metadata parsed, spec and
 /// status as JSON.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FrozenDeployment {
     metadata: ObjectMeta,
     rest: Box<[u8]>,
+}
+
+/// Not the JSON bytes, one number each.
+impl std::fmt::Debug for FrozenDeployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrozenDeployment")
+            .field("namespace", &self.metadata.namespace)
+            .field("name", &self.metadata.name)
+            .field("resource_version", &self.metadata.resource_version)
+            .field("frozen_bytes", &self.rest.len())
+            .finish()
+    }
 }
 
 impl FrozenDeployment {

@@ -44,7 +44,11 @@ impl Objects {
         wait_listed(store, "Deployments").await?;
         let ns = policy.namespace().unwrap_or_default();
         let get = |name: String| match store.get(&ObjectRef::new(&name).within(&ns)) {
-            Some(frozen) => frozen.thaw().map(|d| Some(Arc::new(d))).map_err(|e| super::Error::Thaw(name, e)),
+            Some(frozen) => frozen.thaw().map(|d| Some(Arc::new(d))).map_err(|e| super::Error::Thaw {
+                name,
+                line: e.line(),
+                column: e.column(),
+            }),
             None => Ok(None),
         };
         let target_name = &policy.spec.target_ref.name;

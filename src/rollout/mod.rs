@@ -179,7 +179,7 @@ pub struct Input<'a> {
     pub deleting: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {
     Normal,
     Warning,
