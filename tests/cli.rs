@@ -169,8 +169,9 @@ fn shape_errors_name_the_field() {
     ];
     for (from, to, expect) in cases {
         assert!(good.contains(from), "fixture lost {from:?}");
-        let dir = std::env::temp_dir().join(format!("rpo-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Removed when dropped, whatever the test's outcome.
+        let tmp = tempfile::Builder::new().prefix("rpo-cli-").tempdir().unwrap();
+        let dir = tmp.path();
         let file = dir.join("bad.yaml");
         std::fs::write(&file, good.replacen(from, to, 1)).unwrap();
         let (code, _, err) = run(&["plan", "-f", file.to_str().unwrap()]);
@@ -216,8 +217,9 @@ fn plan_shows_the_budget_policies_share() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("shared Redis redis.shared:6379:"), "{out}");
     // The same two policies from two files: each service keeps its own.
-    let dir = std::env::temp_dir().join(format!("rpo-shared-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when dropped, whatever the test's outcome.
+    let tmp = tempfile::Builder::new().prefix("rpo-shared-").tempdir().unwrap();
+    let dir = tmp.path();
     let both = std::fs::read_to_string(root().join("examples/shared-redis.yaml")).unwrap();
     let (first, second) = both.split_once("\n---\n").unwrap();
     std::fs::write(dir.join("auth.yaml"), first).unwrap();
@@ -272,8 +274,9 @@ fn plan_checks_that_a_chain_compares_the_same_worker_pool() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("requires: a staging verdict on worker pool"), "{out}");
     assert!(out.contains("saas/auth-api requires saas/auth-api: its staging tier runs the same worker pool"), "{out}");
-    let dir = std::env::temp_dir().join(format!("rpo-chain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when dropped, whatever the test's outcome.
+    let tmp = tempfile::Builder::new().prefix("rpo-chain-").tempdir().unwrap();
+    let dir = tmp.path();
     let staging = std::fs::read_to_string(root().join("examples/chain/staging.yaml")).unwrap().replace(
         "{ name: staging, workers: 2, connectionsPerWorker: 40",
         "{ name: staging, workers: 2, connectionsPerWorker: 30",

@@ -167,8 +167,9 @@ async fn bad_input_is_named_with_its_fix() {
     assert_eq!(o.status.code(), Some(2), "clap refuses --until-done without --watch: {}", show(&o));
 
     // No cluster: a kubeconfig whose server is a closed loopback port.
-    let dir = std::env::temp_dir().join(format!("rpo-plugin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when dropped, whatever the test's outcome.
+    let tmp = tempfile::Builder::new().prefix("rpo-plugin-").tempdir().unwrap();
+    let dir = tmp.path();
     let port = free_port();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
