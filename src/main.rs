@@ -8,5 +8,5 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    redis_pool_operator::cli::main()
+    redis_pool_operator::tools::cli::main()
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use redis_pool_operator::api::{Phase, RedisPoolPolicy};
-use redis_pool_operator::promotion::VerdictResult;
+use redis_pool_operator::core::api::VerdictResult;
+use redis_pool_operator::core::api::{Phase, RedisPoolPolicy};
 use support::fleet::{Behaviour, Fleet, Health};
 use support::operator::Operator;
 use support::scenario::*;
@@ -41,8 +41,8 @@ impl Side {
     async fn wait(
         &self,
         what: &str,
-        done: impl Fn(&redis_pool_operator::api::RedisPoolPolicyStatus) -> bool,
-    ) -> redis_pool_operator::api::RedisPoolPolicyStatus {
+        done: impl Fn(&redis_pool_operator::core::api::RedisPoolPolicyStatus) -> bool,
+    ) -> redis_pool_operator::core::api::RedisPoolPolicyStatus {
         let api = self.policies();
         let log = self.operator.log.display().to_string();
         let done = &done;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use redis_pool_operator::api::Phase;
+use redis_pool_operator::core::api::Phase;
 use support::fleet::Health;
 use support::operator::Operator;
 use support::scenario::*;
@@ -223,7 +223,7 @@ async fn leader_election_hands_over_mid_rollout() {
     let handover = killed.elapsed();
     let status = env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
     assert!(b.counter("redis_pool_operator_writes_total").await > 0.0, "the new leader did the rest");
-    assert_eq!(status.history[0].outcome, redis_pool_operator::api::Outcome::Succeeded);
+    assert_eq!(status.history[0].outcome, redis_pool_operator::core::api::Outcome::Succeeded);
     assert!(handover <= Duration::from_secs(12), "hand-over took {handover:?}");
     eprintln!("leader hand-over took {handover:?}");
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use redis_pool_operator::api::{Outcome, Phase, RedisPoolPolicyStatus};
+use redis_pool_operator::core::api::{Outcome, Phase, RedisPoolPolicyStatus};
 use support::fleet::Health;
 use support::scenario::*;
 use support::*;
@@ -332,7 +332,7 @@ async fn counter_baselines_survive_an_operator_restart() {
     env.apply(p).await;
     // The burst is seen once (a Fail), then the pod is healthy (Pass resets the count).
     env.wait_status("auth-api", "a passing analysis after the burst", Duration::from_secs(60), |s| {
-        s.analysis.as_ref().is_some_and(|a| a.verdict == redis_pool_operator::analysis::Verdict::Pass)
+        s.analysis.as_ref().is_some_and(|a| a.verdict == redis_pool_operator::core::analysis::Verdict::Pass)
     })
     .await;
     let failed_before = env.events().await.iter().filter(|(r, _)| r == "AnalysisFailed").count();
@@ -346,7 +346,12 @@ async fn counter_baselines_survive_an_operator_restart() {
         })
         .await;
     let a = s.analysis.unwrap();
-    assert_ne!(a.verdict, redis_pool_operator::analysis::Verdict::Fail, "the old burst counted again: {:?}", a.gates);
+    assert_ne!(
+        a.verdict,
+        redis_pool_operator::core::analysis::Verdict::Fail,
+        "the old burst counted again: {:?}",
+        a.gates
+    );
     let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
     env.wait_reconciles(reconciles + 3.0, Duration::from_secs(30)).await;
     let failed_after = env.events().await.iter().filter(|(r, _)| r == "AnalysisFailed").count();
@@ -421,7 +426,7 @@ async fn a_canary_edited_by_a_person_is_restored() {
     env.apply(p).await;
     env.wait_status("auth-api", "step 1 soaking", Duration::from_secs(30), |s| s.step_started_at.is_some()).await;
     let edit = serde_json::json!({"spec": {"replicas": 4, "template": {"spec": {"containers": [{"name": "api", "image": "example/auth-api:hacked"}]}}}});
-    let name = redis_pool_operator::api::canary_name(TARGET);
+    let name = redis_pool_operator::core::api::canary_name(TARGET);
     env.deployments().patch(&name, &PatchParams::default(), &Patch::Strategic(&edit)).await.unwrap();
     let deployments = env.deployments();
     let canary = wait_until("the canary to be put back", Duration::from_secs(30), || {

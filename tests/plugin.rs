@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
-use redis_pool_operator::api::Phase;
+use redis_pool_operator::core::api::Phase;
 use support::fleet::Health;
 use support::scenario::*;
 use support::*;
@@ -309,7 +309,7 @@ async fn live_plan_reads_the_hpa_the_target_and_the_redis_server() {
     p["spec"]["redis"] = serde_json::json!({
         "address": redis.address(), "passwordSecretRef": {"name": "redis", "key": "password"}
     });
-    let p: redis_pool_operator::api::RedisPoolPolicy = serde_json::from_value(p).unwrap();
+    let p: redis_pool_operator::core::api::RedisPoolPolicy = serde_json::from_value(p).unwrap();
     ns.api().create(&PostParams::default(), &p).await.unwrap();
 
     let o = plugin(&ns.name, &["plan", "auth-api"]).await;

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use redis_pool_operator::api::{Gate, Phase, RedisPoolPolicyStatus, Verdict};
+use redis_pool_operator::core::api::{Gate, Phase, RedisPoolPolicyStatus, Verdict};
 use support::fleet::{Fleet, Health};
 use support::scenario::*;
 use support::*;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use redis_pool_operator::api::{Phase, RedisPoolPolicyStatus};
+use redis_pool_operator::core::api::{Phase, RedisPoolPolicyStatus};
 use support::fleet::Health;
 use support::scenario::*;
 use support::*;

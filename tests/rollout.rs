@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use redis_pool_operator::api::Phase;
-use redis_pool_operator::promotion::VerdictResult;
+use redis_pool_operator::core::api::Phase;
+use redis_pool_operator::core::api::VerdictResult;
 use support::fleet::Health;
 use support::scenario::*;
 use support::*;
@@ -42,7 +42,7 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     for (r, n) in [("RolloutStarted", 1), ("StepStarted", 3), ("StepAdvanced", 2), ("Promoting", 1), ("Promoted", 1)] {
         assert_eq!(count(r), n, "{r} Events: {reasons:?}");
     }
-    assert_eq!(status.history[0].outcome, redis_pool_operator::api::Outcome::Succeeded);
+    assert_eq!(status.history[0].outcome, redis_pool_operator::core::api::Outcome::Succeeded);
 
     // After the promotion, analyses of the target's own pods soak its verdict (3s here).
     let status = env
@@ -54,7 +54,7 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     assert_eq!((v.result, v.environment.as_str()), (VerdictResult::Succeeded, "production"));
     assert_eq!(v.pool.connections_per_worker, 40);
     let a = status.analysis.as_ref().unwrap();
-    assert!(a.after_promotion && a.verdict == redis_pool_operator::analysis::Verdict::Pass, "{a:?}");
+    assert!(a.after_promotion && a.verdict == redis_pool_operator::core::analysis::Verdict::Pass, "{a:?}");
 
     // Steady state: a reconcile (woken by a touch of the policy) writes nothing.
     let writes = env.operator.counter("redis_pool_operator_writes_total").await;
@@ -199,9 +199,9 @@ async fn unreachable_pods_are_never_promoted() {
     }));
     env.apply(policy("auth-api")).await;
     let status = env.wait_phase("auth-api", Phase::RolledBack, Duration::from_secs(90)).await;
-    assert!(status.history.iter().all(|h| h.outcome != redis_pool_operator::api::Outcome::Succeeded));
+    assert!(status.history.iter().all(|h| h.outcome != redis_pool_operator::core::api::Outcome::Succeeded));
     let gates = status.analysis.unwrap().gates;
-    assert!(gates.iter().all(|g| g.verdict == redis_pool_operator::analysis::Verdict::NoData), "{gates:?}");
+    assert!(gates.iter().all(|g| g.verdict == redis_pool_operator::core::analysis::Verdict::NoData), "{gates:?}");
     assert!(gates[0].message.contains("provider error"), "{gates:?}");
     assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("2"));
 }
@@ -245,8 +245,8 @@ async fn target_template_change_mid_rollout_restarts_with_a_reason() {
     env.wait_status("auth-api", "step 1 under way", Duration::from_secs(30), |s| s.step_started_at.is_some()).await;
     let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "example/auth-api:2"}]}}}});
     env.deployments().patch(TARGET, &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
-    let restarted = |s: &redis_pool_operator::api::RedisPoolPolicyStatus| {
-        s.history.first().is_some_and(|h| h.outcome == redis_pool_operator::api::Outcome::Restarted)
+    let restarted = |s: &redis_pool_operator::core::api::RedisPoolPolicyStatus| {
+        s.history.first().is_some_and(|h| h.outcome == redis_pool_operator::core::api::Outcome::Restarted)
     };
     let status = env.wait_status("auth-api", "a restart recorded in history", Duration::from_secs(60), restarted).await;
     assert!(status.history[0].reason.contains("pod template changed"), "{:?}", status.history);
@@ -266,8 +266,8 @@ async fn analyses_that_change_only_tallies_write_status_at_most_once_a_minute() 
     let mut p = policy("auth-api");
     p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("10m");
     env.apply(p).await;
-    let passing = |s: &redis_pool_operator::api::RedisPoolPolicyStatus| {
-        s.analysis.as_ref().is_some_and(|a| a.verdict == redis_pool_operator::analysis::Verdict::Pass)
+    let passing = |s: &redis_pool_operator::core::api::RedisPoolPolicyStatus| {
+        s.analysis.as_ref().is_some_and(|a| a.verdict == redis_pool_operator::core::analysis::Verdict::Pass)
     };
     let before = env.wait_status("auth-api", "a passing analysis of step 1", Duration::from_secs(60), passing).await;
     let status_writes = r#"redis_pool_operator_writes_total{result="status"}"#;
@@ -519,7 +519,7 @@ async fn a_policy_edited_mid_rollout_restarts_for_the_new_pool() {
         .unwrap();
     let s = env
         .wait_status("auth-api", "a restart for the edited pool", Duration::from_secs(60), |s| {
-            s.history.first().is_some_and(|h| h.outcome == redis_pool_operator::api::Outcome::Restarted)
+            s.history.first().is_some_and(|h| h.outcome == redis_pool_operator::core::api::Outcome::Restarted)
         })
         .await;
     assert!(s.history[0].reason.contains("the spec changed"), "{:?}", s.history[0]);
@@ -558,7 +558,7 @@ async fn deleting_a_policy_mid_rollout_restores_the_target() {
     let deployments = env.deployments();
     wait_until("the canary to be garbage-collected", Duration::from_secs(60), || {
         let d = deployments.clone();
-        async move { d.get_opt(&redis_pool_operator::api::canary_name(TARGET)).await.ok()?.is_none().then_some(()) }
+        async move { d.get_opt(&redis_pool_operator::core::api::canary_name(TARGET)).await.ok()?.is_none().then_some(()) }
     })
     .await;
 }
@@ -582,9 +582,9 @@ async fn a_tier_is_judged_by_its_own_gates() {
         })
         .await;
     let a = s.analysis.unwrap();
-    assert_eq!(a.verdict, redis_pool_operator::api::Verdict::Hold, "{a:?}");
+    assert_eq!(a.verdict, redis_pool_operator::core::api::Verdict::Hold, "{a:?}");
     assert_eq!(a.decided_by.as_deref(), Some("poolUtilization"), "{a:?}");
-    let util = a.gates.iter().find(|g| g.gate == redis_pool_operator::api::Gate::PoolUtilization).unwrap();
+    let util = a.gates.iter().find(|g| g.gate == redis_pool_operator::core::api::Gate::PoolUtilization).unwrap();
     assert!(util.message.contains("between 10% and 80%"), "{:?}", util.message);
     assert_eq!(s.step, Some(0), "held at the first step");
 }

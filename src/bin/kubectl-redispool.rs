@@ -2,5 +2,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    redis_pool_operator::plugin::main()
+    redis_pool_operator::tools::plugin::main()
 }

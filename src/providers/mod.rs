@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use crate::analysis::Measurements;
-use crate::analysis::contract::{PoolHealth, Sample, aggregate};
-use crate::analysis::redis::{RedisFault, RedisSignals, RedisTarget, TlsMaterial};
-use crate::api::{CaRef, PodsMetrics, PrometheusMetrics, RedisSettings};
+use crate::core::analysis::Measurements;
+use crate::core::analysis::contract::{PoolHealth, Sample, aggregate};
+use crate::core::analysis::redis::{RedisFault, RedisSignals, RedisTarget, TlsMaterial};
+use crate::core::api::{CaRef, PodsMetrics, PrometheusMetrics, RedisSettings};
 
 /// A measurement of the canary, the samples it was made from (the next baseline), and the
 /// errors of pods that did not answer (counted apart from gate verdicts).
@@ -127,7 +127,7 @@ pub async fn measure_pods(
 pub async fn measure_prometheus(
     http: &reqwest::Client,
     metrics: Option<&PrometheusMetrics>,
-    scope: &crate::analysis::prometheus::Scope<'_>,
+    scope: &crate::core::analysis::prometheus::Scope<'_>,
 ) -> Result<Measured, String> {
     let prom = metrics.ok_or("spec.rollout.metrics.prometheus is not set")?;
     let measurements = prometheus::measure(http, &prom.address, &prom.queries, scope).await?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::analysis::contract::PoolHealth;
+use crate::core::analysis::contract::PoolHealth;
 
 /// Fetches one pod's contract. Only the pod's own IP is dialled.
 pub async fn fetch(

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::analysis::Measurements;
-use crate::analysis::prometheus::{Scope, measurements, parse_scalar, render};
-use crate::api::PrometheusQueries;
+use crate::core::analysis::Measurements;
+use crate::core::analysis::prometheus::{Scope, measurements, parse_scalar, render};
+use crate::core::api::PrometheusQueries;
 
 async fn query(
     client: &reqwest::Client,

@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObjec
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::analysis::redis::{
+use crate::core::analysis::redis::{
     RedisFault, RedisSignals, RedisTarget, TlsMaterial, config_denied, explain_reply, info_field, redact,
 };
 

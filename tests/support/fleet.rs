@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::get;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use redis_pool_operator::analysis::contract::{Counters, Histogram, PoolGauges, PoolHealth};
+use redis_pool_operator::core::analysis::contract::{Counters, Histogram, PoolGauges, PoolHealth};
 use tokio::task::JoinHandle;
 
 /// What one pod reports per scrape.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use redis_pool_operator::api::{Phase, RedisPoolPolicy, canary_name};
+use redis_pool_operator::core::api::{Phase, RedisPoolPolicy, canary_name};
 
 use super::fleet::{Behaviour, Fleet, Health};
 use super::operator::Operator;
@@ -46,7 +46,7 @@ impl Env {
         self.policies().create(&PostParams::default(), &p).await.expect("create the policy");
     }
 
-    pub async fn status(&self, name: &str) -> redis_pool_operator::api::RedisPoolPolicyStatus {
+    pub async fn status(&self, name: &str) -> redis_pool_operator::core::api::RedisPoolPolicyStatus {
         self.policies().get(name).await.unwrap().status.unwrap_or_default()
     }
 
@@ -56,8 +56,8 @@ impl Env {
         name: &str,
         what: &str,
         timeout: Duration,
-        done: impl Fn(&redis_pool_operator::api::RedisPoolPolicyStatus) -> bool,
-    ) -> redis_pool_operator::api::RedisPoolPolicyStatus {
+        done: impl Fn(&redis_pool_operator::core::api::RedisPoolPolicyStatus) -> bool,
+    ) -> redis_pool_operator::core::api::RedisPoolPolicyStatus {
         let api = self.policies();
         let log = self.operator.log.display().to_string();
         let done = &done;
@@ -77,7 +77,7 @@ impl Env {
         name: &str,
         phase: Phase,
         timeout: Duration,
-    ) -> redis_pool_operator::api::RedisPoolPolicyStatus {
+    ) -> redis_pool_operator::core::api::RedisPoolPolicyStatus {
         self.wait_status(name, &format!("phase {phase:?}"), timeout, |s| s.phase == phase).await
     }
 

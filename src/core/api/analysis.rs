@@ -1,0 +1,247 @@
+//! How a canary is judged (`spec.rollout.analysis`, `spec.rollout.metrics`): the analysis's
+//! interval and limits, the gates with their promote and rollback thresholds, and where the
+//! measurements come from.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use super::defaults;
+use super::spec::DURATION_RULE;
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    #[serde(default = "defaults::analysis_interval")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message("spec.rollout.analysis.interval must be a duration like 30s"))]
+    #[schemars(length(max = 32))]
+    pub interval: String,
+    /// Consecutive failing analyses that trigger a rollback.
+    #[serde(default = "defaults::failure_limit")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100")
+        .message("spec.rollout.analysis.failureLimit must be between 1 and 100"))]
+    pub failure_limit: i32,
+    /// Roll back when a step has not advanced for this long after its pause.
+    #[serde(default = "defaults::progress_deadline")]
+    #[x_kube(validation = Rule::new(DURATION_RULE)
+        .message("spec.rollout.analysis.progressDeadline must be a duration like 1h"))]
+    #[schemars(length(max = 32))]
+    pub progress_deadline: String,
+    /// Fewer requests than this in an interval means no data for the rate and latency gates.
+    #[serde(default = "defaults::min_requests")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.rollout.analysis.minRequests must be >= 0"))]
+    pub min_requests: i64,
+    #[serde(default)]
+    pub on_no_data: OnNoData,
+    #[serde(default)]
+    pub success_rate: SuccessRateGate,
+    #[serde(default)]
+    pub p95_latency_ms: LatencyGate,
+    #[serde(default)]
+    pub pool_utilization: UtilizationGate,
+    #[serde(default)]
+    pub pool_exhaustion_events: CountGate,
+    #[serde(default)]
+    pub redis_connection_errors: CountGate,
+}
+
+impl Default for AnalysisSpec {
+    fn default() -> Self {
+        Self {
+            interval: "30s".into(),
+            failure_limit: 2,
+            progress_deadline: "1h".into(),
+            min_requests: 100,
+            on_no_data: OnNoData::Hold,
+            success_rate: SuccessRateGate::default(),
+            p95_latency_ms: LatencyGate::default(),
+            pool_utilization: UtilizationGate::default(),
+            pool_exhaustion_events: CountGate::default(),
+            redis_connection_errors: CountGate::default(),
+        }
+    }
+}
+
+/// What a gate without data means. Never Pass.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnNoData {
+    #[default]
+    Hold,
+    Fail,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.promoteAtLeast >= self.rollbackBelow")
+    .message("successRate.promoteAtLeast must be >= rollbackBelow (promote needs the healthier value)"))]
+pub struct SuccessRateGate {
+    #[serde(default = "defaults::success_rate_promote")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("successRate thresholds are percentages in 0..100"))]
+    pub promote_at_least: f64,
+    #[serde(default = "defaults::success_rate_rollback")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("successRate thresholds are percentages in 0..100"))]
+    pub rollback_below: f64,
+}
+
+impl Default for SuccessRateGate {
+    fn default() -> Self {
+        Self { promote_at_least: 99.5, rollback_below: 99.0 }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.promoteAtMost <= self.rollbackAbove")
+    .message("p95LatencyMs.promoteAtMost must be <= rollbackAbove (promote needs the faster value)"))]
+pub struct LatencyGate {
+    #[serde(default = "defaults::p95_latency_promote_ms")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("p95LatencyMs thresholds must be > 0 milliseconds"))]
+    pub promote_at_most: f64,
+    #[serde(default = "defaults::p95_latency_rollback_ms")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("p95LatencyMs thresholds must be > 0 milliseconds"))]
+    pub rollback_above: f64,
+}
+
+impl Default for LatencyGate {
+    fn default() -> Self {
+        Self { promote_at_most: 500.0, rollback_above: 1000.0 }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.promoteAtMost <= self.rollbackAbove")
+    .message("poolUtilization.promoteAtMost must be <= rollbackAbove (promote needs the lower value)"))]
+pub struct UtilizationGate {
+    #[serde(default = "defaults::utilization_promote")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("poolUtilization thresholds are percentages in 0..100"))]
+    pub promote_at_most: f64,
+    #[serde(default = "defaults::utilization_rollback")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("poolUtilization thresholds are percentages in 0..100"))]
+    pub rollback_above: f64,
+}
+
+impl Default for UtilizationGate {
+    fn default() -> Self {
+        Self { promote_at_most: 60.0, rollback_above: 80.0 }
+    }
+}
+
+/// A counter gate: more than `max` new events in an interval fails the analysis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CountGate {
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self >= 0").message("event gates' max must be >= 0"))]
+    pub max: i64,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MetricsProvider {
+    #[default]
+    Pods,
+    Prometheus,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.provider != 'Prometheus' || has(self.prometheus)")
+    .message("spec.rollout.metrics.prometheus.address is required when provider is Prometheus"))]
+pub struct MetricsSpec {
+    #[serde(default)]
+    pub provider: MetricsProvider,
+    #[serde(default)]
+    pub pods: PodsMetrics,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusMetrics>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodsMetrics {
+    #[serde(default = "defaults::health_port")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("spec.rollout.metrics.pods.port must be a port, 1..65535"))]
+    pub port: i32,
+    #[serde(default = "defaults::health_path")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.rollout.metrics.pods.path must start with '/'"))]
+    #[schemars(length(max = 255))]
+    pub path: String,
+}
+
+impl Default for PodsMetrics {
+    fn default() -> Self {
+        Self { port: 8000, path: defaults::health_path() }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusMetrics {
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')")
+        .message("spec.rollout.metrics.prometheus.address must be an http(s) URL"))]
+    #[schemars(length(max = 1024))]
+    pub address: String,
+    /// PromQL per signal. `{{namespace}}`, `{{deployment}}` (the canary), `{{track}}` and
+    /// `{{interval}}` are filled in; each query must return one number.
+    #[serde(default)]
+    pub queries: PrometheusQueries,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusQueries {
+    #[serde(default = "q_requests")]
+    #[schemars(length(max = 2048))]
+    pub requests: String,
+    #[serde(default = "q_failed")]
+    #[schemars(length(max = 2048))]
+    pub failed_requests: String,
+    #[serde(default = "q_p95")]
+    #[schemars(length(max = 2048))]
+    pub p95_latency_ms: String,
+    #[serde(default = "q_util")]
+    #[schemars(length(max = 2048))]
+    pub pool_utilization: String,
+    #[serde(default = "q_exhaustion")]
+    #[schemars(length(max = 2048))]
+    pub pool_exhaustion_events: String,
+    #[serde(default = "q_errors")]
+    #[schemars(length(max = 2048))]
+    pub redis_connection_errors: String,
+}
+
+impl Default for PrometheusQueries {
+    fn default() -> Self {
+        Self {
+            requests: q_requests(),
+            failed_requests: q_failed(),
+            p95_latency_ms: q_p95(),
+            pool_utilization: q_util(),
+            pool_exhaustion_events: q_exhaustion(),
+            redis_connection_errors: q_errors(),
+        }
+    }
+}
+
+// Defaults over the contract's /metrics names, for pods scraped with their labels as
+// `redispool_io_track` (the usual `labelmap` of pod labels) and `namespace`.
+const SEL: &str = r#"namespace="{{namespace}}",redispool_io_track="{{track}}""#;
+fn q_requests() -> String {
+    format!("sum(increase(http_requests_total{{{SEL}}}[{{{{interval}}}}]))")
+}
+fn q_failed() -> String {
+    format!(r#"sum(increase(http_requests_total{{{SEL},code=~"5.."}}[{{{{interval}}}}]))"#)
+}
+fn q_p95() -> String {
+    format!(
+        "1000 * histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{SEL}}}[{{{{interval}}}}])))"
+    )
+}
+fn q_util() -> String {
+    format!(r#"100 * max(redis_pool_connections{{{SEL},state="used"}} / on(pod) redis_pool_max_connections{{{SEL}}})"#)
+}
+fn q_exhaustion() -> String {
+    format!("sum(increase(redis_pool_timeouts_total{{{SEL}}}[{{{{interval}}}}]))")
+}
+fn q_errors() -> String {
+    format!("sum(increase(redis_client_errors_total{{{SEL}}}[{{{{interval}}}}]))")
+}

@@ -1,0 +1,266 @@
+//! The plan report people read: what `plan -f` and `kubectl redispool plan` print, and the
+//! checks of policies planned together (a shared Redis budget, a verdict chain).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{PlanError, PlanInput, ReplicasSource, plan};
+use crate::core::api::{RedisPoolPolicy, WorkerPool};
+use crate::core::sizing::{Fleet, RolloutPlan};
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanReport {
+    pub policy: String,
+    pub target: String,
+    #[serde(flatten)]
+    pub plan: RolloutPlan,
+    /// Where the replica count came from.
+    pub replicas_source: ReplicasSource,
+    /// The gates this tier is judged by (its own thresholds, else the policy's).
+    pub gates: Vec<GateThresholds>,
+    /// The per-worker pool: what a verdict proves, and what `spec.promotion.requires` compares.
+    pub worker_pool: WorkerPool,
+    pub worker_pool_hash: String,
+    /// The verdicts a rollout waits for.
+    pub requires: Vec<RequiredView>,
+    /// How long analyses watch the target after a promotion (`spec.promotion.soak`).
+    pub soak_after_promotion: String,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequiredView {
+    /// `namespace/name`, with ` (kubeconfig in Secret NAME)` for another cluster.
+    pub from: String,
+    pub environment: String,
+    pub soak: String,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateThresholds {
+    pub gate: &'static str,
+    pub promote: String,
+    pub rollback: String,
+}
+
+/// The plan report of `policy`, as `plan -f` and `kubectl redispool plan` print it.
+pub fn report(policy: &RedisPoolPolicy, input: &PlanInput) -> Result<PlanReport, PlanError> {
+    let planned = plan(policy, input)?;
+    let spec = &policy.spec;
+    let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
+    let name = policy.metadata.name.as_deref().unwrap_or("<unnamed>");
+    let container = spec.target_ref.container.as_deref().unwrap_or("first container");
+    let analysis = crate::core::analysis::for_tier(spec, &planned.environment);
+    let gates = crate::core::api::Gate::ALL
+        .into_iter()
+        .map(|g| {
+            let th = crate::core::analysis::thresholds(&analysis, g);
+            GateThresholds { gate: g.name(), promote: th.promote, rollback: th.rollback }
+        })
+        .collect();
+    let worker_pool = planned.worker_pool(spec);
+    let requires = spec
+        .promotion
+        .requires
+        .iter()
+        .map(|r| RequiredView {
+            from: required_from(ns, &r.from),
+            environment: r.environment.clone(),
+            soak: r.soak.clone(),
+        })
+        .collect();
+    Ok(PlanReport {
+        policy: format!("{ns}/{name}"),
+        target: format!("Deployment {} ({container})", spec.target_ref.name),
+        plan: planned.plan,
+        replicas_source: planned.replicas_source,
+        gates,
+        worker_pool_hash: worker_pool.hash(),
+        worker_pool,
+        requires,
+        soak_after_promotion: spec.promotion.soak.clone(),
+    })
+}
+
+/// Where a requirement points, for people: `staging/auth-api`, or with the Secret that reaches
+/// another cluster.
+fn required_from(ns: &str, from: &crate::core::api::PolicyRef) -> String {
+    let at = from.at(ns);
+    match &from.kubeconfig_secret_ref {
+        Some(s) => format!("{at} (another cluster: kubeconfig in Secret {ns}/{})", s.name),
+        None => at,
+    }
+}
+
+/// The report for people.
+pub fn render_text(r: &PlanReport) -> String {
+    let p = &r.plan.pool;
+    let mut s = String::new();
+    let _ = writeln!(s, "policy {} -> {}", r.policy, r.target);
+    let _ = writeln!(
+        s,
+        "tier {}: {} workers x {} connections = {} connections per pod; {} replicas{} = {} connections steady",
+        p.tier,
+        p.workers,
+        p.connections_per_worker,
+        p.connections_per_pod,
+        p.replicas,
+        match r.replicas_source {
+            ReplicasSource::Assumed => " (assumed: set tiers[].replicas or pass --replicas)",
+            _ => "",
+        },
+        p.steady_connections()
+    );
+    let gates: Vec<String> =
+        r.gates.iter().map(|g| format!("{} {} (rollback {})", g.gate, g.promote, g.rollback)).collect();
+    let _ = writeln!(s, "gates ({}): {}", p.tier, gates.join(", "));
+    let w = &r.worker_pool;
+    let _ = writeln!(
+        s,
+        "worker pool {}: {} connections, retry {} x {}..{} ms, timeouts {}s socket / {}s connect, health check {}s",
+        r.worker_pool_hash,
+        w.connections_per_worker,
+        w.retry.attempts,
+        w.retry.initial_backoff_ms,
+        w.retry.max_backoff_ms,
+        w.socket_timeout_seconds,
+        w.connect_timeout_seconds,
+        w.health_check_interval_seconds
+    );
+    for q in &r.requires {
+        let _ = writeln!(
+            s,
+            "requires: a {} verdict on worker pool {} from {}, soaked {} after its promotion",
+            q.environment, r.worker_pool_hash, q.from, q.soak
+        );
+    }
+    let _ =
+        writeln!(s, "after a promotion: analyses watch the target for {} (its verdict's soak)", r.soak_after_promotion);
+    if let Fleet::Beside { max_stable } = r.plan.fleet {
+        let _ = writeln!(
+            s,
+            "an HPA scales the target (up to {max_stable} replicas): canary pods run beside the stable, \
+             weight = canary / (stable + canary), at most 50%; the budget counts {max_stable} stable replicas"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<6}{:>8}{:>8}{:>8}{:>8}{:>18}",
+        "step", "weight", "canary", "stable", "actual", "peak connections"
+    );
+    for (i, st) in r.plan.steps.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{:<6}{:>7}%{:>8}{:>8}{:>7}%{:>18}",
+            i + 1,
+            st.weight,
+            st.canary_replicas,
+            st.stable_replicas,
+            st.actual_weight,
+            st.peak_connections
+        );
+    }
+    let _ = writeln!(s, "promotion peak connections: {}", r.plan.promotion_peak_connections);
+    let b = &r.plan.budget;
+    let verdict = if b.ok { "ok" } else { "EXCEEDED" };
+    let _ = writeln!(s, "budget {verdict}: {}", b.explain());
+    s
+}
+
+/// The budget several planned policies share on one Redis server.
+pub struct SharedGroup {
+    pub text: String,
+    /// Every policy can start with the others at their new steady connections.
+    pub ok: bool,
+}
+
+/// Groups the planned policies by Redis server (see `shared_budget::group_key`) and, for each
+/// server with two or more, says whether each rollout fits beside the others once they are done
+/// (their new steady connections): the operator starts one only when its peak fits beside the
+/// others' (their peaks while they roll out), so that is the condition for every one to run.
+pub fn shared_groups(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Vec<SharedGroup> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, p) in policies.iter().enumerate() {
+        if let Some(redis) = &p.spec.redis {
+            let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+            groups.entry(crate::core::shared_budget::group_key(ns, redis)).or_default().push(i);
+        }
+    }
+    // Two policies of one namespace and name live in different clusters (a chain's staging and
+    // production): their servers of one address are two servers.
+    let one_cluster = |members: &Vec<usize>| {
+        let mut names: Vec<&str> = members.iter().map(|&i| reports[i].policy.as_str()).collect();
+        names.sort();
+        names.windows(2).all(|w| w[0] != w[1])
+    };
+    groups
+        .into_iter()
+        .filter(|(_, members)| members.len() > 1 && one_cluster(members))
+        .map(|(key, members)| {
+            let steady = |i: usize| reports[i].plan.pool.steady_connections();
+            let mut text = format!("shared Redis {key}:\n");
+            let mut ok = true;
+            for &i in &members {
+                // Each policy's own budget (its utilization), as the operator checks it.
+                let limit = reports[i].plan.budget.limit;
+                let own = reports[i].plan.budget.peak_connections;
+                let others: i64 = members.iter().filter(|&&j| j != i).map(|&j| steady(j)).sum();
+                let fits = limit.is_none_or(|l| own + others <= l);
+                ok &= fits;
+                let _ = writeln!(
+                    text,
+                    "  {}: peak {own} beside the others' steady {others} = {}{}",
+                    reports[i].policy,
+                    own + others,
+                    match (limit, fits) {
+                        (Some(l), true) => format!(" fits the budget of {l}"),
+                        (Some(l), false) => format!(" EXCEEDS the budget of {l}: it could never start"),
+                        (None, _) => " (no maxclients known)".to_string(),
+                    }
+                );
+            }
+            let all: i64 = members.iter().map(|&i| reports[i].plan.budget.peak_connections).sum();
+            let smallest = members.iter().filter_map(|&i| reports[i].plan.budget.limit).min();
+            if let Some(l) = smallest.filter(|l| all > *l) {
+                let _ = writeln!(text, "  all at once: {all} > {l}: the operator runs them one after another");
+            }
+            SharedGroup { text, ok }
+        })
+        .collect()
+}
+
+/// For policies planned together, each requirement that names another of them: whether that
+/// policy's worker pool (in the tier it plans) is the one this policy asks for, since only a
+/// verdict on the same worker pool ever counts. False when one can never count.
+pub fn chain_checks(policies: &[RedisPoolPolicy], reports: &[PlanReport]) -> Vec<(String, bool)> {
+    let mut checks = Vec::new();
+    for (p, r) in policies.iter().zip(reports) {
+        let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+        for q in &p.spec.promotion.requires {
+            let at = q.from.at(ns);
+            // Another cluster's policy may carry this one's very name: never compare with itself.
+            let Some(other) = reports.iter().find(|o| o.policy == at && !std::ptr::eq(*o, r)) else { continue };
+            let tier = &other.plan.pool.tier;
+            let (text, ok) = if tier != &q.environment {
+                (
+                    format!("{at} plans tier {tier}, not {}: its verdicts are not the ones required", q.environment),
+                    false,
+                )
+            } else if other.worker_pool_hash == r.worker_pool_hash {
+                (
+                    format!("its {tier} tier runs the same worker pool {}: its verdict will count", r.worker_pool_hash),
+                    true,
+                )
+            } else {
+                let diff = r.worker_pool.differences(&other.worker_pool).join(", ");
+                (format!("its {tier} tier runs another worker pool ({diff}): no verdict of it can ever count"), false)
+            };
+            checks.push((format!("{} requires {at}: {text}", r.policy), ok));
+        }
+    }
+    checks
+}

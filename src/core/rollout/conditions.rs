@@ -1,0 +1,162 @@
+//! Status conditions, derived from the phase, the last analysis and what was observed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::Input;
+use crate::core::analysis::Verdict;
+use crate::core::api::{Phase, RedisPoolPolicyStatus, ScalingMode};
+use crate::core::sizing::Budget;
+
+/// Sets Ready, Progressing, Healthy, BudgetOk, RedisReachable, Autoscaled and EnvOwned. A
+/// condition's lastTransitionTime moves only when its status flips, and messages carry only
+/// stable facts, so a steady state produces an identical status (and no write).
+pub(super) fn set_conditions(status: &mut RedisPoolPolicyStatus, input: &Input, budget: &Budget) {
+    let phase = status.phase;
+    let message = status.message.clone().unwrap_or_default();
+    let phase_reason = format!("{phase:?}");
+    let ready = matches!(phase, Phase::Idle | Phase::Succeeded);
+    let mut set = |type_: &str, ok: Option<bool>, reason: &str, message: &str| {
+        upsert(status, input, type_, state(ok), reason, message)
+    };
+    set("Ready", Some(ready), &phase_reason, &message);
+    set("Progressing", Some(phase.is_active()), &phase_reason, &message);
+    set("BudgetOk", Some(budget.ok), if budget.ok { "WithinBudget" } else { "BudgetExceeded" }, &budget.explain());
+    redis_reachable(status, input);
+    autoscaled(status, input);
+    env_owned(status, input);
+    let healthy = status.analysis.as_ref().map(|a| {
+        let ok = match a.verdict {
+            Verdict::Pass => Some(true),
+            Verdict::Fail => Some(false),
+            Verdict::Hold | Verdict::NoData => None,
+        };
+        let why = a.decided_by.as_deref().map_or_else(
+            || "all gates pass".to_string(),
+            |g| {
+                let detail = a.gates.iter().find(|x| x.gate.name() == g).map(|x| x.message.as_str()).unwrap_or("");
+                format!("{g}: {detail}")
+            },
+        );
+        (ok, format!("{:?}", a.verdict), why)
+    });
+    if let Some((ok, reason, why)) = healthy {
+        upsert(status, input, "Healthy", state(ok), &reason, &why);
+    }
+}
+
+/// A condition's status for a yes, a no, or "cannot tell".
+fn state(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
+    }
+}
+
+fn redis_reachable(status: &mut RedisPoolPolicyStatus, input: &Input) {
+    let address = input.spec.redis.as_ref().map_or("", |r| r.address.as_str());
+    match &input.observed.redis {
+        Some(Err(e)) => upsert(status, input, "RedisReachable", "False", "RedisUnreachable", &e.to_string()),
+        Some(Ok(s)) => {
+            let msg = match s.max_clients {
+                Some(m) => format!("{address} answers; maxclients {m}"),
+                None => format!(
+                    "{address} answers; maxclients unknown: {}",
+                    s.max_clients_note.as_deref().unwrap_or("set spec.redis.maxClients")
+                ),
+            };
+            upsert(status, input, "RedisReachable", "True", "Reachable", &msg)
+        }
+        None => {}
+    }
+}
+
+/// Who sizes the target: the operator (split rollouts) or another actor (canary pods beside).
+fn autoscaled(status: &mut RedisPoolPolicyStatus, input: &Input) {
+    let Ok(target) = &input.observed.target else { return };
+    let handed_over = status
+        .scaling
+        .as_ref()
+        .filter(|s| s.mode == ScalingMode::Beside && target.hpa.is_none())
+        .and_then(|s| s.by.clone());
+    let (state, reason, msg) = match (&target.hpa, handed_over) {
+        (Some(h), _) => (
+            "True",
+            "HorizontalPodAutoscaler",
+            format!(
+                "HorizontalPodAutoscaler {} ({}..{} replicas) owns the target's replicas: the operator never writes \
+                 them; canary pods run beside the stable and the budget counts maxReplicas {}",
+                h.name, h.min_replicas, h.max_replicas, h.max_replicas
+            ),
+        ),
+        (None, Some(by)) => (
+            "True",
+            "ReplicasHandedOver",
+            format!("{by} sets the target's replicas during this rollout: canary pods run beside the stable"),
+        ),
+        (None, None) => (
+            "False",
+            "NoAutoscaler",
+            "no HorizontalPodAutoscaler targets the Deployment: a rollout moves replicas from the stable to the canary"
+                .to_string(),
+        ),
+    };
+    upsert(status, input, "Autoscaled", state, reason, &msg);
+}
+
+/// Whether the pool env vars the operator promoted are still the target's.
+fn env_owned(status: &mut RedisPoolPolicyStatus, input: &Input) {
+    let Some(o) = status.overridden.clone() else { return };
+    let (state, reason, msg) = if status.phase == Phase::Overridden {
+        (
+            "False",
+            "Overridden",
+            format!("{} wrote the pool env vars {} after the operator promoted them", o.by, o.fields.join(", ")),
+        )
+    } else if status.phase.is_active() && o.generation == input.generation {
+        (
+            "Unknown",
+            "RollingOutAgain",
+            format!("{} wrote the pool env vars {} after the promotion; rolling out again", o.by, o.fields.join(", ")),
+        )
+    } else {
+        ("True", "Owned", "the target carries the pool env vars the policy asks for".to_string())
+    };
+    upsert(status, input, "EnvOwned", state, reason, &msg);
+}
+
+fn upsert(status: &mut RedisPoolPolicyStatus, input: &Input, type_: &str, state: &str, reason: &str, message: &str) {
+    set_condition(status, type_, state, reason, message, input.now, input.generation);
+}
+
+/// Sets one condition; its lastTransitionTime moves only when its status flips.
+pub fn set_condition(
+    status: &mut RedisPoolPolicyStatus,
+    type_: &str,
+    state: &str,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+    generation: i64,
+) {
+    let generation = Some(generation);
+    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != state {
+                c.last_transition_time = Time(now);
+                c.status = state.into();
+            }
+            c.reason = reason.into();
+            c.message = message.into();
+            c.observed_generation = generation;
+        }
+        None => status.conditions.push(Condition {
+            type_: type_.into(),
+            status: state.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: Time(now),
+            observed_generation: generation,
+        }),
+    }
+}

@@ -1,0 +1,229 @@
+//! Without a rollout in flight: start one when the target runs another configuration than the
+//! spec asks for and nothing stands in the way; otherwise rest, or say what the policy waits for.
+
+use super::*;
+
+impl Machine<'_> {
+    /// Starts a rollout when the target runs another configuration than the spec asks for and
+    /// nothing stands in the way (a failed configuration not retried, an override, a required
+    /// verdict, the budget); otherwise says what the policy waits for.
+    pub(super) fn maybe_start(&mut self, target: &TargetView) -> Next {
+        let desired = self.input.desired;
+        let generation = self.input.generation;
+        self.clear_rollout();
+        let up_to_date = desired.hash == target.config_hash && target.unusable.is_none();
+        let not_retried =
+            self.status.failed.as_ref().is_some_and(|f| f.hash == desired.hash && f.generation >= generation);
+        let overridden_here = self.status.overridden.clone().filter(|o| o.generation == generation);
+        let waiting_on_override = self.status.phase == Phase::Overridden && overridden_here.is_some();
+        let may_start = !up_to_date && target.unusable.is_none() && !not_retried && !waiting_on_override;
+        let gate = if may_start { self.verdicts_gate() } else { Gate::Clear(Vec::new()) };
+        let starting = may_start && matches!(gate, Gate::Clear(_)) && self.budget.ok && !self.taken_back_again(target);
+        if !starting && !self.remove_leftover_canary(target) {
+            return Next::Done;
+        }
+        if let Some(why) = &target.unusable {
+            return self.end_in(Phase::Invalid, Reason::InvalidTarget, why.clone());
+        }
+        if up_to_date {
+            return self.up_to_date(target);
+        }
+        if not_retried && let Some(f) = &self.status.failed {
+            self.status.phase = Phase::RolledBack;
+            self.status.message = Some(rolled_back_message(f));
+            return Next::Done;
+        }
+        if waiting_on_override {
+            self.status.message = Some(overridden_message(self.status.overridden.as_ref().expect("checked")));
+            return Next::Done;
+        }
+        match gate {
+            Gate::Wait { message, short, unreadable } => {
+                self.status.waiting_for = Some(short);
+                let reason = if unreadable { Reason::VerdictUnreadable } else { Reason::WaitingForVerdict };
+                return self.end_in(Phase::Waiting, reason, message);
+            }
+            Gate::Refuse(why) => {
+                let msg = format!(
+                    "blocked: {why}; this worker pool starts once a newer verdict on it succeeds there, or change \
+                     the pool here"
+                );
+                return self.end_in(Phase::Blocked, Reason::VerdictRefused, msg);
+            }
+            Gate::Clear(met) => self.verdicts_met = met,
+        }
+        if !self.budget.ok {
+            let msg = format!("blocked: {}", self.budget.explain());
+            return self.end_in(Phase::Blocked, Reason::BudgetExceeded, msg);
+        }
+        if self.taken_back(target) {
+            // We promoted exactly this configuration and another writer put something else back.
+            let since = self.status.history.iter().find(|h| h.outcome == Outcome::Succeeded).map(|h| h.finished_at.0);
+            let (writers, fields) = env_writers(target, since);
+            let prev = overridden_here.as_ref().map_or(0, |o| o.rerollouts);
+            let record = OverrideStatus { generation, rerollouts: prev, by: writers.clone(), fields };
+            if prev >= 1 {
+                self.status.overridden = Some(record);
+                let msg = overridden_message(self.status.overridden.as_ref().expect("just set"));
+                return self.end_in(Phase::Overridden, Reason::EnvOverridden, msg);
+            }
+            self.status.overridden = Some(OverrideStatus { rerollouts: 1, ..record });
+            let msg = format!(
+                "{writers} rewrote the pool env vars{} after the promotion; rolling pool configuration {} out again, \
+                 once for this generation (hand these fields to redis-pool-operator in your GitOps tool: see the README)",
+                fields_label(self.status.overridden.as_ref().map_or(&[][..], |o| &o.fields)),
+                desired.hash
+            );
+            self.event(Reason::EnvOverridden, msg);
+        }
+        self.start(target)
+    }
+
+    /// A canary outside a rollout is left over (its status was lost): restore the target's
+    /// capacity first (unless an HPA or another writer sizes it), then remove it. False while
+    /// restoring.
+    pub(super) fn remove_leftover_canary(&mut self, target: &TargetView) -> bool {
+        if self.canary().is_none_or(|c| c.foreign_owner.is_some()) {
+            return true;
+        }
+        // Without a status, the fleet is the plan's, or the tier's if it names one.
+        let desired = self.input.desired;
+        let total = desired.plan.pool.replicas.max(desired.tier_replicas.unwrap_or(0));
+        // Replicas another writer set last are theirs: the restore is a guess, theirs is not.
+        if target.hpa.is_none() && target.replicas_writer.is_none() && target.spec_replicas < total {
+            self.actions.push(Action::ScaleTarget { replicas: total });
+            self.status.message =
+                Some(format!("restoring the target to {total} replicas before removing a leftover canary"));
+            return false;
+        }
+        if !stable_serves(target, target.spec_replicas) {
+            self.status.message = Some(format!(
+                "waiting for the target, {}/{} available, before removing a leftover canary",
+                target.available, target.spec_replicas
+            ));
+            return false;
+        }
+        self.actions.push(Action::DeleteCanary);
+        true
+    }
+
+    /// The target runs the desired configuration: apply the tier's replicas once per spec
+    /// generation (never against an HPA), and rest.
+    pub(super) fn up_to_date(&mut self, target: &TargetView) -> Next {
+        let desired = self.input.desired;
+        let generation = self.input.generation;
+        self.status.stable = Some(stable_ref(&desired.hash, Some(&desired.plan.pool), target));
+        self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
+        if self.status.phase != Phase::Succeeded {
+            self.enter(Phase::Idle, Reason::UpToDate, format!("the target runs pool configuration {}", desired.hash));
+        }
+        let tier_replicas = self.input.desired.tier_replicas;
+        if self.status.replicas_applied_generation != Some(generation) && self.budget.ok {
+            if let Some(r) = tier_replicas
+                && target.hpa.is_none()
+                && target.spec_replicas != r
+            {
+                self.actions.push(Action::ScaleTarget { replicas: r });
+                self.status.replicas = Some(replica_status(r, r, 0));
+                self.event(
+                    Reason::Scaled,
+                    format!("applied the tier's replicas: {r} (once for policy generation {generation})"),
+                );
+            }
+            self.status.replicas_applied_generation = Some(generation);
+        }
+        Next::Done
+    }
+
+    /// We promoted the desired configuration, and the target carries another one now.
+    pub(super) fn taken_back(&self, target: &TargetView) -> bool {
+        self.status.stable.as_ref().is_some_and(|s| s.hash == self.input.desired.hash)
+            && target.config_hash != self.input.desired.hash
+    }
+
+    /// Taken back again after this generation's one automatic re-rollout.
+    pub(super) fn taken_back_again(&self, target: &TargetView) -> bool {
+        self.taken_back(target)
+            && self
+                .status
+                .overridden
+                .as_ref()
+                .is_some_and(|o| o.generation == self.input.generation && o.rerollouts >= 1)
+    }
+
+    pub(super) fn start(&mut self, target: &TargetView) -> Next {
+        let desired = self.input.desired;
+        let now = Time(self.now());
+        let old_hash = target.config_hash.clone();
+        let worker_pool = self.desired_worker_pool();
+        let s = &mut self.status;
+        s.failed = None;
+        s.stable =
+            Some(ConfigRef { hash: old_hash, plan: s.stable.as_ref().and_then(|c| c.plan.clone()), worker_pool: None });
+        s.canary = Some(ConfigRef {
+            hash: desired.hash.clone(),
+            plan: Some(desired.plan.pool.clone()),
+            worker_pool: Some(worker_pool),
+        });
+        s.target_template_hash = Some(target.template_hash.clone());
+        s.target_uid = Some(target.uid.clone());
+        s.scaled_to = Some(target.spec_replicas);
+        s.started_at = Some(now.clone());
+        s.progressed_at = Some(now);
+        s.analysis = None;
+        let handed_over = self.handed_over.take();
+        let s = &mut self.status;
+        s.scaling = Some(match (&target.hpa, handed_over) {
+            (Some(h), _) => {
+                ScalingStatus { mode: ScalingMode::Beside, by: Some(format!("HorizontalPodAutoscaler {}", h.name)) }
+            }
+            (None, Some(kept)) => kept,
+            (None, None) => ScalingStatus { mode: ScalingMode::Split, by: None },
+        });
+        // A split rollout applies the tier's replicas as part of the rollout (once per generation);
+        // beside an HPA there is nothing to apply. Either way this generation has had its say.
+        let total = match self.mode() {
+            ScalingMode::Split => rollout_total(desired.tier_replicas, target, &self.status, self.input.generation),
+            ScalingMode::Beside => target.spec_replicas,
+        };
+        self.status.replicas_applied_generation = Some(self.input.generation);
+        let p = &desired.plan.pool;
+        if total == 0 {
+            // No pods, no risk to measure: write the configuration straight away.
+            self.status.replicas = Some(replica_status(0, 0, 0));
+            let msg = format!("the target has no replicas: writing pool configuration {} directly", desired.hash);
+            self.enter(Phase::Promoting, Reason::Promoting, msg);
+            return Next::Promote;
+        }
+        self.status.step = Some(0);
+        self.status.replicas = Some(replica_status(total, total, 0));
+        let weight = self.weight_of(0);
+        let s = self.record_split(target, weight);
+        let how = match &self.status.scaling {
+            Some(ScalingStatus { mode: ScalingMode::Beside, by }) => format!(
+                "{} sizes the stable, so {} canary pod(s) run beside its {} replicas",
+                by.as_deref().unwrap_or("another actor"),
+                s.canary,
+                s.stable
+            ),
+            _ => format!("to {total} replicas"),
+        };
+        let msg = format!(
+            "rolling out pool configuration {} (tier {}: {} workers x {} connections = {} per pod) {how}: step 1/{} at {}%",
+            desired.hash,
+            p.tier,
+            p.workers,
+            p.connections_per_worker,
+            p.connections_per_pod,
+            self.steps(),
+            weight
+        );
+        let msg = match self.verdicts_met.as_slice() {
+            [] => msg,
+            met => format!("{msg}; {}", met.join("; ")),
+        };
+        self.enter(Phase::Progressing, Reason::RolloutStarted, msg);
+        // Go straight on, so that deciding again on this status gives the same status.
+        Next::Progress
+    }
+}
