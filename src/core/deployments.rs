@@ -14,7 +14,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use crate::core::api::MANAGER;
 use crate::core::api::{RedisPoolPolicy, TRACK_LABEL, canary_name};
 use crate::core::render::{config_hash, observed_env, owned_names, template_hash};
-use crate::core::rollout::{CanaryView, HpaView, TargetView, Writer};
+use crate::core::rollout::{CanaryView, HpaView, TargetView, Unusable, Writer};
 
 /// The canary Deployment records the target template it was made from.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "redispool.io/template-hash";
@@ -24,47 +24,37 @@ pub const POLICY_LABEL: &str = "redispool.io/policy";
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The container the policy manages: the named one, or the first.
-pub fn target_container<'a>(policy: &RedisPoolPolicy, deploy: &'a Deployment) -> Result<&'a Container, String> {
-    let name = deploy.metadata.name.as_deref().unwrap_or_default();
+pub fn target_container<'a>(policy: &RedisPoolPolicy, deploy: &'a Deployment) -> Result<&'a Container, Unusable> {
+    let deployment = deploy.metadata.name.clone().unwrap_or_default();
     let containers = deploy.spec.template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
     match &policy.spec.target_ref.container {
-        Some(wanted) => containers.iter().find(|c| &c.name == wanted).ok_or_else(|| {
-            let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-            format!(
-                "container {wanted:?} not found in Deployment {name}; its containers are: {}; fix spec.targetRef.container",
-                names.join(", ")
-            )
+        Some(wanted) => containers.iter().find(|c| &c.name == wanted).ok_or_else(|| Unusable::NoSuchContainer {
+            deployment,
+            wanted: wanted.clone(),
+            found: containers.iter().map(|c| c.name.clone()).collect(),
         }),
-        None => containers.first().ok_or_else(|| format!("Deployment {name} has no containers")),
+        None => containers.first().ok_or(Unusable::NoContainers { deployment }),
     }
 }
 
 /// The owned env vars as the target's container carries them.
-pub fn target_env(policy: &RedisPoolPolicy, deploy: &Deployment) -> Result<Vec<(String, String)>, String> {
+pub fn target_env(policy: &RedisPoolPolicy, deploy: &Deployment) -> Result<Vec<(String, String)>, Unusable> {
     let c = target_container(policy, deploy)?;
     Ok(observed_env(&policy.spec.env_names, c.env.as_deref().unwrap_or_default()))
 }
 
 /// Why the operator must not write the target's pool env: a var it owns is set from a ConfigMap
 /// or Secret. Writing `value` beside another manager's `valueFrom` is refused by the API server.
-fn value_from_problem(policy: &RedisPoolPolicy, c: &Container) -> Option<String> {
+fn value_from_problem(policy: &RedisPoolPolicy, c: &Container) -> Option<Unusable> {
     let owned = owned_names(&policy.spec.env_names);
-    let from: Vec<&str> = c
+    let vars: Vec<String> = c
         .env
         .iter()
         .flatten()
         .filter(|e| e.value_from.is_some() && owned.contains(&e.name.as_str()))
-        .map(|e| e.name.as_str())
+        .map(|e| e.name.clone())
         .collect();
-    (!from.is_empty()).then(|| {
-        format!(
-            "env var {} of container {} is set with valueFrom (a ConfigMap, Secret or field reference), but the \
-             operator writes it as a literal value: remove valueFrom from the Deployment, or name another variable \
-             in spec.envNames",
-            from.join(", "),
-            c.name
-        )
-    })
+    (!vars.is_empty()).then(|| Unusable::ValueFrom { container: c.name.clone(), vars })
 }
 
 /// What the state machine needs to know about the target. A target whose container is missing
@@ -307,7 +297,7 @@ pub fn build_canary(
     target: &Deployment,
     env: &[(String, String)],
     replicas: i32,
-) -> Result<Deployment, String> {
+) -> Result<Deployment, Unusable> {
     let container = target_container(policy, target)?.name.clone();
     let target_name = target.metadata.name.clone().unwrap_or_default();
     let mut spec = target.spec.clone();
@@ -591,7 +581,7 @@ mod tests {
         let mut d = target();
         let env = d.spec.template.spec.as_mut().unwrap().containers[1].env.as_mut().unwrap();
         env[1] = serde_json::from_value(serde_json::json!({"name": "WORKERS", "valueFrom": {"configMapKeyRef": {"name": "pool", "key": "workers"}}})).unwrap();
-        let why = target_view(&p, &d, None).unusable.unwrap();
+        let why = target_view(&p, &d, None).unusable.unwrap().to_string();
         assert!(why.contains("WORKERS") && why.contains("valueFrom") && why.contains("spec.envNames"), "{why}");
     }
 
@@ -627,7 +617,7 @@ mod tests {
     fn a_missing_container_names_the_ones_there() {
         let mut p = policy();
         p.spec.target_ref.container = Some("web".into());
-        let err = target_view(&p, &target(), None).unusable.unwrap();
+        let err = target_view(&p, &target(), None).unusable.unwrap().to_string();
         assert!(err.contains("\"web\" not found") && err.contains("sidecar, api"), "{err}");
     }
 

@@ -74,6 +74,31 @@ pub fn remember(verdicts: &mut Vec<RolloutVerdict>, mut v: RolloutVerdict) {
     verdicts.truncate(VERDICT_LIMIT);
 }
 
+/// Why the policy a requirement names could not be read, in words that name the fix and never
+/// quote a credential.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    #[error("no answer within {0}s")]
+    Timeout(u64),
+    #[error("unauthorized: the API server did not accept {whose} (an expired token?)")]
+    Unauthorized { whose: &'static str },
+    #[error(
+        "forbidden: {whose} may not get redispoolpolicies in namespace {namespace} (see the README for the Role it \
+         needs)"
+    )]
+    Forbidden { whose: &'static str, namespace: String },
+    #[error("{whose} could not authenticate")]
+    Unauthenticated { whose: &'static str },
+    #[error("the API server answered {code} {reason}: {message}")]
+    Answered { code: u16, reason: String, message: String },
+    /// The connection failed (the client's own words).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The kubeconfig Secret that reaches another cluster is missing or unusable.
+    #[error("{0}")]
+    Kubeconfig(String),
+}
+
 /// One of `spec.promotion.requires`, resolved: what it asks, and what was found where it points.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Required {
@@ -83,7 +108,7 @@ pub struct Required {
     pub soak: SignedDuration,
     /// The other policy's verdicts and how long it watches after a promotion (None: there is no
     /// such policy), or why it could not be read.
-    pub found: Result<Option<Found>, String>,
+    pub found: Result<Option<Found>, Unreadable>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -16,17 +16,18 @@ use super::observe::Observation;
 use super::{Context, Error, MANAGER, Result};
 use crate::core::api::{RedisPoolPolicy, canary_name};
 use crate::core::deployments::{target_container, target_env_patch};
-use crate::core::rollout::{Action, EventType};
+use crate::core::rollout::{Action, EventType, NoTarget};
 
 pub async fn act(action: &Action, o: &Observation, ctx: &Context) -> Result<()> {
     let policy = o.policy();
     let ns = policy.namespace().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let target_name = &policy.spec.target_ref.name;
+    // The core acts on a target it saw; one deleted since is the next reconcile's to see.
+    let gone = || NoTarget::Missing { namespace: ns.clone(), name: target_name.clone() };
     match action {
         Action::ApplyCanary { replicas, replace } => {
-            let mut canary =
-                o.build.clone().ok_or_else(|| Error::Build("the target or its container is gone".into()))?;
+            let mut canary = o.build.clone().ok_or_else(gone)?;
             canary.spec.replicas = Some(*replicas);
             match o.objects.canary.as_deref().filter(|_| *replace) {
                 Some(edited) => {
@@ -52,8 +53,8 @@ pub async fn act(action: &Action, o: &Observation, ctx: &Context) -> Result<()> 
         }
         Action::ScaleTarget { replicas } => scale_target(ctx, &deployments, target_name, *replicas).await?,
         Action::PromoteTarget { replicas } => {
-            let target = o.objects.target.as_deref().ok_or_else(|| Error::Build("the target is gone".into()))?;
-            let container = target_container(policy, target).map_err(Error::Build)?.name.clone();
+            let target = o.objects.target.as_deref().ok_or_else(gone)?;
+            let container = target_container(policy, target)?.name.clone();
             // The env first: at the last step a split target has no pods, so its new replicas
             // start with the new pool instead of being replaced a moment later.
             let apply = PatchParams::apply(MANAGER).force();

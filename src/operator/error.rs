@@ -8,8 +8,12 @@ pub enum Error {
     Write { what: String, source: kube::Error },
     #[error("the policy has no namespace")]
     NoNamespace,
-    #[error("cannot build the canary: {0}")]
-    Build(String),
+    /// The target went, or cannot be managed, between deciding and acting: the next reconcile
+    /// decides on what it finds.
+    #[error("cannot write the target or the canary: {0}")]
+    Target(#[from] crate::core::rollout::NoTarget),
+    #[error("cannot write the target or the canary: {0}")]
+    Unusable(#[from] crate::core::rollout::Unusable),
     /// The policy is being deleted and its target is not given back yet (not a failure).
     #[error("releasing the target: {0}")]
     Releasing(String),
@@ -42,7 +46,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Write { .. } => "write",
             Error::NoNamespace => "no_namespace",
-            Error::Build(_) => "build",
+            Error::Target(_) | Error::Unusable(_) => "target",
             Error::Releasing(_) => "releasing",
             Error::CacheStopped(_) => "cache_stopped",
             Error::CacheNotListed(_) => "cache_not_listed",

@@ -38,6 +38,7 @@ use metrics::Metrics;
 pub use reconcile::FINALIZER;
 
 use crate::core::analysis::contract::PoolHealth;
+use crate::core::api::validation::Invalid;
 use crate::core::api::{RedisPoolPolicy, RedisPoolPolicyStatus};
 
 pub use crate::core::api::MANAGER;
@@ -86,7 +87,7 @@ pub struct Written {
 }
 
 /// A spec's generation and the CEL rules' verdict on it.
-type SpecCheck = (i64, Result<(), String>);
+type SpecCheck = (i64, Result<(), Invalid>);
 
 pub struct Context {
     pub client: Client,
@@ -164,8 +165,8 @@ impl Context {
     }
 
     /// Whether the policy's spec passes the CRD's CEL rules, checked once per generation.
-    pub fn check_spec(&self, policy: &RedisPoolPolicy) -> Result<(), String> {
-        let check = || crate::core::api::validation::validate(policy).map_err(|e| format!("invalid spec: {e}"));
+    pub fn check_spec(&self, policy: &RedisPoolPolicy) -> Result<(), Invalid> {
+        let check = || crate::core::api::validation::validate(policy);
         let (Some(uid), Some(generation)) = (policy.uid(), policy.metadata.generation) else { return check() };
         let known = self.spec_checks.lock().expect("not poisoned").get(&uid).cloned();
         match known {
@@ -378,21 +379,41 @@ fn slim_policy(policy: &mut RedisPoolPolicy) {
     }
 }
 
+/// Why the operator stopped, or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error("kubeconfig {path}: {why}")]
+    Kubeconfig { path: PathBuf, why: String },
+    #[error("no Kubernetes configuration found: {0}")]
+    NoConfiguration(String),
+    #[error("Kubernetes client: {0}")]
+    Client(String),
+    #[error("metrics server on {addr}: {why}")]
+    MetricsServer { addr: std::net::SocketAddr, why: String },
+    #[error("leader election Lease {lease}: {why}")]
+    Lease { lease: String, why: String },
+    #[error("the leader election task stopped")]
+    ElectionStopped,
+    #[error("lost the Lease {0}; stopping so that only the leader writes")]
+    LostLease(String),
+}
+
 /// Connects, serves probes and metrics, and runs the controller until a signal.
-pub async fn start(options: Options) -> std::result::Result<(), String> {
+pub async fn start(options: Options) -> std::result::Result<(), Stopped> {
+    let unusable = |path: &PathBuf| {
+        let path = path.clone();
+        move |e: kube::config::KubeconfigError| Stopped::Kubeconfig { path, why: e.to_string() }
+    };
     let config = match &options.kubeconfig {
         Some(path) => {
-            let kubeconfig =
-                kube::config::Kubeconfig::read_from(path).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(unusable(path))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.map_err(unusable(path))?
         }
-        None => kube::Config::infer().await.map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
+        None => kube::Config::infer().await.map_err(|e| Stopped::NoConfiguration(e.to_string()))?,
     };
     let metrics = Arc::new(Metrics::default());
     let client = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| format!("Kubernetes client: {e}"))?
+        .map_err(|e| Stopped::Client(e.to_string()))?
         .with_layer(&requests::CountRequests(metrics.api_requests.clone()))
         .build();
     let settings = options.settings.clone();
@@ -410,8 +431,8 @@ pub async fn start(options: Options) -> std::result::Result<(), String> {
     tokio::select! {
         r = work => r,
         r = server => match r {
-            Ok(Err(e)) => Err(format!("metrics server on {}: {e}", options.metrics_addr)),
-            _ => Err("metrics server stopped".into()),
+            Ok(Err(e)) => Err(Stopped::MetricsServer { addr: options.metrics_addr, why: e.to_string() }),
+            _ => Err(Stopped::MetricsServer { addr: options.metrics_addr, why: "it stopped".into() }),
         },
     }
 }
@@ -423,7 +444,8 @@ async fn lead(
     args: &Options,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Stopped> {
+    let lease = format!("{}/{}", args.lease_namespace, args.lease_name);
     let identity = args.settings.instance.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let duration = args.lease_duration.max(2);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
@@ -433,13 +455,13 @@ async fn lead(
         .with_grace((duration / 3).max(1))
         .build()
         .await
-        .map_err(|e| format!("leader election Lease {}/{}: {e}", args.lease_namespace, args.lease_name))?;
+        .map_err(|e| Stopped::Lease { lease: lease.clone(), why: e.to_string() })?;
     let (mut leading, task) = manager.watch().await;
     // A standby is ready once it can list policies in its scope: it serves probes and waits.
     let standby = ready_when_listable(client.clone(), args.settings.namespace.clone(), ready.clone());
     tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
     while !*leading.borrow_and_update() {
-        leading.changed().await.map_err(|_| "the leader election task stopped".to_string())?;
+        leading.changed().await.map_err(|_| Stopped::ElectionStopped)?;
     }
     tracing::info!(%identity, "leading");
     standby.abort();
@@ -454,7 +476,7 @@ async fn lead(
     };
     let result = tokio::select! {
         _ = run(ctx, ready) => Ok(()),
-        _ = lost => Err(format!("lost the Lease {}/{}; stopping so that only the leader writes", args.lease_namespace, args.lease_name)),
+        _ = lost => Err(Stopped::LostLease(lease)),
     };
     drop(leading);
     let _ = task.await;
@@ -517,7 +539,7 @@ mod tests {
         // The API server enforces the same rules; an operator that checked every reconcile would
         // see this spec only under a new generation, so the verdict for generation 1 stands.
         assert_eq!(ctx.check_spec(&policy(1, "soon")), Ok(()), "checked once per generation");
-        let invalid = ctx.check_spec(&policy(2, "soon")).unwrap_err();
+        let invalid = ctx.check_spec(&policy(2, "soon")).unwrap_err().to_string();
         assert!(invalid.contains("spec.rollout.analysis.interval must be a duration like 30s"), "{invalid}");
         assert_eq!(ctx.check_spec(&policy(3, "1m")), Ok(()), "a fixed spec is valid again");
     }

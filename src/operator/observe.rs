@@ -19,10 +19,11 @@ use crate::core::api::{
 use crate::core::deployments::{POLICY_LABEL, build_canary, canary_view, hpa_for, target_view};
 use crate::core::plan::{PlanInput, Replicas, plan};
 use crate::core::rollout::{
-    AnalysisRun, Claimant, Desired, Due, ManualAction, Observed, TargetView, analysis_due, holder, needs_verdicts,
+    AnalysisRun, Claimant, Desired, Due, HeldBy, ManualAction, NoTarget, Observed, TargetView, UnknownAction,
+    Unplannable, Unusable, analysis_due, holder, needs_verdicts,
 };
 use crate::core::sizing::{Fleet, RolloutPlan};
-use crate::providers::{self, Measured};
+use crate::providers::{self, Measured, Unmeasured};
 
 /// The objects one decision reads.
 pub struct Objects {
@@ -100,7 +101,7 @@ pub struct Observation {
     /// The counters to diff the next analysis against.
     pub baseline: Option<Baseline>,
     /// The action annotation: understood, or its raw value.
-    pub action: Option<Result<ManualAction, String>>,
+    pub action: Option<Result<ManualAction, UnknownAction>>,
 }
 
 impl Observation {
@@ -137,23 +138,27 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
         current_connections_per_pod: target_view.as_ref().and_then(|t| t.connections_per_pod),
         max_clients: None,
     };
-    let planned = ctx.check_spec(policy).and_then(|()| plan(policy, &input).map_err(|e| e.to_string()));
-    let missing = || format!("target Deployment {ns}/{} not found", spec.target_ref.name);
+    let planned = (ctx.check_spec(policy).map_err(Unplannable::from))
+        .and_then(|()| plan(policy, &input).map_err(Unplannable::from));
+    let missing = || NoTarget::Missing { namespace: ns.clone(), name: spec.target_ref.name.clone() };
     let (desired, env, target_result) = match planned {
         Ok(planned) => (planned.desired(), planned.env, target_view.clone().ok_or_else(missing)),
         // A spec that cannot be planned makes an existing target unusable (a rollout in flight
         // gives the stable back first); without a target, there is nothing to give back.
         Err(why) => {
             let view = target_view.clone().map(|v| TargetView {
-                unusable: Some(why.clone()),
+                unusable: Some(Unusable::Unplannable(why.clone())),
                 config_hash: String::new(),
                 ..v
             });
             let environment = spec.environment.as_ref().or(ctx.settings.environment.as_ref());
-            (unplanned(policy, environment.cloned().unwrap_or_default()), vec![], view.ok_or(why))
+            (
+                unplanned(policy, environment.cloned().unwrap_or_default()),
+                vec![],
+                view.ok_or(NoTarget::Unplannable(why)),
+            )
         }
     };
-    // The canary as the operator would apply it now, to tell a person's edits apart.
     // The canary as the operator would apply it now (at the replicas it has): what tells a
     // person's edits apart, and what an ApplyCanary applies.
     let build = target.and_then(|t| build_canary(policy, t, &env, canary_replicas.unwrap_or(0)).ok());
@@ -183,7 +188,7 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
         true => Some(super::verdicts::read(&ctx.client, &ctx.remotes, policy, &ns).await),
         false => None,
     };
-    let action = policy.annotations().get(ACTION_ANNOTATION).map(|raw| raw.parse().map_err(|_| raw.clone()));
+    let action = policy.annotations().get(ACTION_ANNOTATION).map(|raw| raw.parse());
     let holder = claim(policy, ctx, canary);
     // The other policies on the same Redis are read under their group's lock (see reconcile).
     let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers: Vec::new(), required };
@@ -191,7 +196,7 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
 }
 
 /// Whether this policy holds its target among every policy of the namespace that names it.
-fn claim(policy: &RedisPoolPolicy, ctx: &Context, canary: Option<&Deployment>) -> Result<(), String> {
+fn claim(policy: &RedisPoolPolicy, ctx: &Context, canary: Option<&Deployment>) -> Result<(), HeldBy> {
     let Some(store) = ctx.policies.get() else { return Ok(()) };
     let ns = policy.namespace();
     let target = &policy.spec.target_ref.name;
@@ -218,12 +223,9 @@ fn claim(policy: &RedisPoolPolicy, ctx: &Context, canary: Option<&Deployment>) -
     let owner =
         canary.and_then(|c| c.owner_references().iter().find(|o| o.controller == Some(true)).map(|o| o.uid.clone()));
     match holder(&claimants, owner.as_deref()) {
-        Some(h) if h.uid != me.uid => Err(format!(
-            "RedisPoolPolicy {}/{} already manages Deployment {target}; this policy changes nothing while it does \
-             (one policy per Deployment: delete one of them or point it at another Deployment)",
-            ns.unwrap_or_default(),
-            h.name
-        )),
+        Some(h) if h.uid != me.uid => {
+            Err(HeldBy { namespace: ns.unwrap_or_default(), holder: h.name.clone(), target: target.clone() })
+        }
         _ => Ok(()),
     }
 }
@@ -300,6 +302,7 @@ async fn analyse(
         Ok(m) => m,
         // The old baseline stays: the next analysis measures from there.
         Err(e) => {
+            let e = e.to_string();
             let run = AnalysisRun { of, analysis: provider_failed(spec, &e), provider_error: Some(e) };
             return (run, None);
         }
@@ -330,9 +333,10 @@ where
 }
 
 /// The ready pods of the policy's canary, from the cache of canary pods.
-async fn canary_pods(ctx: &Context, ns: &str, policy: &str) -> Result<Vec<providers::ReadyPod>, String> {
+async fn canary_pods(ctx: &Context, ns: &str, policy: &str) -> Result<Vec<providers::ReadyPod>, Unmeasured> {
     let store = ctx.canary_pods.get().expect("the canary pod cache is set before the controller runs");
-    wait_listed(store, "pods").await.map_err(|e| e.to_string())?;
+    let unlisted = |e: super::Error| Unmeasured::List { what: "canary".into(), why: e.to_string() };
+    wait_listed(store, "pods").await.map_err(unlisted)?;
     let state = store.state();
     let ours = state.iter().filter(|p| {
         p.metadata.namespace.as_deref() == Some(ns)

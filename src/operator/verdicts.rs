@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::core::api::{PolicyRef, RedisPoolPolicy, SecretKeyRef};
 use crate::core::durations::parse_duration;
-use crate::core::promotion::{Found, Required};
+use crate::core::promotion::{Found, Required, Unreadable};
 
 /// How long a read of another cluster may take: a slow cluster must not hold up reconciles.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,7 +50,7 @@ async fn find(
     remotes: &RemoteClients,
     at: &PolicyRef,
     ns: &str,
-) -> (String, Result<Option<Found>, String>) {
+) -> (String, Result<Option<Found>, Unreadable>) {
     let policy_ns = at.namespace.as_deref().unwrap_or(ns);
     let here = at.at(ns);
     match &at.kubeconfig_secret_ref {
@@ -62,10 +62,10 @@ async fn find(
     }
 }
 
-async fn get(client: &Client, ns: &str, name: &str, remote: bool) -> Result<Option<Found>, String> {
+async fn get(client: &Client, ns: &str, name: &str, remote: bool) -> Result<Option<Found>, Unreadable> {
     let api: Api<RedisPoolPolicy> = Api::namespaced(client.clone(), ns);
     let policy = match tokio::time::timeout(TIMEOUT, api.get_opt(name)).await {
-        Err(_) => return Err(format!("no answer within {}s", TIMEOUT.as_secs())),
+        Err(_) => return Err(Unreadable::Timeout(TIMEOUT.as_secs())),
         Ok(Err(e)) => return Err(read_error(e, ns, remote)),
         Ok(Ok(None)) => return Ok(None),
         Ok(Ok(Some(p))) => p,
@@ -77,25 +77,31 @@ async fn get(client: &Client, ns: &str, name: &str, remote: bool) -> Result<Opti
 }
 
 /// What went wrong, in words that name the fix and never quote a credential.
-fn read_error(e: kube::Error, ns: &str, remote: bool) -> String {
+fn read_error(e: kube::Error, ns: &str, remote: bool) -> Unreadable {
     let whose = if remote { "the kubeconfig's user" } else { "the operator" };
     match e {
-        kube::Error::Api(s) if s.code == 401 => {
-            format!("unauthorized: the API server did not accept {whose} (an expired token?)")
-        }
-        kube::Error::Api(s) if s.code == 403 => format!(
-            "forbidden: {whose} may not get redispoolpolicies in namespace {ns} (see the README for the Role it needs)"
-        ),
-        kube::Error::Api(s) => format!("the API server answered {} {}: {}", s.code, s.reason, s.message),
+        kube::Error::Api(s) if s.code == 401 => Unreadable::Unauthorized { whose },
+        kube::Error::Api(s) if s.code == 403 => Unreadable::Forbidden { whose, namespace: ns.into() },
+        kube::Error::Api(s) => Unreadable::Answered { code: s.code, reason: s.reason, message: s.message },
         // Auth errors may carry what a credential source printed.
-        kube::Error::Auth(_) => format!("{whose} could not authenticate"),
-        other => other.to_string(),
+        kube::Error::Auth(_) => Unreadable::Unauthenticated { whose },
+        other => Unreadable::Unreachable(other.to_string()),
     }
 }
 
 impl RemoteClients {
     /// A client for the cluster of the kubeconfig in `secret` (namespace `ns`), and its name.
-    async fn client(&self, local: &Client, ns: &str, secret: &SecretKeyRef) -> Result<(Client, String), String> {
+    async fn client(&self, local: &Client, ns: &str, secret: &SecretKeyRef) -> Result<(Client, String), Unreadable> {
+        self.reach(local, ns, secret).await.map_err(|p| Unreadable::Kubeconfig(p.0))
+    }
+
+    /// [`Self::client`], its failures in words.
+    async fn reach(
+        &self,
+        local: &Client,
+        ns: &str,
+        secret: &SecretKeyRef,
+    ) -> Result<(Client, String), KubeconfigProblem> {
         let what = format!("Secret {ns}/{} (spec.promotion.requires[].from.kubeconfigSecretRef)", secret.name);
         let secrets: Api<Secret> = Api::namespaced(local.clone(), ns);
         let found = secrets.get_opt(&secret.name).await.map_err(|e| format!("cannot read {what}: {e}"))?;
@@ -115,7 +121,9 @@ impl RemoteClients {
         let text = String::from_utf8(bytes.0).map_err(|_| format!("key {:?} of {what} is not UTF-8", secret.key))?;
         let kubeconfig =
             Kubeconfig::from_yaml(&text).map_err(|_| format!("key {:?} of {what} is not a kubeconfig", secret.key))?;
-        data_only(&kubeconfig).map_err(|why| format!("the kubeconfig in key {:?} of {what} {why}", secret.key))?;
+        if let Some(why) = refused(&kubeconfig) {
+            return Err(format!("the kubeconfig in key {:?} of {what} {why}", secret.key).into());
+        }
         let cluster = kubeconfig.current_context.clone().unwrap_or_else(|| secret.name.clone());
         let mut config =
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(|_| {
@@ -132,8 +140,17 @@ impl RemoteClients {
     }
 }
 
-/// Refuses a kubeconfig that would run a command or read a file inside the operator.
-fn data_only(k: &Kubeconfig) -> Result<(), String> {
+/// Why the kubeconfig Secret of a requirement cannot be used (never quoting its contents).
+struct KubeconfigProblem(String);
+
+impl From<String> for KubeconfigProblem {
+    fn from(why: String) -> Self {
+        KubeconfigProblem(why)
+    }
+}
+
+/// Why a kubeconfig is refused: it would run a command or read a file inside the operator.
+fn refused(k: &Kubeconfig) -> Option<String> {
     for u in &k.auth_infos {
         let Some(a) = &u.auth_info else { continue };
         let refused = [
@@ -145,15 +162,15 @@ fn data_only(k: &Kubeconfig) -> Result<(), String> {
             (a.username.is_some() || a.password.is_some(), "username/password"),
         ];
         if let Some((_, what)) = refused.iter().find(|(yes, _)| *yes) {
-            return Err(format!("uses {what} for user {:?}: only inline tokens and certificates are allowed", u.name));
+            return Some(format!("uses {what} for user {:?}: only inline tokens and certificates are allowed", u.name));
         }
     }
     for c in &k.clusters {
         if c.cluster.as_ref().is_some_and(|c| c.certificate_authority.is_some()) {
-            return Err(format!("names a CA file for cluster {:?}: inline it as certificate-authority-data", c.name));
+            return Some(format!("names a CA file for cluster {:?}: inline it as certificate-authority-data", c.name));
         }
     }
-    Ok(())
+    None
 }
 
 #[cfg(test)]
@@ -171,8 +188,8 @@ mod tests {
 
     #[test]
     fn only_inline_credentials_pass() {
-        assert_eq!(data_only(&kubeconfig("token: abc", ", certificate-authority-data: Zm9v")), Ok(()));
-        assert_eq!(data_only(&kubeconfig("client-certificate-data: Zm9v, client-key-data: YmFy", "")), Ok(()));
+        assert_eq!(refused(&kubeconfig("token: abc", ", certificate-authority-data: Zm9v")), None);
+        assert_eq!(refused(&kubeconfig("client-certificate-data: Zm9v, client-key-data: YmFy", "")), None);
         let refused = [
             ("exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, id]}", "", "exec"),
             ("tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token", "", "tokenFile"),
@@ -180,7 +197,7 @@ mod tests {
             ("token: abc", ", certificate-authority: /etc/ca.crt", "certificate-authority-data"),
         ];
         for (user, cluster, says) in refused {
-            let why = data_only(&kubeconfig(user, cluster)).unwrap_err();
+            let why = super::refused(&kubeconfig(user, cluster)).expect("refused");
             assert!(why.contains(says), "{user}: {why}");
             assert!(!why.contains("/bin/sh") && !why.contains("abc"), "never echoes the kubeconfig: {why}");
         }

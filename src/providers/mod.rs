@@ -19,6 +19,26 @@ use crate::core::analysis::contract::{PoolHealth, Sample, aggregate};
 use crate::core::analysis::redis::{RedisFault, RedisSignals, RedisTarget, TlsMaterial};
 use crate::core::api::{CaRef, PodsMetrics, PrometheusMetrics, RedisSettings};
 
+/// Why a measurement could not be made. Messages reach status and Events: no URL in them
+/// carries credentials.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unmeasured {
+    #[error("no ready {0} pod to measure")]
+    NoReadyPods(String),
+    #[error("cannot list {what} pods: {why}")]
+    List { what: String, why: String },
+    /// One pod did not answer, or not with the pool health contract.
+    #[error("GET {url}: {why}")]
+    Pod { url: String, why: String },
+    /// No pod answered: each one's error.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    EveryPod(Vec<Unmeasured>),
+    #[error("spec.rollout.metrics.prometheus is not set")]
+    NoPrometheus,
+    #[error("{url}: {why}")]
+    Prometheus { url: String, why: String },
+}
+
 /// A measurement of the canary, the samples it was made from (the next baseline), and the
 /// errors of pods that did not answer (counted apart from gate verdicts).
 pub struct Measured {
@@ -79,12 +99,17 @@ pub fn slim_pod(pod: &mut Pod) {
 
 /// Lists the pods matching `selector` (`what` they are: the canary's, the target's) and keeps
 /// the ready ones.
-pub async fn list_ready_pods(client: &Client, ns: &str, what: &str, selector: &str) -> Result<Vec<ReadyPod>, String> {
+pub async fn list_ready_pods(
+    client: &Client,
+    ns: &str,
+    what: &str,
+    selector: &str,
+) -> Result<Vec<ReadyPod>, Unmeasured> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let listed = pods
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| format!("cannot list {what} pods: {e}"))?;
+        .map_err(|e| Unmeasured::List { what: what.into(), why: e.to_string() })?;
     Ok(ready_pods(&listed.items))
 }
 
@@ -98,9 +123,9 @@ pub async fn measure_pods(
     spec: &PodsMetrics,
     baselines: &HashMap<String, PoolHealth>,
     since: Option<Timestamp>,
-) -> Result<Measured, String> {
+) -> Result<Measured, Unmeasured> {
     if ready.is_empty() {
-        return Err(format!("no ready {what} pod to measure"));
+        return Err(Unmeasured::NoReadyPods(what.into()));
     }
     let fetches = ready.iter().map(|p| async move {
         (p.uid.clone(), p.started, pods::fetch(http, &p.ip, spec.port, &spec.path, Duration::from_secs(2)).await)
@@ -116,11 +141,12 @@ pub async fn measure_pods(
         }
     }
     if samples.is_empty() {
-        return Err(errors.join("; "));
+        return Err(Unmeasured::EveryPod(errors));
     }
     let measurements = aggregate(&samples, baselines, since);
     let samples = samples.into_iter().map(|(uid, s)| (uid, s.health)).collect();
-    Ok(Measured { measurements, samples, errors: (!errors.is_empty()).then(|| errors.join("; ")) })
+    let errors = (!errors.is_empty()).then(|| Unmeasured::EveryPod(errors).to_string());
+    Ok(Measured { measurements, samples, errors })
 }
 
 /// Measures the canary Deployment through Prometheus.
@@ -128,8 +154,8 @@ pub async fn measure_prometheus(
     http: &reqwest::Client,
     metrics: Option<&PrometheusMetrics>,
     scope: &crate::core::analysis::prometheus::Scope<'_>,
-) -> Result<Measured, String> {
-    let prom = metrics.ok_or("spec.rollout.metrics.prometheus is not set")?;
+) -> Result<Measured, Unmeasured> {
+    let prom = metrics.ok_or(Unmeasured::NoPrometheus)?;
     let measurements = prometheus::measure(http, &prom.address, &prom.queries, scope).await?;
     Ok(Measured { measurements, samples: HashMap::new(), errors: None })
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::Unmeasured;
 use crate::core::analysis::contract::PoolHealth;
 
 /// Fetches one pod's contract. Only the pod's own IP is dialled.
@@ -11,13 +12,14 @@ pub async fn fetch(
     port: i32,
     path: &str,
     timeout: Duration,
-) -> Result<PoolHealth, String> {
+) -> Result<PoolHealth, Unmeasured> {
     let url = format!("http://{ip}:{port}{path}");
-    let resp = client.get(&url).timeout(timeout).send().await.map_err(|e| format!("GET {url}: {}", without_url(&e)))?;
+    let failed = |why: String| Unmeasured::Pod { url: url.clone(), why };
+    let resp = client.get(&url).timeout(timeout).send().await.map_err(|e| failed(without_url(&e)))?;
     if !resp.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", resp.status()));
+        return Err(failed(format!("HTTP {}", resp.status())));
     }
-    resp.json::<PoolHealth>().await.map_err(|e| format!("GET {url}: not the pool health contract: {}", without_url(&e)))
+    resp.json::<PoolHealth>().await.map_err(|e| failed(format!("not the pool health contract: {}", without_url(&e))))
 }
 
 fn without_url(e: &reqwest::Error) -> String {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::Unmeasured;
 use crate::core::analysis::Measurements;
 use crate::core::analysis::prometheus::{Scope, measurements, parse_scalar, render};
 use crate::core::api::PrometheusQueries;
@@ -11,17 +12,18 @@ async fn query(
     address: &str,
     promql: &str,
     timeout: Duration,
-) -> Result<Option<f64>, String> {
+) -> Result<Option<f64>, Unmeasured> {
     let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
+    let failed = |why: String| Unmeasured::Prometheus { url: without_userinfo(&url), why };
     let resp = client
         .get(&url)
         .query(&[("query", promql)])
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| format!("{}: {}", without_userinfo(&url), e.without_url()))?;
-    let body = resp.text().await.map_err(|e| format!("{}: {}", without_userinfo(&url), e.without_url()))?;
-    parse_scalar(&body)
+        .map_err(|e| failed(e.without_url().to_string()))?;
+    let body = resp.text().await.map_err(|e| failed(e.without_url().to_string()))?;
+    parse_scalar(&body).map_err(|e| failed(e.to_string()))
 }
 
 /// Measures the canary through Prometheus. Any failing query fails the whole measurement.
@@ -30,7 +32,7 @@ pub async fn measure(
     address: &str,
     q: &PrometheusQueries,
     scope: &Scope<'_>,
-) -> Result<Measurements, String> {
+) -> Result<Measurements, Unmeasured> {
     let t = Duration::from_secs(5);
     let run = |template: &str| {
         let promql = render(template, scope);

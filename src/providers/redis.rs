@@ -45,7 +45,7 @@ async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
     let mut conn = match &target.tls {
         None => multiplexed(&settings, tcp, target).await?,
         Some(tls) => {
-            let stream = tls_handshake(tcp, host, tls).await.map_err(unavailable)?;
+            let stream = tls_handshake(tcp, host, tls).await.map_err(|e| unavailable(e.0))?;
             multiplexed(&settings, stream, target).await?
         }
     };
@@ -127,13 +127,24 @@ fn reply_fault(e: &redis::RedisError, target: &RedisTarget) -> RedisFault {
     RedisFault::Unavailable(explain_reply(code, &detail, target))
 }
 
+/// Why the TLS handshake failed, in words a person can act on (never quoting the key).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TlsFailure(String);
+
+impl From<String> for TlsFailure {
+    fn from(why: String) -> Self {
+        TlsFailure(why)
+    }
+}
+
 /// The TLS handshake, with the CA, server name and client certificate of `tls`. One crypto
 /// provider (ring, as kube uses) for the whole binary, chosen here explicitly.
 async fn tls_handshake(
     tcp: TcpStream,
     host: &str,
     tls: &TlsMaterial,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TlsFailure> {
     let mut roots = rustls::RootCertStore::empty();
     let trusted_by = match &tls.ca {
         Some((pem, source)) => {
@@ -141,7 +152,7 @@ async fn tls_handshake(
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("{source} is not a PEM certificate bundle: {e}"))?;
             if certs.is_empty() {
-                return Err(format!("{source} holds no PEM certificate"));
+                return Err(format!("{source} holds no PEM certificate").into());
             }
             for c in certs {
                 roots.add(c).map_err(|e| format!("{source}: {e}"))?;
@@ -175,7 +186,8 @@ async fn tls_handshake(
     let name = tls.server_name.as_deref().unwrap_or(host);
     let server_name = ServerName::try_from(name.to_string())
         .map_err(|_| format!("{name:?} is not a valid TLS server name; fix spec.redis.tlsOptions.serverName"))?;
-    TlsConnector::from(Arc::new(config)).connect(server_name, tcp).await.map_err(|e| explain_tls(&e, name, &trusted_by))
+    let connector = TlsConnector::from(Arc::new(config));
+    connector.connect(server_name, tcp).await.map_err(|e| TlsFailure(explain_tls(&e, name, &trusted_by)))
 }
 
 /// A failed handshake in words a person can act on.

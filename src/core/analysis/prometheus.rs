@@ -36,25 +36,44 @@ struct Data {
     result: serde_json::Value,
 }
 
+/// Why an answer of Prometheus's query API holds no number.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadAnswer {
+    #[error("not a Prometheus API answer: {0}")]
+    NotAnAnswer(String),
+    #[error("{0}")]
+    QueryFailed(String),
+    #[error("no data in the answer")]
+    NoData,
+    #[error("the query returned {0} series; aggregate it to one")]
+    ManySeries(usize),
+    #[error("unsupported result type {0}")]
+    ResultType(String),
+    #[error("no sample value")]
+    NoValue,
+    #[error("sample {0:?} is not a number")]
+    NotANumber(String),
+}
+
 /// The single number of an instant query's answer; `None` for an empty vector (no data).
-pub fn parse_scalar(body: &str) -> Result<Option<f64>, String> {
-    let r: Response = serde_json::from_str(body).map_err(|e| format!("not a Prometheus API answer: {e}"))?;
+pub fn parse_scalar(body: &str) -> Result<Option<f64>, BadAnswer> {
+    let r: Response = serde_json::from_str(body).map_err(|e| BadAnswer::NotAnAnswer(e.to_string()))?;
     if r.status != "success" {
-        return Err(r.error.unwrap_or_else(|| "query failed".into()));
+        return Err(BadAnswer::QueryFailed(r.error.unwrap_or_else(|| "query failed".into())));
     }
-    let data = r.data.ok_or("no data in the answer")?;
+    let data = r.data.ok_or(BadAnswer::NoData)?;
     let value = match data.result_type.as_str() {
         "vector" => match data.result.as_array().map(Vec::as_slice) {
             Some([]) => return Ok(None),
             Some([one]) => one.get("value").cloned(),
-            Some(many) => return Err(format!("the query returned {} series; aggregate it to one", many.len())),
+            Some(many) => return Err(BadAnswer::ManySeries(many.len())),
             None => None,
         },
         "scalar" => Some(data.result.clone()),
-        other => return Err(format!("unsupported result type {other}")),
+        other => return Err(BadAnswer::ResultType(other.into())),
     };
-    let text = value.as_ref().and_then(|v| v.get(1)).and_then(|v| v.as_str()).ok_or("no sample value")?;
-    let v: f64 = text.parse().map_err(|_| format!("sample {text:?} is not a number"))?;
+    let text = value.as_ref().and_then(|v| v.get(1)).and_then(|v| v.as_str()).ok_or(BadAnswer::NoValue)?;
+    let v: f64 = text.parse().map_err(|_| BadAnswer::NotANumber(text.into()))?;
     Ok(v.is_finite().then_some(v))
 }
 
@@ -108,8 +127,8 @@ mod tests {
         assert_eq!(parse_scalar(nan), Ok(None), "NaN is no data");
         let two =
             r#"{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"1"]},{"value":[1,"2"]}]}}"#;
-        assert!(parse_scalar(two).unwrap_err().contains("2 series"));
+        assert_eq!(parse_scalar(two), Err(BadAnswer::ManySeries(2)));
         let bad = r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#;
-        assert_eq!(parse_scalar(bad), Err("parse error at char 5".into()));
+        assert_eq!(parse_scalar(bad), Err(BadAnswer::QueryFailed("parse error at char 5".into())));
     }
 }

@@ -61,7 +61,7 @@ pub enum ReplicasSource {
     Assumed,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
     #[error(
         "no environment chosen: set spec.environment, or pass --environment (to plan, or to the operator) (tiers: {0})"

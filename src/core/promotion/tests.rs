@@ -125,7 +125,7 @@ fn the_runbook_chain() {
 fn unreadable_waits_and_a_soak_that_can_never_come_refuses() {
     let p = pool(40);
     let mut r = staging(vec![], 24);
-    r.found = Err("no answer within 5s".into());
+    r.found = Err(Unreadable::Timeout(5));
     let gate = check(&p, &[r]);
     assert!(matches!(&gate, Gate::Wait { message, .. } if message.contains("cannot read it: no answer")), "{gate:?}");
     let mut r = staging(vec![verdict(&p, "staging", VerdictResult::Succeeded, 12)], 48);
@@ -148,7 +148,7 @@ fn a_refusal_wins_over_a_wait_and_every_requirement_must_be_met() {
         watches: SignedDuration::from_hours(24),
     }));
     let mut unreadable = ok.clone();
-    unreadable.found = Err("connection refused".into());
+    unreadable.found = Err(Unreadable::Unreachable("connection refused".into()));
     assert!(matches!(check(&p, &[unreadable, refused]), Gate::Refuse(_)));
     assert!(matches!(check(&p, &[]), Gate::Clear(m) if m.is_empty()));
 }
@@ -185,7 +185,7 @@ fn arb_required() -> impl Strategy<Value = Required> {
     (prop::collection::vec(arb_verdict(), 0..4), 0i64..30, 0..10).prop_map(|(verdicts, soak, readable)| {
         let mut r = staging(verdicts, soak);
         match readable {
-            0 => r.found = Err("unreachable".into()),
+            0 => r.found = Err(Unreadable::Unreachable("unreachable".into())),
             1 => r.found = Ok(None),
             _ => {}
         }

@@ -18,8 +18,14 @@ pub(super) fn set_conditions(status: &mut RedisPoolPolicyStatus, input: &Input, 
     let mut set = |type_: &str, ok: Option<bool>, reason: &str, message: &str| {
         upsert(status, input, type_, state(ok), reason, message)
     };
-    set("Ready", Some(ready), &phase_reason, &message);
-    set("Progressing", Some(phase.is_active()), &phase_reason, &message);
+    // The message once: Progressing carries it while a rollout is in flight, Ready otherwise
+    // (why the policy rests, or why it is not ready).
+    let (ready_says, progressing_says) = match phase.is_active() {
+        true => ("a rollout is in flight: see the Progressing condition", message.as_str()),
+        false => (message.as_str(), "no rollout in flight"),
+    };
+    set("Ready", Some(ready), &phase_reason, ready_says);
+    set("Progressing", Some(phase.is_active()), &phase_reason, progressing_says);
     set("BudgetOk", Some(budget.ok), if budget.ok { "WithinBudget" } else { "BudgetExceeded" }, &budget.explain());
     redis_reachable(status, input);
     autoscaled(status, input);

@@ -10,12 +10,14 @@ mod conditions;
 mod identity;
 mod machine;
 mod reason;
+mod refusals;
 mod writes;
 
 pub use conditions::set_condition;
 pub use identity::{Claimant, holder};
 pub use machine::decide;
 pub use reason::Reason;
+pub use refusals::{HeldBy, NoTarget, UnknownAction, Unplannable, Unusable};
 pub use writes::{StatusWrite, TALLIES_EVERY, status_write};
 
 use jiff::Timestamp;
@@ -57,7 +59,7 @@ pub struct TargetView {
     /// Why the operator cannot manage this target's pool: the container is missing, or a pool
     /// env var is set from a ConfigMap or Secret (`valueFrom`), which the operator must not
     /// overwrite.
-    pub unusable: Option<String>,
+    pub unusable: Option<Unusable>,
     /// The field manager that last wrote `spec.replicas`, when it is not the operator.
     pub replicas_writer: Option<Writer>,
     /// Field managers other than the operator that own pool env vars of the container.
@@ -102,10 +104,10 @@ pub struct CanaryView {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     /// The target, or why there is none (the Deployment is missing, or the spec is invalid).
-    pub target: Result<TargetView, String>,
+    pub target: Result<TargetView, NoTarget>,
     pub canary: Option<CanaryView>,
     /// Whether this policy holds the target: Err names the policy that does (see [`holder`]).
-    pub holder: Result<(), String>,
+    pub holder: Result<(), HeldBy>,
     /// The Redis server, when `spec.redis` is set and the operator asked it this time.
     pub redis: Option<Result<RedisSignals, RedisFault>>,
     /// The other policies on the same Redis server (none without `spec.redis`).
@@ -158,13 +160,10 @@ impl ManualAction {
 }
 
 impl std::str::FromStr for ManualAction {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| format!("unknown action {s:?}; use promote, abort, retry, pause or resume"))
+    type Err = UnknownAction;
+    fn from_str(s: &str) -> Result<Self, UnknownAction> {
+        let name = s.trim();
+        Self::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| UnknownAction(s.into()))
     }
 }
 
@@ -177,7 +176,7 @@ pub struct Input<'a> {
     /// An analysis the caller ran now because [`analysis_due`] said so.
     pub analysis: Option<&'a AnalysisRun>,
     /// The action annotation, when set: an action understood, or the value nobody understands.
-    pub action: Option<Result<ManualAction, String>>,
+    pub action: Option<Result<ManualAction, UnknownAction>>,
     pub now: Timestamp,
     /// When this operator process began acting: time before it (when no operator was watching)
     /// never counts against a deadline.

@@ -114,11 +114,11 @@ impl World {
             target: if self.target_exists {
                 Ok(self.target.clone())
             } else {
-                Err("Deployment saas/auth-api not found".into())
+                Err(NoTarget::Missing { namespace: "saas".into(), name: "auth-api".into() })
             },
             canary: self.canary.clone(),
             holder: if self.second_policy {
-                Err("RedisPoolPolicy saas/first already manages Deployment auth-api".into())
+                Err(HeldBy { namespace: "saas".into(), holder: "first".into(), target: "auth-api".into() })
             } else {
                 Ok(())
             },
@@ -867,6 +867,47 @@ fn suspend_freezes_everything_and_keeps_the_action() {
     assert!(sim.world.canary.is_none());
 }
 
+/// The status message appears in one condition: Progressing during a rollout, Ready otherwise.
+#[test]
+fn ready_and_progressing_do_not_repeat_the_message() {
+    let mut sim = Sim::new(10);
+    let said = |s: &RedisPoolPolicyStatus, t: &str| {
+        s.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.message.clone())).unwrap()
+    };
+    sim.run_until(Verdict::Pass, 100, |s| s.status.step_started_at.is_some());
+    let message = sim.status.message.clone().unwrap();
+    assert_eq!(said(&sim.status, "Progressing"), ("True".into(), message));
+    assert_eq!(said(&sim.status, "Ready").0, "False");
+    assert!(said(&sim.status, "Ready").1.contains("see the Progressing condition"));
+    sim.run_until(Verdict::Fail, 100, |s| s.status.phase == Phase::RolledBack);
+    let message = sim.status.message.clone().unwrap();
+    assert_eq!(said(&sim.status, "Ready"), ("False".into(), message));
+    assert_eq!(said(&sim.status, "Progressing"), ("False".into(), "no rollout in flight".into()));
+}
+
+/// An action nobody understands is answered in any phase, even suspended or mid-rollout: the
+/// annotation goes and an Event says which actions exist; nothing else changes.
+#[test]
+fn an_unknown_action_is_answered_whatever_the_phase() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 100, |s| s.status.step_started_at.is_some());
+    for suspend in [false, true] {
+        sim.spec.suspend = suspend;
+        let (desired, observed) = (sim.desired(), sim.world.observe());
+        let mut input = sim.input(&desired, &observed, None, None, false);
+        input.action = Some(Err(UnknownAction("frobnicate".into())));
+        let d = decide(&input);
+        assert!(d.action_consumed, "suspend {suspend}");
+        assert_eq!(d.status.phase, sim.status.phase, "suspend {suspend}");
+        let said: Vec<&Action> = d.actions.iter().filter(|a| matches!(a, Action::Event { .. })).collect();
+        assert!(
+            matches!(said.as_slice(), [Action::Event { reason: Reason::ManualActionIgnored, message }]
+                if message.contains("\"frobnicate\"") && message.contains("promote, abort, retry, pause or resume")),
+            "suspend {suspend}: {said:?}"
+        );
+    }
+}
+
 #[test]
 fn missing_target_is_invalid_and_cleans_the_canary() {
     let mut sim = Sim::new(10);
@@ -1175,7 +1216,7 @@ fn deleting_mid_rollout_restores_the_stable_then_releases() {
 fn a_target_that_becomes_unusable_mid_rollout_is_restored_then_invalid() {
     let mut sim = Sim::new(10);
     sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1) && s.status.step_started_at.is_some());
-    sim.world.target.unusable = Some("env var WORKERS of container api is set with valueFrom".into());
+    sim.world.target.unusable = Some(Unusable::ValueFrom { container: "api".into(), vars: vec!["WORKERS".into()] });
     sim.world.target.config_hash = String::new();
     sim.run_until(Verdict::Pass, 20, |s| s.status.phase == Phase::Invalid);
     assert_eq!(sim.world.target.spec_replicas, 10);
@@ -1549,7 +1590,7 @@ mod chain {
     use super::*;
     use crate::core::api::{PolicyRef, Requirement};
     use crate::core::api::{RolloutVerdict, WorkerPool};
-    use crate::core::promotion::{Found, Gate, Required, check};
+    use crate::core::promotion::{Found, Gate, Required, Unreadable, check};
 
     /// A production policy that requires staging's verdict, soaked `soak`.
     fn production(soak: &str) -> Sim {
@@ -1594,7 +1635,7 @@ mod chain {
         }
         fn staging_unreadable(&mut self) {
             if let Some(r) = self.world.required.as_mut() {
-                r[0].found = Err("no answer within 5s".into());
+                r[0].found = Err(Unreadable::Timeout(5));
             }
         }
         fn gate(&self) -> Gate {

@@ -56,7 +56,7 @@ pub fn status_write(
 fn without_tallies(status: &RedisPoolPolicyStatus) -> RedisPoolPolicyStatus {
     let epoch = || Time(Timestamp::UNIX_EPOCH);
     let mut s = status.clone();
-    // Ready and Progressing repeat the message.
+    // Ready or Progressing carries the message.
     for c in s.conditions.iter_mut().filter(|c| Some(&c.message) == s.message.as_ref()) {
         c.message.clear();
     }
@@ -136,7 +136,7 @@ mod tests {
             soak: Some(SoakStatus { running_since: Some(at(0)), canary: 1, ..Default::default() }),
             ..Default::default()
         };
-        // As the core sets them: Progressing repeats the message.
+        // As the core sets them: Progressing carries the message during a rollout.
         s.conditions = vec![
             condition("Progressing", "True", s.message.clone().unwrap()),
             condition("BudgetOk", "True", "fits".into()),

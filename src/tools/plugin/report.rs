@@ -8,10 +8,11 @@ use k8s_openapi::api::core::v1::Event;
 use serde::Serialize;
 
 use crate::core::analysis::{for_tier, thresholds};
-use crate::core::api::{Gate, Phase, PoolPlan, RedisPoolPolicy, Verdict, canary_name};
+use crate::core::api::{Gate, Phase, PoolPlan, RedisPoolPolicy, RedisPoolPolicyStatus, Verdict, canary_name};
 use crate::core::deployments::target_env;
 use crate::core::durations::{human, step_pause};
 use crate::core::render::observed_connections_per_pod;
+use crate::core::rollout::watched_verdict;
 
 /// Everything one screen is made of, as read at `now`.
 #[derive(Clone, Debug)]
@@ -225,9 +226,52 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
         budget: budget.map(|b| b.message.clone()),
         budget_ok: budget.map(|b| b.status == "True"),
     });
-    // The thresholds of the tier in force, as the operator judged by them.
+    let target_name = p.spec.target_ref.name.clone();
+    let deployments = vec![
+        deployment_view(p, "stable", &target_name, s.target.as_ref()),
+        deployment_view(p, "canary", &canary_name(&target_name), s.canary.as_ref()),
+    ];
+    StatusReport {
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        environment: st.environment.clone(),
+        phase: st.phase,
+        progress: st.progress.clone(),
+        step: st.step.map(|i| i.max(0) as usize + 1),
+        weight: st.weight,
+        message: st.message.clone(),
+        settled: settled(p),
+        plan,
+        advice: st.advice.as_ref().map(|a| a.message.clone()),
+        waiting_for: st.waiting_for.clone(),
+        verdicts: verdict_views(p, &st, secs_since),
+        steps: steps(s),
+        analysis: analysis_view(p, &st, secs_since),
+        deployments,
+        conditions,
+        history: st
+            .history
+            .iter()
+            .map(|h| HistoryView {
+                hash: h.hash.clone(),
+                outcome: format!("{:?}", h.outcome),
+                reason: h.reason.clone(),
+                age_seconds: secs_since(h.finished_at.0),
+            })
+            .collect(),
+        events: event_views(s, secs_since),
+    }
+}
+
+/// The latest analysis, each gate beside the thresholds of the tier in force (as the operator
+/// judged by them).
+fn analysis_view(
+    p: &RedisPoolPolicy,
+    st: &RedisPoolPolicyStatus,
+    secs_since: impl Fn(Timestamp) -> i64,
+) -> Option<AnalysisView> {
     let gates = for_tier(&p.spec, st.environment.as_deref().unwrap_or_default());
-    let analysis = st.analysis.as_ref().map(|a| AnalysisView {
+    st.analysis.as_ref().map(|a| AnalysisView {
         age_seconds: secs_since(a.at.0),
         step: a.step + 1,
         after_promotion: a.after_promotion,
@@ -250,70 +294,46 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
                 }
             })
             .collect(),
-    });
-    let target_name = p.spec.target_ref.name.clone();
-    let deployments = vec![
-        deployment_view(p, "stable", &target_name, s.target.as_ref()),
-        deployment_view(p, "canary", &canary_name(&target_name), s.canary.as_ref()),
-    ];
-    // Sorted by the full timestamp: Events of one reconcile share a second but not a microsecond.
+    })
+}
+
+fn verdict_views(
+    p: &RedisPoolPolicy,
+    st: &RedisPoolPolicyStatus,
+    secs_since: impl Fn(Timestamp) -> i64,
+) -> Vec<VerdictView> {
+    let watched = watched_verdict(&p.spec, st);
+    st.verdicts
+        .iter()
+        .map(|v| VerdictView {
+            pool_hash: v.pool_hash.clone(),
+            connections_per_worker: v.pool.connections_per_worker,
+            environment: v.environment.clone(),
+            result: v.result,
+            soaked_seconds: v.soaked_seconds,
+            // Only the verdict analyses soak now (a newer rolled-back one is not watched).
+            soak: watched.filter(|w| std::ptr::eq(*w, v)).map(|_| p.spec.promotion.soak.clone()),
+            age_seconds: secs_since(v.finished_at.0),
+            reason: v.reason.clone(),
+        })
+        .collect()
+}
+
+/// The policy's Events, oldest first: sorted by the full timestamp, since Events of one
+/// reconcile share a second but not a microsecond.
+fn event_views(s: &Snapshot, secs_since: impl Fn(Timestamp) -> i64) -> Vec<EventView> {
     let mut timed: Vec<(Option<Timestamp>, &Event)> = s.events.iter().map(|e| (event_time(e), e)).collect();
     timed.sort_by_key(|(t, _)| *t);
-    let events = timed
+    timed
         .into_iter()
         .map(|(t, e)| EventView {
-            age_seconds: t.map_or(0, secs_since),
+            age_seconds: t.map_or(0, &secs_since),
             type_: e.type_.clone().unwrap_or_default(),
             reason: e.reason.clone().unwrap_or_default(),
             message: e.message.clone().unwrap_or_default(),
             count: e.series.as_ref().and_then(|s| s.count).or(e.count).unwrap_or(1).max(1),
         })
-        .collect();
-    StatusReport {
-        namespace: p.metadata.namespace.clone().unwrap_or_default(),
-        name: p.metadata.name.clone().unwrap_or_default(),
-        environment: st.environment.clone(),
-        phase: st.phase,
-        progress: st.progress.clone(),
-        step: st.step.map(|i| i.max(0) as usize + 1),
-        weight: st.weight,
-        message: st.message.clone(),
-        settled: settled(p),
-        plan,
-        advice: st.advice.as_ref().map(|a| a.message.clone()),
-        waiting_for: st.waiting_for.clone(),
-        verdicts: st
-            .verdicts
-            .iter()
-            .enumerate()
-            .map(|(i, v)| VerdictView {
-                pool_hash: v.pool_hash.clone(),
-                connections_per_worker: v.pool.connections_per_worker,
-                environment: v.environment.clone(),
-                result: v.result,
-                soaked_seconds: v.soaked_seconds,
-                soak: (i == 0 && crate::core::rollout::watched_verdict(&p.spec, &st).is_some())
-                    .then(|| p.spec.promotion.soak.clone()),
-                age_seconds: secs_since(v.finished_at.0),
-                reason: v.reason.clone(),
-            })
-            .collect(),
-        steps: steps(s),
-        analysis,
-        deployments,
-        conditions,
-        history: st
-            .history
-            .iter()
-            .map(|h| HistoryView {
-                hash: h.hash.clone(),
-                outcome: format!("{:?}", h.outcome),
-                reason: h.reason.clone(),
-                age_seconds: secs_since(h.finished_at.0),
-            })
-            .collect(),
-        events,
-    }
+        .collect()
 }
 
 /// Each step's state. Steps before the current one are done; the current one soaks (or waits

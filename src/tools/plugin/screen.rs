@@ -82,6 +82,21 @@ pub fn strip_ansi(s: &str) -> String {
 /// conditions, history and the newest Events.
 pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> String {
     let mut s = String::new();
+    header(&mut s, r, style);
+    plan(&mut s, r, style);
+    notes(&mut s, r, style);
+    verdicts(&mut s, r, style);
+    steps(&mut s, r, style);
+    analysis(&mut s, r, style);
+    deployments(&mut s, r, style);
+    conditions(&mut s, r, style);
+    history(&mut s, r, style);
+    events(&mut s, r, style, max_events);
+    s
+}
+
+/// The policy, its phase, step and environment, and what the operator says.
+fn header(s: &mut String, r: &StatusReport, style: Style) {
     let step = r.progress.as_ref().map(|p| format!("   step {p} ({}%)", r.weight.unwrap_or(0))).unwrap_or_default();
     let env = r.environment.as_ref().map(|e| format!("   environment {e}")).unwrap_or_default();
     let _ = writeln!(
@@ -93,7 +108,10 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
     if let Some(m) = &r.message {
         let _ = writeln!(s, "  {m}");
     }
+}
 
+/// The pool plan in force and its budget.
+fn plan(s: &mut String, r: &StatusReport, style: Style) {
     if let Some(plan) = &r.plan {
         let p = &plan.pool;
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Plan"));
@@ -111,7 +129,10 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
             let _ = writeln!(s, "  {mark}: {b}");
         }
     }
+}
 
+/// Advice, and what the policy waits for.
+fn notes(s: &mut String, r: &StatusReport, style: Style) {
     if let Some(a) = &r.advice {
         let _ = writeln!(s, "\n{}\n  {a}", style.paint(Paint::Bold, "Advice"));
     }
@@ -119,7 +140,10 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
     if let Some(w) = &r.waiting_for {
         let _ = writeln!(s, "\n{}\n  {w}", style.paint(Paint::Bold, "Waiting for"));
     }
+}
 
+/// The verdicts its rollouts left, and which one analyses soak now.
+fn verdicts(s: &mut String, r: &StatusReport, style: Style) {
     if !r.verdicts.is_empty() {
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Verdicts"));
         for v in &r.verdicts {
@@ -142,7 +166,10 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
             );
         }
     }
+}
 
+/// Each step and where its soak stands.
+fn steps(s: &mut String, r: &StatusReport, style: Style) {
     if !r.steps.is_empty() {
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Steps"));
         for st in &r.steps {
@@ -167,7 +194,10 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
             let _ = writeln!(s, "  {:>2}  {:>4}%  {state}", st.number, st.weight);
         }
     }
+}
 
+/// The latest analysis: its verdict and each gate beside its thresholds.
+fn analysis(s: &mut String, r: &StatusReport, style: Style) {
     let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Analysis"));
     match &r.analysis {
         Some(a) => {
@@ -177,7 +207,8 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
             } else {
                 String::new()
             };
-            let of = if a.after_promotion { "after the promotion".to_string() } else { format!("step {}", a.step) };
+            // After a promotion (and after a rollback) analyses watch the target's own pods.
+            let of = if a.after_promotion { "the target's pods".to_string() } else { format!("step {}", a.step) };
             let _ = writeln!(s, "  {of}: {} {} ago{by}{fails}", style.verdict(a.verdict), ago(a.age_seconds));
             let waiting = gates_summary(r);
             if waiting.starts_with("waiting") {
@@ -202,7 +233,10 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
             let _ = writeln!(s, "  {}", style.paint(Paint::Dim, what));
         }
     }
+}
 
+/// The stable and the canary Deployments.
+fn deployments(s: &mut String, r: &StatusReport, style: Style) {
     let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Deployments"));
     for d in &r.deployments {
         if !d.exists {
@@ -212,7 +246,9 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
         let pool = d.pool.as_ref().map(|p| format!("pool {p}")).unwrap_or_default();
         let _ = writeln!(s, "  {:<7} {:<32} {:>3}/{:<3} ready   {pool}", d.role, d.name, d.ready, d.replicas);
     }
+}
 
+fn conditions(s: &mut String, r: &StatusReport, style: Style) {
     if !r.conditions.is_empty() {
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Conditions"));
         for c in &r.conditions {
@@ -224,14 +260,19 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
             let _ = writeln!(s, "  {}{} {}: {}", pad(&c.type_, 16), pad(&status, 8), c.reason, c.message);
         }
     }
+}
 
+fn history(s: &mut String, r: &StatusReport, style: Style) {
     if !r.history.is_empty() {
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "History"));
         for h in &r.history {
             let _ = writeln!(s, "  {:>6} ago  {:<11} {}  {}", ago(h.age_seconds), h.outcome, h.hash, h.reason);
         }
     }
+}
 
+/// The newest `max_events` Events.
+fn events(s: &mut String, r: &StatusReport, style: Style, max_events: usize) {
     if !r.events.is_empty() {
         let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Events"));
         let skip = r.events.len().saturating_sub(max_events);
@@ -242,7 +283,6 @@ pub fn status_screen(r: &StatusReport, style: Style, max_events: usize) -> Strin
                 writeln!(s, "  {:>6} ago  {} {}{times}: {}", ago(e.age_seconds), pad(&kind, 7), e.reason, e.message);
         }
     }
-    s
 }
 
 /// The `list` table, kubectl style.

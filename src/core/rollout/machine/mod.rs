@@ -12,9 +12,9 @@ use super::{
 };
 use crate::core::analysis::Verdict;
 use crate::core::api::{
-    ACTION_ANNOTATION, AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus,
-    Phase, PoolSeen, RedisConnections, RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode,
-    ScalingStatus, SoakStatus,
+    AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus, Phase, PoolSeen,
+    RedisConnections, RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode, ScalingStatus,
+    SoakStatus,
 };
 use crate::core::api::{RolloutVerdict, VerdictResult, WorkerPool};
 use crate::core::durations::{durations, human, step_pause};
@@ -38,11 +38,10 @@ pub fn decide(input: &Input) -> Decision {
     m.status.observed_generation = Some(input.generation);
     m.status.environment = Some(input.desired.environment.clone());
     m.run();
-    if let Some(Err(raw)) = &input.action {
+    if let Some(Err(unknown)) = &input.action {
         // Answered in any phase, not left waiting: the annotation goes and an Event says why.
         m.consumed = true;
-        let msg = format!("{ACTION_ANNOTATION}={raw:?} ignored: use promote, abort, retry, pause or resume");
-        m.event(Reason::ManualActionIgnored, msg);
+        m.event(Reason::ManualActionIgnored, unknown.to_string());
     }
     // Remember the replicas this rollout wrote last, to tell another writer's value from ours.
     let wrote = m.actions.iter().rev().find_map(|a| match a {
@@ -224,7 +223,7 @@ impl Machine<'_> {
             return Some(Next::Conflict(why));
         }
         if let Err(why) = &self.input.observed.target {
-            return Some(Next::Invalid(why.clone()));
+            return Some(Next::Invalid(why.to_string()));
         }
         if let Some(Ok(action)) = &self.input.action {
             self.consumed = true;
@@ -248,8 +247,8 @@ impl Machine<'_> {
     /// Why this policy must not touch its target: another policy holds it, or the canary's
     /// name belongs to an object this policy does not own.
     fn conflict_reason(&self) -> Option<String> {
-        if let Err(holder) = &self.input.observed.holder {
-            return Some(holder.clone());
+        if let Err(held) = &self.input.observed.holder {
+            return Some(held.to_string());
         }
         let owner = self.canary().and_then(|c| c.foreign_owner.clone())?;
         Some(format!(

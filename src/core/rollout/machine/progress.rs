@@ -206,7 +206,13 @@ impl Machine<'_> {
         self.status.step = Some(next as i32);
         self.status.step_started_at = None;
         self.status.soak = None;
-        let msg = format!("step {}/{} ({w}%): scaling the canary to {} replicas", next + 1, self.steps(), s.canary);
+        let msg = format!(
+            "step {}/{} ({w}%) of pool configuration {}: scaling the canary to {} replicas",
+            next + 1,
+            self.steps(),
+            self.canary_hash(),
+            s.canary
+        );
         self.event(Reason::StepAdvanced, msg);
         Next::Progress
     }

@@ -36,8 +36,11 @@ impl Machine<'_> {
                 if begun == now {
                     self.status.progressed_at = Some(Time(now));
                     let s = self.status.replicas.clone().unwrap_or(replica_status(0, 0, 0));
+                    // The configuration named: two rollouts' first steps are otherwise one Event
+                    // (repeats within minutes fold into a series).
                     let msg = format!(
-                        "{step_label}: {} canary / {} stable replicas, soaking for {}",
+                        "{step_label} of pool configuration {}: {} canary / {} stable replicas, soaking for {}",
+                        self.canary_hash(),
                         s.canary,
                         s.stable,
                         self.pause_label(step)

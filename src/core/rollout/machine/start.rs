@@ -23,7 +23,7 @@ impl Machine<'_> {
             return Next::Done;
         }
         if let Some(why) = &target.unusable {
-            return self.end_in(Phase::Invalid, Reason::InvalidTarget, why.clone());
+            return self.end_in(Phase::Invalid, Reason::InvalidTarget, why.to_string());
         }
         if up_to_date {
             return self.up_to_date(target);

@@ -196,3 +196,28 @@ fn the_list_aligns_columns() {
         "saas        auth-api   production    Progressing   2/3    50%      -               Pass      3h"
     );
 }
+
+/// After a rollback the newest verdict is the rolled-back one; analyses still soak the older
+/// verdict on what the target runs, and only that one says "watching".
+#[test]
+fn only_the_watched_verdict_is_watching() {
+    let pool = json!({"connectionsPerWorker": 40, "healthCheckIntervalSeconds": 30,
+        "retry": {"attempts": 3, "initialBackoffMs": 100, "maxBackoffMs": 2000},
+        "socketTimeoutSeconds": 5, "connectTimeoutSeconds": 5});
+    let verdict = |hash: &str, result: &str| {
+        json!({"hash": hash, "poolHash": format!("pool-{hash}"), "pool": pool, "environment": "production",
+            "result": result, "finishedAt": at(600), "soakedSeconds": 300})
+    };
+    let s = snapshot(json!({
+        "phase": "RolledBack", "observedGeneration": 2, "environment": "production",
+        "stable": {"hash": "good"},
+        "verdicts": [verdict("bad", "RolledBack"), verdict("good", "Succeeded")],
+    }));
+    let r = status_report(&s);
+    let watching: Vec<(&str, bool)> = r.verdicts.iter().map(|v| (v.pool_hash.as_str(), v.soak.is_some())).collect();
+    assert_eq!(watching, [("pool-bad", false), ("pool-good", true)]);
+    let screen = strip_ansi(&status_screen(&r, Style::default(), 10));
+    let line = |pool: &str| screen.lines().find(|l| l.contains(pool)).unwrap_or_default().to_string();
+    assert!(!line("pool-bad").contains("watching"), "{screen}");
+    assert!(line("pool-good").contains("soaked 5m of 24h, watching"), "{screen}");
+}
