@@ -4,7 +4,7 @@
 //! - `ScaleTarget`: a merge patch of the target's `spec.replicas` alone, unguarded (the value is
 //!   absolute, and who else writes it is read from managedFields before deciding);
 //! - `PromoteTarget`: a server-side apply of the pool env, then that merge patch of replicas when
-//!   they differ (two writes; the env first);
+//!   the action gives them (the core asks only when they differ; two writes, the env first);
 //! - `DeleteCanary`: a delete guarded by the observed canary's uid;
 //! - `Event`: an Event, or a patch of a recent one's series (best effort).
 
@@ -63,9 +63,7 @@ pub async fn act(action: &Action, o: &Observation, ctx: &Context) -> Result<()> 
                 .await
                 .map_err(Error::write("promote the target"))?;
             ctx.metrics.count_write("target");
-            if let Some(r) = replicas
-                && target.spec.replicas != Some(*r)
-            {
+            if let Some(r) = replicas {
                 scale_target(ctx, &deployments, target_name, *r).await?;
             }
         }

@@ -20,7 +20,7 @@ use crate::core::deployments::{POLICY_LABEL, build_canary, canary_view, hpa_for,
 use crate::core::plan::{PlanInput, Replicas, plan};
 use crate::core::rollout::{
     AnalysisRun, Claimant, Desired, Due, HeldBy, ManualAction, NoTarget, Observed, TargetView, UnknownAction,
-    Unplannable, Unusable, analysis_due, holder, needs_verdicts,
+    Unplannable, Unusable, analysis_due, holder, needs_redis, needs_verdicts,
 };
 use crate::core::sizing::{Fleet, RolloutPlan};
 use crate::providers::{self, Measured, Unmeasured};
@@ -126,48 +126,14 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
     });
     let target_view = target.map(|t| target_view(policy, t, hpa));
     let canary_replicas = canary.map(|c| c.spec.replicas.unwrap_or(1));
-    let input = PlanInput {
-        environment: None,
-        default_environment: ctx.settings.environment.as_deref(),
-        replicas: Replicas::Observed {
-            target: target_view.as_ref(),
-            canary_replicas,
-            status: &status,
-            generation: policy.metadata.generation.unwrap_or(0),
-        },
-        current_connections_per_pod: target_view.as_ref().and_then(|t| t.connections_per_pod),
-        max_clients: None,
-    };
-    let planned = (ctx.check_spec(policy).map_err(Unplannable::from))
-        .and_then(|()| plan(policy, &input).map_err(Unplannable::from));
-    let missing = || NoTarget::Missing { namespace: ns.clone(), name: spec.target_ref.name.clone() };
-    let (desired, env, target_result) = match planned {
-        Ok(planned) => (planned.desired(), planned.env, target_view.clone().ok_or_else(missing)),
-        // A spec that cannot be planned makes an existing target unusable (a rollout in flight
-        // gives the stable back first); without a target, there is nothing to give back.
-        Err(why) => {
-            let view = target_view.clone().map(|v| TargetView {
-                unusable: Some(Unusable::Unplannable(why.clone())),
-                config_hash: String::new(),
-                ..v
-            });
-            let environment = spec.environment.as_ref().or(ctx.settings.environment.as_ref());
-            (
-                unplanned(policy, environment.cloned().unwrap_or_default()),
-                vec![],
-                view.ok_or(NoTarget::Unplannable(why)),
-            )
-        }
-    };
+    let (desired, env, target_result) = desired(policy, ctx, &status, target_view, canary_replicas);
     // The canary as the operator would apply it now (at the replicas it has): what tells a
     // person's edits apart, and what an ApplyCanary applies.
     let build = target.and_then(|t| build_canary(policy, t, &env, canary_replicas.unwrap_or(0)).ok());
     let canary_view = canary.map(|c| canary_view(policy, c, build.as_ref()));
 
     // The Redis server: for the budget before a rollout starts, and its rejections during one.
-    let needs_redis = spec.redis.is_some()
-        && target_result.as_ref().is_ok_and(|t| t.config_hash != desired.hash || status.phase.is_active());
-    let redis = match (&spec.redis, needs_redis) {
+    let redis = match (&spec.redis, needs_redis(spec, &status, target_result.as_ref().ok(), &desired.hash)) {
         (Some(settings), true) => Some(providers::redis_signals(&ctx.client, &ns, settings).await),
         _ => None,
     };
@@ -193,6 +159,53 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
     // The other policies on the same Redis are read under their group's lock (see reconcile).
     let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers: Vec::new(), required };
     Ok(Observation { objects, status, desired, env, build, observed, analysis, baseline, action })
+}
+
+/// The configuration the spec asks for, planned from what was observed, with its env and the
+/// target as the core sees it. A spec that cannot be planned makes an existing target unusable
+/// (a rollout in flight gives the stable back first); without a target, there is nothing to
+/// give back.
+fn desired(
+    policy: &RedisPoolPolicy,
+    ctx: &Context,
+    status: &RedisPoolPolicyStatus,
+    target: Option<TargetView>,
+    canary_replicas: Option<i32>,
+) -> (Desired, Vec<(String, String)>, Result<TargetView, NoTarget>) {
+    let spec = &policy.spec;
+    let input = PlanInput {
+        environment: None,
+        default_environment: ctx.settings.environment.as_deref(),
+        replicas: Replicas::Observed {
+            target: target.as_ref(),
+            canary_replicas,
+            status,
+            generation: policy.metadata.generation.unwrap_or(0),
+        },
+        current_connections_per_pod: target.as_ref().and_then(|t| t.connections_per_pod),
+        max_clients: None,
+    };
+    let planned = (ctx.check_spec(policy).map_err(Unplannable::from))
+        .and_then(|()| plan(policy, &input).map_err(Unplannable::from));
+    match planned {
+        Ok(planned) => {
+            let missing = || NoTarget::Missing {
+                namespace: policy.namespace().unwrap_or_default(),
+                name: spec.target_ref.name.clone(),
+            };
+            (planned.desired(), planned.env, target.ok_or_else(missing))
+        }
+        Err(why) => {
+            let view = target.map(|v| TargetView {
+                unusable: Some(Unusable::Unplannable(why.clone())),
+                config_hash: String::new(),
+                ..v
+            });
+            let environment = spec.environment.as_ref().or(ctx.settings.environment.as_ref());
+            let stand_in = unplanned(policy, environment.cloned().unwrap_or_default());
+            (stand_in, vec![], view.ok_or(NoTarget::Unplannable(why)))
+        }
+    }
 }
 
 /// Whether this policy holds its target among every policy of the namespace that names it.

@@ -1,7 +1,7 @@
 //! One reconcile: observe -> decide -> act -> record.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -12,8 +12,7 @@ use kube::{Api, ResourceExt};
 use super::act::act;
 use super::observe::{Objects, Observation, observe};
 use super::{Context, Error, MANAGER, Result};
-use crate::core::api::{ACTION_ANNOTATION, Phase, RedisPoolPolicy, RedisPoolPolicyStatus};
-use crate::core::durations::durations;
+use crate::core::api::{ACTION_ANNOTATION, RedisPoolPolicy, RedisPoolPolicyStatus};
 use crate::core::rollout::{self, Action, Input, StatusWrite};
 
 /// Held until a deleted policy has given its target back what a rollout took.
@@ -78,7 +77,7 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
             deleting,
         });
         let write = status_write(&o, &decision, ctx, now);
-        if !o.objects.fresh && needs_fresh(&decision, write) {
+        if !o.objects.fresh && rollout::needs_fresh(&decision, write) {
             match Objects::fresh(o.policy(), ctx).await? {
                 None => {
                     ctx.forget(o.policy()).await;
@@ -93,14 +92,6 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
         }
         return carry_out(&o, ctx, decision, write, deleting, now).await;
     }
-}
-
-/// Whether `decision` must be made again on fresh objects before it is carried out: it acts, or
-/// writes a status that decisions depend on. Tallies alone are written over the cached version
-/// (conditionally on its resourceVersion), so a stale cache makes that write fail, not lie.
-fn needs_fresh(decision: &rollout::Decision, write: StatusWrite) -> bool {
-    // Letting a deleted policy go (the finalizer's removal) rides on the status too.
-    decision.released || !decision.actions.is_empty() || decision.action_consumed || write == StatusWrite::Now
 }
 
 /// A decision that acts (an Event included) writes its status with it; otherwise tallies wait.
@@ -134,12 +125,11 @@ async fn carry_out(
         ctx.forget(o.policy()).await;
         return Ok(Requeue::await_change());
     }
-    let watching = rollout::watched_verdict(&o.policy().spec, &decision.status).is_some();
-    if !decision.status.phase.is_active() && !watching {
+    if !rollout::keeps_baseline(&o.policy().spec, &decision.status) {
         ctx.baselines.lock().await.remove(&o.policy().uid().unwrap_or_default());
     }
     // Tallies kept for later are written by a reconcile within the minute, whatever else wakes it.
-    let after = requeue(o.policy(), &decision.status);
+    let after = rollout::next_look(&o.policy().spec, &decision.status);
     Ok(Requeue::requeue(match ctx.pending_due(o.policy(), now) {
         Some(due) => after.min(due),
         None => after,
@@ -229,23 +219,4 @@ fn log_transition(
         at = %now,
         "status"
     );
-}
-
-/// How soon to look again without an event: every analysis interval during a rollout and while
-/// a promotion's verdict soaks.
-fn requeue(policy: &RedisPoolPolicy, s: &RedisPoolPolicyStatus) -> Duration {
-    let interval = durations(&policy.spec).interval.unsigned_abs().max(Duration::from_secs(1));
-    let after = match s.phase {
-        p if p.is_active() => interval.min(Duration::from_secs(30)),
-        // A verdict comes in elsewhere: looked for at the analysis interval.
-        Phase::Waiting => interval.min(Duration::from_secs(30)),
-        // Another policy may let go of the target, or a verdict change: nothing else wakes this one.
-        Phase::Blocked | Phase::Conflict => Duration::from_secs(30),
-        _ => Duration::from_secs(300),
-    };
-    // A promotion being watched is analysed at the interval, whatever the phase.
-    match rollout::watched_verdict(&policy.spec, s) {
-        Some(_) => after.min(interval),
-        None => after,
-    }
 }

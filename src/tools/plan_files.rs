@@ -39,21 +39,10 @@ pub const EXIT_BUDGET: u8 = 3;
 
 /// Plans the files of `args`; the exit code (0, `EXIT_INVALID` or `EXIT_BUDGET`).
 pub fn run_plan(args: &PlanArgs) -> u8 {
-    let mut documents = Vec::new();
-    for file in &args.file {
-        let text = if file.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin())
-        } else {
-            std::fs::read_to_string(file)
-        };
-        match text {
-            Ok(t) => documents.push((file, t)),
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", file.display());
-                return EXIT_INVALID;
-            }
-        }
-    }
+    let documents = match read_files(&args.file) {
+        Ok(documents) => documents,
+        Err(code) => return code,
+    };
     let input = PlanInput {
         environment: args.environment.as_deref(),
         default_environment: None,
@@ -126,6 +115,23 @@ pub fn run_plan(args: &PlanArgs) -> u8 {
     } else {
         0
     }
+}
+
+/// Each file's text (`-` is stdin), or `EXIT_INVALID` once one cannot be read (said on stderr).
+fn read_files(files: &[PathBuf]) -> Result<Vec<(&PathBuf, String)>, u8> {
+    files
+        .iter()
+        .map(|file| {
+            let text = match file.as_os_str() == "-" {
+                true => std::io::read_to_string(std::io::stdin()),
+                false => std::fs::read_to_string(file),
+            };
+            text.map(|t| (file, t)).map_err(|e| {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                EXIT_INVALID
+            })
+        })
+        .collect()
 }
 
 enum PlanFailure {

@@ -9,6 +9,7 @@
 mod conditions;
 mod identity;
 mod machine;
+mod questions;
 mod reason;
 mod refusals;
 mod writes;
@@ -16,6 +17,7 @@ mod writes;
 pub use conditions::set_condition;
 pub use identity::{Claimant, holder};
 pub use machine::decide;
+pub use questions::{keeps_baseline, needs_fresh, needs_redis, needs_verdicts, next_look};
 pub use reason::Reason;
 pub use refusals::{HeldBy, NoTarget, UnknownAction, Unplannable, Unusable};
 pub use writes::{StatusWrite, TALLIES_EVERY, status_write};
@@ -203,8 +205,8 @@ pub enum Action {
     ScaleTarget {
         replicas: i32,
     },
-    /// Write the desired pool env into the target, and set its replicas unless another actor
-    /// (an HPA) owns them.
+    /// Write the desired pool env into the target, then set its replicas when given (the
+    /// operator sizes the fleet and the target has another count).
     PromoteTarget {
         replicas: Option<i32>,
     },
@@ -316,17 +318,6 @@ pub fn watched_verdict<'s>(
     let v = status.verdicts.iter().find(|v| &v.hash == stable)?;
     let watching = v.result == crate::core::api::VerdictResult::Succeeded && v.watch_ended.is_none();
     (watching && v.soaked() < promotion_soak(spec)).then_some(v)
-}
-
-/// Whether the shell must read `spec.promotion.requires` for this decision: a rollout may start
-/// (the target does not run the desired configuration) or is in flight.
-pub fn needs_verdicts(
-    spec: &RedisPoolPolicySpec,
-    status: &RedisPoolPolicyStatus,
-    target_hash: Option<&str>,
-    desired_hash: &str,
-) -> bool {
-    !spec.promotion.requires.is_empty() && (status.phase.is_active() || target_hash != Some(desired_hash))
 }
 
 #[cfg(test)]

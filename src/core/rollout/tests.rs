@@ -1812,3 +1812,93 @@ mod chain {
         }
     }
 }
+
+/// What the shell asks besides `decide`.
+mod questions {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::api::{ConfigRef, RolloutVerdict, WorkerPool};
+
+    fn status(phase: Phase) -> RedisPoolPolicyStatus {
+        RedisPoolPolicyStatus { phase, ..Default::default() }
+    }
+
+    /// A status at rest whose promoted configuration's verdict analyses still soak.
+    fn soaking(phase: Phase) -> RedisPoolPolicyStatus {
+        let pool = WorkerPool::new(&Default::default(), 40);
+        let verdict = RolloutVerdict {
+            hash: NEW.into(),
+            pool_hash: pool.hash(),
+            pool,
+            environment: "production".into(),
+            result: VerdictResult::Succeeded,
+            finished_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH),
+            soaked_seconds: 60,
+            clean_at: None,
+            analyses: 2,
+            reason: None,
+            watch_ended: None,
+        };
+        RedisPoolPolicyStatus {
+            stable: Some(ConfigRef { hash: NEW.into(), plan: None, worker_pool: None }),
+            verdicts: vec![verdict],
+            ..status(phase)
+        }
+    }
+
+    #[test]
+    fn next_look_table() {
+        let s = spec(10); // interval 10s, promotion soak 24h
+        let secs = Duration::from_secs;
+        for (phase, after) in [
+            (Phase::Progressing, secs(10)),
+            (Phase::RollingBack, secs(10)),
+            (Phase::Waiting, secs(10)),
+            (Phase::Blocked, secs(30)),
+            (Phase::Conflict, secs(30)),
+            (Phase::Idle, secs(300)),
+            (Phase::Invalid, secs(300)),
+        ] {
+            assert_eq!(next_look(&s, &status(phase)), after, "{phase:?}");
+        }
+        // At rest, but soaking a verdict: analysed at the interval.
+        assert_eq!(next_look(&s, &soaking(Phase::Succeeded)), secs(10));
+        let mut slow = spec(10);
+        slow.rollout.analysis.interval = "2m".into();
+        assert_eq!(next_look(&slow, &status(Phase::Progressing)), secs(30), "at most 30 s during a rollout");
+    }
+
+    #[test]
+    fn baselines_are_kept_while_something_is_measured() {
+        let s = spec(10);
+        assert!(keeps_baseline(&s, &status(Phase::Progressing)));
+        assert!(keeps_baseline(&s, &soaking(Phase::Succeeded)));
+        assert!(!keeps_baseline(&s, &status(Phase::Succeeded)));
+        assert!(!keeps_baseline(&s, &soaking(Phase::Conflict)), "a policy in Conflict measures nothing");
+    }
+
+    #[test]
+    fn redis_is_asked_when_a_rollout_may_start_or_runs() {
+        let mut s = spec(10);
+        let target = |hash: &str| TargetView { config_hash: hash.into(), ..Sim::new(10).world.target.clone() };
+        assert!(!needs_redis(&s, &status(Phase::Idle), Some(&target(OLD)), NEW), "no spec.redis");
+        s.redis = Some(serde_json::from_value(serde_json::json!({"address": "127.0.0.1:6379"})).unwrap());
+        assert!(needs_redis(&s, &status(Phase::Idle), Some(&target(OLD)), NEW), "a rollout may start");
+        assert!(!needs_redis(&s, &status(Phase::Idle), Some(&target(NEW)), NEW), "at rest");
+        assert!(needs_redis(&s, &status(Phase::Progressing), Some(&target(OLD)), NEW), "in flight");
+        assert!(!needs_redis(&s, &status(Phase::Progressing), None, NEW), "no target");
+    }
+
+    #[test]
+    fn a_decision_is_confirmed_on_fresh_objects_when_it_writes_what_matters() {
+        let quiet = Decision { status: status(Phase::Idle), actions: vec![], action_consumed: false, released: false };
+        assert!(!needs_fresh(&quiet, StatusWrite::Nothing));
+        assert!(!needs_fresh(&quiet, StatusWrite::Tallies), "tallies are written conditionally");
+        assert!(needs_fresh(&quiet, StatusWrite::Now));
+        assert!(needs_fresh(&Decision { action_consumed: true, ..quiet.clone() }, StatusWrite::Nothing));
+        assert!(needs_fresh(&Decision { released: true, ..quiet.clone() }, StatusWrite::Nothing));
+        let acts = Decision { actions: vec![Action::DeleteCanary], ..quiet };
+        assert!(needs_fresh(&acts, StatusWrite::Nothing));
+    }
+}

@@ -10,7 +10,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::ListParams;
 
 use super::{Error, Format, Kube, PlanArgs, Result, exit, print_as};
-use crate::core::api::canary_name;
+use crate::core::api::{RedisSettings, canary_name};
 use crate::core::deployments::{hpa_for, target_view};
 use crate::core::plan::{PlanInput, Replicas, ReplicasSource, render_text, report};
 use crate::tools::plan_files::{PlanArgs as FilePlanArgs, run_plan};
@@ -77,20 +77,9 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
     if input.max_clients.is_none()
         && let Some(redis) = spec.redis.as_ref().filter(|r| r.max_clients.is_none())
     {
-        let asked = tokio::time::timeout(
-            Duration::from_secs(5),
-            crate::providers::redis_signals(&kube.client, &kube.namespace, redis),
-        )
-        .await;
-        match asked {
-            Ok(Ok(s)) if s.max_clients.is_some() => {
-                input.max_clients = s.max_clients;
-                notes.push(format!("maxclients {} read from {}", s.max_clients.unwrap_or_default(), redis.address));
-            }
-            Ok(Ok(_)) => notes.push(format!("{} does not say its maxclients; pass --max-clients", redis.address)),
-            Ok(Err(e)) => notes.push(format!("maxclients unknown ({e}); pass --max-clients")),
-            Err(_) => notes.push(format!("maxclients unknown ({} did not answer); pass --max-clients", redis.address)),
-        }
+        let (max_clients, note) = ask_max_clients(kube, redis).await;
+        input.max_clients = max_clients;
+        notes.push(note);
     }
 
     let report = report(&policy, &input).map_err(|e| Error::Input(e.to_string()))?;
@@ -119,4 +108,18 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
         }
     }
     Ok(if report.plan.budget.ok { 0 } else { exit::OVER_BUDGET })
+}
+
+/// `maxclients` from the Redis server itself (with the policy's password and TLS settings), and
+/// what to say of it.
+async fn ask_max_clients(kube: &Kube, redis: &RedisSettings) -> (Option<i64>, String) {
+    let ask = crate::providers::redis_signals(&kube.client, &kube.namespace, redis);
+    match tokio::time::timeout(Duration::from_secs(5), ask).await {
+        Ok(Ok(s)) if s.max_clients.is_some() => {
+            (s.max_clients, format!("maxclients {} read from {}", s.max_clients.unwrap_or_default(), redis.address))
+        }
+        Ok(Ok(_)) => (None, format!("{} does not say its maxclients; pass --max-clients", redis.address)),
+        Ok(Err(e)) => (None, format!("maxclients unknown ({e}); pass --max-clients")),
+        Err(_) => (None, format!("maxclients unknown ({} did not answer); pass --max-clients", redis.address)),
+    }
 }

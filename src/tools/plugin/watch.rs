@@ -22,7 +22,7 @@ use crate::core::api::{RedisPoolPolicy, canary_name};
 /// What a watch stream said, as far as the loop cares.
 enum Seen {
     Change,
-    /// The stream's initial list is complete: until all four are, a frame would show gaps.
+    /// The stream's initial list is complete.
     Synced(usize),
     PolicyDeleted,
     Trouble(String),
@@ -33,34 +33,7 @@ enum Seen {
 pub async fn run(kube: &Kube, args: &StatusArgs) -> Result<u8> {
     // A wrong name or namespace fails at once with its own message, before anything is watched.
     let first = kube.policy(&args.name).await?;
-    let target = first.spec.target_ref.name.clone();
-    let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
-
-    let (policies, policy_w) = reflector::store::<RedisPoolPolicy>();
-    let (targets, target_w) = reflector::store::<Deployment>();
-    let (canaries, canary_w) = reflector::store::<Deployment>();
-    let (events, events_w) = reflector::store::<Event>();
-    let policy_stream = reflector(policy_w, watcher(kube.api::<RedisPoolPolicy>(), by_name(&args.name)))
-        .default_backoff()
-        .map(|e| match e {
-            Ok(watcher::Event::Delete(_)) => Seen::PolicyDeleted,
-            other => seen(0, other),
-        });
-    let target_stream =
-        reflector(target_w, watcher(kube.api::<Deployment>(), by_name(&target))).default_backoff().map(|e| seen(1, e));
-    let canary_stream = reflector(canary_w, watcher(kube.api::<Deployment>(), by_name(&canary_name(&target))))
-        .default_backoff()
-        .map(|e| seen(2, e));
-    let events_config = watcher::Config::default().fields(&events_selector(&args.name));
-    let events_stream =
-        reflector(events_w, watcher(kube.api::<Event>(), events_config)).default_backoff().map(|e| seen(3, e));
-    let mut changes = stream::select_all([
-        policy_stream.boxed(),
-        target_stream.boxed(),
-        canary_stream.boxed(),
-        events_stream.boxed(),
-    ]);
-
+    let (watched, mut changes) = Watched::start(kube, &args.name, &first.spec.target_ref.name);
     let mut out = Screen::new(args);
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     let deadline = async {
@@ -94,46 +67,79 @@ pub async fn run(kube: &Kube, args: &StatusArgs) -> Result<u8> {
             _ = clock.tick() => ticked = true,
             _ = &mut deadline => {
                 out.leave();
-                return Err(Error::Timeout(format!(
-                    "{} did not finish within {}",
-                    args.name,
-                    humantime::format_duration(args.timeout.unwrap_or_default())
-                )));
+                let waited = humantime::format_duration(args.timeout.unwrap_or_default());
+                return Err(Error::Timeout(format!("{} did not finish within {waited}", args.name)));
             }
             _ = &mut ctrl_c => {
                 out.leave();
                 return Ok(130);
             }
         }
+        // Until every initial list is complete, a frame would show gaps.
         if synced.contains(&false) {
             continue;
         }
-        let Some(policy) = policies.get(&key) else { continue };
-        let snapshot = Snapshot {
-            policy: (*policy).clone(),
-            target: first_of(&targets),
-            canary: first_of(&canaries),
-            events: events.state().iter().map(|e| (**e).clone()).collect(),
-            now: jiff::Timestamp::now(),
-        };
+        let Some(snapshot) = watched.snapshot(&key) else { continue };
         let report = status_report(&snapshot);
         out.draw(&report, ticked);
         if args.until_done
             && let Some(settled) = report.settled
         {
-            out.leave();
-            let message = report.message.clone().unwrap_or_default();
-            println!(
-                "{}: {:?}{}",
-                report.name,
-                report.phase,
-                if message.is_empty() { message } else { format!(": {message}") }
-            );
-            return Ok(match settled {
-                Settled::Succeeded => 0,
-                Settled::Failed => exit::FAILED,
-            });
+            return Ok(out.finish(&report, settled));
         }
+    }
+}
+
+/// The four caches `status --watch` draws from.
+struct Watched {
+    policies: Store<RedisPoolPolicy>,
+    targets: Store<Deployment>,
+    canaries: Store<Deployment>,
+    events: Store<Event>,
+}
+
+impl Watched {
+    /// Watches the policy `name`, its target and canary, and its Events: the caches, and one
+    /// stream of what each watch says.
+    fn start(kube: &Kube, name: &str, target: &str) -> (Watched, stream::BoxStream<'static, Seen>) {
+        let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
+        let (policies, policy_w) = reflector::store::<RedisPoolPolicy>();
+        let (targets, target_w) = reflector::store::<Deployment>();
+        let (canaries, canary_w) = reflector::store::<Deployment>();
+        let (events, events_w) = reflector::store::<Event>();
+        let policy_stream = reflector(policy_w, watcher(kube.api::<RedisPoolPolicy>(), by_name(name)))
+            .default_backoff()
+            .map(|e| match e {
+                Ok(watcher::Event::Delete(_)) => Seen::PolicyDeleted,
+                other => seen(0, other),
+            });
+        let target_stream = reflector(target_w, watcher(kube.api::<Deployment>(), by_name(target)))
+            .default_backoff()
+            .map(|e| seen(1, e));
+        let canary_stream = reflector(canary_w, watcher(kube.api::<Deployment>(), by_name(&canary_name(target))))
+            .default_backoff()
+            .map(|e| seen(2, e));
+        let events_config = watcher::Config::default().fields(&events_selector(name));
+        let events_stream =
+            reflector(events_w, watcher(kube.api::<Event>(), events_config)).default_backoff().map(|e| seen(3, e));
+        let changes = stream::select_all([
+            policy_stream.boxed(),
+            target_stream.boxed(),
+            canary_stream.boxed(),
+            events_stream.boxed(),
+        ]);
+        (Watched { policies, targets, canaries, events }, changes.boxed())
+    }
+
+    fn snapshot(&self, key: &ObjectRef<RedisPoolPolicy>) -> Option<Snapshot> {
+        let policy = self.policies.get(key)?;
+        Some(Snapshot {
+            policy: (*policy).clone(),
+            target: first_of(&self.targets),
+            canary: first_of(&self.canaries),
+            events: self.events.state().iter().map(|e| (**e).clone()).collect(),
+            now: jiff::Timestamp::now(),
+        })
     }
 }
 
@@ -171,6 +177,18 @@ struct Screen {
 }
 
 impl Screen {
+    /// The rollout settled: leave the screen, say how it ended, and the exit code for it.
+    fn finish(&mut self, report: &StatusReport, settled: Settled) -> u8 {
+        self.leave();
+        let message = report.message.clone().unwrap_or_default();
+        let said = if message.is_empty() { message } else { format!(": {message}") };
+        println!("{}: {:?}{said}", report.name, report.phase);
+        match settled {
+            Settled::Succeeded => 0,
+            Settled::Failed => exit::FAILED,
+        }
+    }
+
     fn new(args: &StatusArgs) -> Screen {
         Screen {
             terminal: std::io::stdout().is_terminal() && args.output.is_none(),

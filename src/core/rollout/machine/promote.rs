@@ -44,7 +44,13 @@ impl Machine<'_> {
                 return Next::Done;
             }
             self.status.promoted_at = Some(Time(self.now()));
-            self.actions.push(Action::PromoteTarget { replicas });
+            // The replicas are written with the env only when they differ (a second write).
+            let resize = replicas.filter(|r| *r != target.spec_replicas);
+            self.actions.push(Action::PromoteTarget { replicas: resize });
+            if replicas.is_some() {
+                // The fleet's size is the rollout's value now, written or found.
+                self.status.scaled_to = replicas;
+            }
             self.status.message = Some(format!(
                 "promoting: writing pool configuration {canary_hash} into the target{}",
                 replicas.map(|r| format!(" with {r} replicas")).unwrap_or_default()

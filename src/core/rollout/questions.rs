@@ -1,0 +1,66 @@
+//! What the shell asks the core besides `decide`: what to read before deciding, whether a
+//! decision must be made again on fresh objects, what to keep, and when to look again. Pure, so
+//! that the tests reach every choice the operator makes.
+
+use std::time::Duration;
+
+use super::{Decision, StatusWrite, TargetView, watched_verdict};
+use crate::core::api::{Phase, RedisPoolPolicySpec, RedisPoolPolicyStatus};
+use crate::core::durations::durations;
+
+/// Whether the shell must ask the Redis server for this decision: for the budget before a
+/// rollout starts, and for its rejected connections during one (never for a target that cannot
+/// be managed, nor at rest).
+pub fn needs_redis(
+    spec: &RedisPoolPolicySpec,
+    status: &RedisPoolPolicyStatus,
+    target: Option<&TargetView>,
+    desired_hash: &str,
+) -> bool {
+    spec.redis.is_some() && target.is_some_and(|t| t.config_hash != desired_hash || status.phase.is_active())
+}
+
+/// Whether the shell must read `spec.promotion.requires` for this decision: a rollout may start
+/// (the target does not run the desired configuration) or is in flight.
+pub fn needs_verdicts(
+    spec: &RedisPoolPolicySpec,
+    status: &RedisPoolPolicyStatus,
+    target_hash: Option<&str>,
+    desired_hash: &str,
+) -> bool {
+    !spec.promotion.requires.is_empty() && (status.phase.is_active() || target_hash != Some(desired_hash))
+}
+
+/// Whether `decision` must be made again on objects read fresh before it is carried out: it
+/// acts, consumes an action, lets a deleted policy go (the finalizer's removal rides on the
+/// status), or writes a status that decisions depend on. Tallies alone are written over the
+/// cached version, conditionally on its resourceVersion, so a stale cache makes that write
+/// fail, not lie.
+pub fn needs_fresh(decision: &Decision, write: StatusWrite) -> bool {
+    decision.released || !decision.actions.is_empty() || decision.action_consumed || write == StatusWrite::Now
+}
+
+/// Whether the counters of the last analysis are kept as the next one's baseline: while a
+/// rollout is in flight, or analyses soak a promoted configuration's verdict.
+pub fn keeps_baseline(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus) -> bool {
+    status.phase.is_active() || watched_verdict(spec, status).is_some()
+}
+
+/// When to decide again though nothing changed: at the analysis interval (at most 30 s) while
+/// something is measured or awaited, every 30 s while another policy or the budget stands in
+/// the way (nothing else wakes this one), else every 5 minutes.
+pub fn next_look(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus) -> Duration {
+    let interval = durations(spec).interval.unsigned_abs().max(Duration::from_secs(1));
+    let after = match status.phase {
+        p if p.is_active() => interval.min(Duration::from_secs(30)),
+        // A verdict comes in elsewhere: looked for at the analysis interval.
+        Phase::Waiting => interval.min(Duration::from_secs(30)),
+        Phase::Blocked | Phase::Conflict => Duration::from_secs(30),
+        _ => Duration::from_secs(300),
+    };
+    // A promotion being watched is analysed at the interval, whatever the phase.
+    match watched_verdict(spec, status) {
+        Some(_) => after.min(interval),
+        None => after,
+    }
+}
