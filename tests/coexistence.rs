@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,6 +13,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use redis_pool_operator::core::api::{Outcome, Phase, RedisPoolPolicyStatus};
 use support::fleet::Health;
+use support::recorder::Recorder;
 use support::scenario::*;
 use support::*;
 
@@ -63,19 +63,8 @@ async fn with_an_hpa_the_target_replicas_are_the_hpas_alone() {
         async move { (d.get(TARGET).await.ok()?.spec.replicas == Some(12)).then_some(()) }
     })
     .await;
-    // Sample who owns the target's replicas for the whole rollout.
-    let owners = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sampler = {
-        let (d, owners) = (deployments.clone(), owners.clone());
-        tokio::spawn(async move {
-            for _ in 0..1500 {
-                if let Ok(t) = d.get(TARGET).await {
-                    owners.lock().unwrap().extend(replicas_owners(&t));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    // Every version of the target during the whole rollout, to see who owned its replicas.
+    let recorded = Recorder::start(deployments.clone()).await;
     let mut p = policy("auth-api");
     p["spec"]["tiers"][1].as_object_mut().unwrap().remove("replicas");
     env.apply(p).await;
@@ -97,13 +86,14 @@ async fn with_an_hpa_the_target_replicas_are_the_hpas_alone() {
     // 16 stable + 4 surge at 160 beside 16 canary pods at 160: the worst case at maxReplicas.
     assert!(budget.message.contains("planned peak of 5760 connections"), "{}", budget.message);
     let done = env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
-    sampler.abort();
     let target = env.target().await;
     assert_eq!(target.spec.replicas, Some(12), "the HPA's replicas stand");
     assert_eq!(env_of(&target, "WORKERS").as_deref(), Some("4"));
     assert!(env.canary().await.is_none());
-    let owners = owners.lock().unwrap().clone();
-    assert!(!owners.is_empty(), "the sampler saw the target");
+    let versions: Vec<Deployment> = recorded.versions_of(TARGET).into_iter().flatten().collect();
+    assert!(versions.len() > 1, "the recorder saw the target change");
+    let owners: Vec<String> = versions.iter().flat_map(replicas_owners).collect();
+    assert!(!owners.is_empty(), "the HPA's ownership of the replicas was seen");
     assert!(
         owners.iter().all(|m| m != "redis-pool-operator"),
         "the operator owned the target's replicas at some point: {owners:?}"
@@ -125,8 +115,16 @@ async fn a_canary_pod_lost_late_in_a_soak_does_not_fail_the_rollout() {
     let s =
         env.wait_status("auth-api", "step 1 soaking", Duration::from_secs(60), |s| s.step_started_at.is_some()).await;
     let began = s.step_started_at.clone().unwrap();
-    // Past the deadline since the soak began: cordon every node and evict the canary pod.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Past the deadline since the soak began, with the operator seen awake in that time: cordon
+    // every node and evict the canary pod.
+    let awake = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    let late = began.0 + jiff::SignedDuration::from_secs(10);
+    wait_until("10 s into the soak", Duration::from_secs(30), || async {
+        (jiff::Timestamp::now() >= late).then_some(())
+    })
+    .await;
+    env.wait_reconciles(awake + 2.0, Duration::from_secs(30)).await;
+    assert_eq!(env.status("auth-api").await.step, Some(0), "still soaking the first step");
     cordon(&env, true).await;
     let pods: Api<Pod> = env.ns.api();
     let canary_pods = pods.list(&ListParams::default().labels("redispool.io/track=canary")).await.unwrap().items;
@@ -136,7 +134,9 @@ async fn a_canary_pod_lost_late_in_a_soak_does_not_fail_the_rollout() {
         s.soak.as_ref().is_some_and(|k| k.unavailable_since.is_some())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The pod stays lost while the operator looks again, twice.
+    let seen = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    env.wait_reconciles(seen + 2.0, Duration::from_secs(30)).await;
     cordon(&env, false).await;
     let s = env
         .wait_status("auth-api", "the soak to resume", Duration::from_secs(30), |s| {

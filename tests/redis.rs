@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use redis_pool_operator::core::api::{Phase, RedisPoolPolicyStatus};
+use redis_pool_operator::core::api::{Phase, RedisPoolPolicy, RedisPoolPolicyStatus};
 use support::fleet::Health;
 use support::scenario::*;
 use support::*;
@@ -219,6 +219,7 @@ async fn two_services_on_one_redis_never_plan_past_its_budget() {
     second.metadata = kube::api::ObjectMeta { name: Some("search-api".into()), ..Default::default() };
     second.status = None;
     env.deployments().create(&PostParams::default(), &second).await.unwrap();
+    let policies = support::recorder::Recorder::start(env.policies()).await;
 
     let with_redis = |name: &str, target: &str| {
         let mut p = policy(name);
@@ -237,20 +238,17 @@ async fn two_services_on_one_redis_never_plan_past_its_budget() {
     assert!(message.contains(&format!("3200 for {ns}/auth (rolling out)")), "{message}");
     assert!(message.contains("over the budget of 5000"), "{message}");
 
-    // Watch both until the second succeeds: never both in flight.
-    let start = std::time::Instant::now();
-    let mut both = Vec::new();
-    loop {
-        let (a, b) = (env.status("auth").await, env.status("search").await);
-        if a.phase.is_active() && b.phase.is_active() {
-            both.push((a.phase, b.phase));
-        }
-        if b.phase == Phase::Succeeded {
-            assert_eq!(a.phase, Phase::Succeeded);
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(150), "the second rollout did not finish: {b:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Until the second succeeds, never both in flight, at any version of either status.
+    env.wait_phase("search", Phase::Succeeded, Duration::from_secs(150)).await;
+    assert_eq!(env.status("auth").await.phase, Phase::Succeeded);
+    let phase = |p: Option<&RedisPoolPolicy>| p.and_then(|p| Some(p.status.as_ref()?.phase)).unwrap_or_default();
+    let states = policies.timeline();
+    let both: Vec<_> = states
+        .iter()
+        .map(|s| (phase(s.get("auth")), phase(s.get("search"))))
+        .filter(|(a, b)| a.is_active() && b.is_active())
+        .collect();
     assert!(both.is_empty(), "both rolled out at once: {both:?}");
+    let auth_rolled_out = states.iter().any(|s| phase(s.get("auth")).is_active());
+    assert!(auth_rolled_out, "the recorder saw the first rollout in flight");
 }

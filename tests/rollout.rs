@@ -12,6 +12,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use redis_pool_operator::core::api::Phase;
 use redis_pool_operator::core::api::VerdictResult;
 use support::fleet::Health;
+use support::recorder::Recorder;
 use support::scenario::*;
 use support::*;
 
@@ -19,7 +20,7 @@ use support::*;
 async fn promotes_through_10_50_100_and_then_writes_nothing() {
     let env = Env::new("promote", 10).await;
     let _fleet = env.fleet(all_pods(Health::good()));
-    let watcher = Watcher::start(env.deployments());
+    let watcher = Watcher::start(env.deployments()).await;
     env.apply(policy("auth-api")).await;
     let status = env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
     let took = env.started.elapsed();
@@ -87,7 +88,7 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
 async fn rolls_back_on(prefix: &str, canary: Health, gate: &str) {
     let env = Env::new(prefix, 10).await;
     let _fleet = env.fleet(canary_pods(canary));
-    let watcher = Watcher::start(env.deployments());
+    let watcher = Watcher::start(env.deployments()).await;
     env.apply(policy("auth-api")).await;
     let status = env.wait_phase("auth-api", Phase::RolledBack, Duration::from_secs(90)).await;
     let target = env.target().await;
@@ -402,15 +403,15 @@ async fn an_invalid_target_is_reported_and_other_policies_go_on() {
 async fn survives_operator_restarts_at_every_stage() {
     let mut env = Env::new("restart", 10).await;
     let _fleet = env.fleet(all_pods(Health::good()));
-    let watcher = Watcher::start(env.deployments());
+    let watcher = Watcher::start(env.deployments()).await;
+    let policies = Recorder::start(env.policies()).await;
     env.apply(policy("auth-api")).await;
     let api = env.policies();
-    let steps_seen = Arc::new(Mutex::new(Vec::<Option<i32>>::new()));
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(150);
+    // Drives the restarts until the promotion; the checks read every status the API server saw.
     loop {
         let s = api.get("auth-api").await.unwrap().status.unwrap_or_default();
-        steps_seen.lock().unwrap().push(s.step);
         if s.phase == Phase::Succeeded {
             break;
         }
@@ -423,7 +424,9 @@ async fn survives_operator_restarts_at_every_stage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(kills >= 3, "the operator was restarted {kills} times");
-    let steps: Vec<i32> = steps_seen.lock().unwrap().iter().flatten().copied().collect();
+    let statuses = policies.versions_of("auth-api");
+    let steps: Vec<i32> = statuses.iter().flatten().filter_map(|p| p.status.as_ref()?.step).collect();
+    assert!(steps.contains(&2), "the recorder saw the last step: {steps:?}");
     for w in steps.windows(2) {
         assert!(w[1] == w[0] || w[1] == w[0] + 1, "a step was skipped or repeated backwards: {steps:?}");
     }

@@ -120,7 +120,7 @@ pub struct Found {
 
 /// Whether a rollout of `pool` may start (or step on).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Gate {
+pub enum Clearance {
     /// Every requirement has its verdict; what they are, for the rollout's message.
     Clear(Vec<String>),
     /// A verdict is not in yet: wait. `short` is for `kubectl get`; `unreadable` when a
@@ -131,7 +131,7 @@ pub enum Gate {
 }
 
 /// Judges `pool` against every requirement: refused if any refuses, else waiting if any waits.
-pub fn check(pool: &WorkerPool, required: &[Required]) -> Gate {
+pub fn check(pool: &WorkerPool, required: &[Required]) -> Clearance {
     let hash = pool.hash();
     let mut met = Vec::new();
     let mut waits: Vec<(String, String)> = Vec::new();
@@ -144,14 +144,14 @@ pub fn check(pool: &WorkerPool, required: &[Required]) -> Gate {
                 unreadable = true;
                 waits.push((message, short));
             }
-            Judged::Refuse(why) => return Gate::Refuse(why),
+            Judged::Refuse(why) => return Clearance::Refuse(why),
         }
     }
     if waits.is_empty() {
-        return Gate::Clear(met);
+        return Clearance::Clear(met);
     }
     let (messages, shorts): (Vec<String>, Vec<String>) = waits.into_iter().unzip();
-    Gate::Wait { message: messages.join("; "), short: shorts.join(", "), unreadable }
+    Clearance::Wait { message: messages.join("; "), short: shorts.join(", "), unreadable }
 }
 
 enum Judged {

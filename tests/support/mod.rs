@@ -6,6 +6,7 @@
 
 pub mod fleet;
 pub mod operator;
+pub mod recorder;
 pub mod scenario;
 
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
 //! Shared scenario helpers for the end-to-end tests: a namespace with the target Deployment and
 //! an operator process, the runbook policy with second-long pauses, and an observer of replicas.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -11,6 +11,7 @@ use redis_pool_operator::core::api::{Phase, RedisPoolPolicy, canary_name};
 
 use super::fleet::{Behaviour, Fleet, Health};
 use super::operator::Operator;
+use super::recorder::Recorder;
 use super::*;
 
 pub const TARGET: &str = "auth-api";
@@ -185,63 +186,54 @@ pub fn canary_pods(canary: Health) -> Behaviour {
 }
 
 /// (canary spec, target spec, canary available, target available)
-pub type Samples = Arc<Mutex<Vec<(i32, i32, i32, i32)>>>;
+pub type Sample = (i32, i32, i32, i32);
 
-/// Samples (canary replicas, target replicas) of the Deployments while a test runs, and the
-/// available pods, to check the invariants at every observed instant.
+/// Records every version of the Deployments while a test runs (a watch, not a sampler), to
+/// check the replicas requested and the pods available at every instant the API server saw.
 pub struct Watcher {
-    samples: Samples,
-    task: tokio::task::JoinHandle<()>,
+    recorder: Recorder<Deployment>,
 }
 
 impl Watcher {
-    pub fn start(api: Api<Deployment>) -> Watcher {
-        let samples = Samples::default();
-        let s = samples.clone();
-        let task = tokio::spawn(async move {
-            for _ in 0..3000 {
-                let target = api.get(TARGET).await.ok();
-                let canary = api.get_opt(&canary_name(TARGET)).await.ok().flatten();
-                let spec = |d: &Option<Deployment>| d.as_ref().and_then(|d| d.spec.replicas).unwrap_or(0);
-                let avail = |d: &Option<Deployment>| {
-                    d.as_ref().and_then(|d| d.status.as_ref()?.available_replicas).unwrap_or(0)
-                };
-                let sample = (spec(&canary), spec(&target), avail(&canary), avail(&target));
-                {
-                    let mut v = s.lock().unwrap();
-                    if v.last() != Some(&sample) {
-                        v.push(sample);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Watcher { samples, task }
+    pub async fn start(api: Api<Deployment>) -> Watcher {
+        Watcher { recorder: Recorder::start(api).await }
     }
 
-    /// Distinct (canary, stable) splits requested, in order.
-    pub fn splits(&self) -> Vec<(i32, i32)> {
-        let mut out: Vec<(i32, i32)> = vec![];
-        for (c, t, _, _) in self.samples.lock().unwrap().iter() {
-            if out.last() != Some(&(*c, *t)) {
-                out.push((*c, *t));
+    /// (canary, target) replicas requested and available after each change, repeats folded.
+    fn samples(&self) -> Vec<Sample> {
+        let spec = |d: Option<&Deployment>| d.and_then(|d| d.spec.replicas).unwrap_or(0);
+        let avail = |d: Option<&Deployment>| d.and_then(|d| d.status.as_ref()?.available_replicas).unwrap_or(0);
+        let mut out: Vec<Sample> = vec![];
+        for state in self.recorder.timeline() {
+            let (canary, target) = (state.get(&canary_name(TARGET)), state.get(TARGET));
+            let sample = (spec(canary), spec(target), avail(canary), avail(target));
+            if out.last() != Some(&sample) {
+                out.push(sample);
             }
         }
         out
     }
 
-    /// Available pods never drop below total - maxUnavailable (25% of 10 = 2).
+    /// Distinct (canary, stable) splits requested, in order.
+    pub fn splits(&self) -> Vec<(i32, i32)> {
+        let mut out: Vec<(i32, i32)> = vec![];
+        for (c, t, _, _) in self.samples() {
+            if out.last() != Some(&(c, t)) {
+                out.push((c, t));
+            }
+        }
+        out
+    }
+
+    /// Available pods never drop below total - maxUnavailable (25% of 10 = 2), nor requested
+    /// replicas below total, at any version of the Deployments.
     pub fn assert_capacity(&self, total: i32, max_unavailable: i32) {
-        for (c, t, ac, at) in self.samples.lock().unwrap().iter() {
+        let samples = self.samples();
+        assert!(samples.len() > 1, "the recorder saw the Deployments change: {samples:?}");
+        for (c, t, ac, at) in samples {
             assert!(c + t >= total, "requested replicas {c}+{t} below {total}");
             assert!(ac + at >= total - max_unavailable, "available {ac}+{at} below {total}-{max_unavailable}");
         }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

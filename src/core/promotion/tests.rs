@@ -38,11 +38,11 @@ fn staging(verdicts: Vec<RolloutVerdict>, soak_hours: i64) -> Required {
     }
 }
 
-fn message(g: &Gate) -> String {
+fn message(g: &Clearance) -> String {
     match g {
-        Gate::Clear(met) => met.join("; "),
-        Gate::Wait { message, .. } => message.clone(),
-        Gate::Refuse(why) => why.clone(),
+        Clearance::Clear(met) => met.join("; "),
+        Clearance::Wait { message, .. } => message.clone(),
+        Clearance::Refuse(why) => why.clone(),
     }
 }
 
@@ -102,9 +102,9 @@ fn the_runbook_chain() {
         let text = message(&gate);
         assert!(text.contains(expect), "{case}: {text}");
         let kind = match &gate {
-            Gate::Clear(_) => "clear",
-            Gate::Wait { .. } => "wait",
-            Gate::Refuse(_) => "refuse",
+            Clearance::Clear(_) => "clear",
+            Clearance::Wait { .. } => "wait",
+            Clearance::Refuse(_) => "refuse",
         };
         let want = match case {
             "rolled back" | "failed after promotion" => "refuse",
@@ -112,7 +112,7 @@ fn the_runbook_chain() {
             _ => "wait",
         };
         assert_eq!(kind, want, "{case}: {text}");
-        if let Gate::Wait { short, .. } = &gate
+        if let Clearance::Wait { short, .. } = &gate
             && case == "soaking"
         {
             assert_eq!(short, "staging/auth-api 6h/24h");
@@ -127,11 +127,14 @@ fn unreadable_waits_and_a_soak_that_can_never_come_refuses() {
     let mut r = staging(vec![], 24);
     r.found = Err(Unreadable::Timeout(5));
     let gate = check(&p, &[r]);
-    assert!(matches!(&gate, Gate::Wait { message, .. } if message.contains("cannot read it: no answer")), "{gate:?}");
+    assert!(
+        matches!(&gate, Clearance::Wait { message, .. } if message.contains("cannot read it: no answer")),
+        "{gate:?}"
+    );
     let mut r = staging(vec![verdict(&p, "staging", VerdictResult::Succeeded, 12)], 48);
     r.found.as_mut().unwrap().as_mut().unwrap().watches = SignedDuration::from_hours(12);
     let gate = check(&p, &[r]);
-    assert!(matches!(&gate, Gate::Refuse(why) if why.contains("can never soak the 48h")), "{gate:?}");
+    assert!(matches!(&gate, Clearance::Refuse(why) if why.contains("can never soak the 48h")), "{gate:?}");
 }
 
 #[test]
@@ -141,7 +144,7 @@ fn a_refusal_wins_over_a_wait_and_every_requirement_must_be_met() {
     let mut canary_env = staging(vec![], 1);
     canary_env.environment = "canary".into();
     canary_env.from = "canary/auth-api".into();
-    assert!(matches!(check(&p, &[ok.clone(), canary_env.clone()]), Gate::Wait { .. }));
+    assert!(matches!(check(&p, &[ok.clone(), canary_env.clone()]), Clearance::Wait { .. }));
     let mut refused = canary_env.clone();
     refused.found = Ok(Some(Found {
         verdicts: vec![verdict(&p, "canary", VerdictResult::RolledBack, 0)],
@@ -149,8 +152,8 @@ fn a_refusal_wins_over_a_wait_and_every_requirement_must_be_met() {
     }));
     let mut unreadable = ok.clone();
     unreadable.found = Err(Unreadable::Unreachable("connection refused".into()));
-    assert!(matches!(check(&p, &[unreadable, refused]), Gate::Refuse(_)));
-    assert!(matches!(check(&p, &[]), Gate::Clear(m) if m.is_empty()));
+    assert!(matches!(check(&p, &[unreadable, refused]), Clearance::Refuse(_)));
+    assert!(matches!(check(&p, &[]), Clearance::Clear(m) if m.is_empty()));
 }
 
 #[test]
@@ -209,7 +212,7 @@ proptest! {
     /// environment, soaked long enough.
     #[test]
     fn nothing_starts_without_a_matching_verdict(p in arb_pool(), required in prop::collection::vec(arb_required(), 0..3)) {
-        if let Gate::Clear(_) = check(&p, &required) {
+        if let Clearance::Clear(_) = check(&p, &required) {
             for r in &required {
                 prop_assert!(matches_requirement(&p, r), "cleared without a verdict: {r:?}");
             }
@@ -231,14 +234,14 @@ proptest! {
             _ => b.connect_timeout_seconds += by,
         }
         let required = [staging(vec![verdict(&a, "staging", VerdictResult::Succeeded, hours)], soak)];
-        prop_assert!(!matches!(check(&b, &required), Gate::Clear(_)));
+        prop_assert!(!matches!(check(&b, &required), Clearance::Clear(_)));
     }
 
     /// Verdicts on other pools, or from other environments, change nothing about whether a
     /// policy may start.
     #[test]
     fn a_verdict_for_another_configuration_never_counts(p in arb_pool(), r in arb_required(), noise in prop::collection::vec(arb_verdict(), 0..4)) {
-        let kind = |g: &Gate| std::mem::discriminant(g);
+        let kind = |g: &Clearance| std::mem::discriminant(g);
         let before = check(&p, std::slice::from_ref(&r));
         let mut noisy = r.clone();
         if let Ok(Some(found)) = &mut noisy.found {

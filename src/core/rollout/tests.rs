@@ -1590,7 +1590,7 @@ mod chain {
     use super::*;
     use crate::core::api::{PolicyRef, Requirement};
     use crate::core::api::{RolloutVerdict, WorkerPool};
-    use crate::core::promotion::{Found, Gate, Required, Unreadable, check};
+    use crate::core::promotion::{Clearance, Found, Required, Unreadable, check};
 
     /// A production policy that requires staging's verdict, soaked `soak`.
     fn production(soak: &str) -> Sim {
@@ -1638,7 +1638,7 @@ mod chain {
                 r[0].found = Err(Unreadable::Timeout(5));
             }
         }
-        fn gate(&self) -> Gate {
+        fn gate(&self) -> Clearance {
             check(&pool(self), self.world.required.as_deref().unwrap_or(&[]))
         }
     }
@@ -1805,9 +1805,9 @@ mod chain {
                     || (prev.canary == s.canary && matches!((prev.step, s.step), (Some(a), Some(b)) if b > a));
                 // A person's promote skips the steps on their word, verdicts or not.
                 let manual = matches!(e, Event::Manual(ManualAction::Promote));
-                prop_assert!(!began || manual || matches!(gate, Gate::Clear(_)), "a step began on {:?}: {:?}", gate, s.message);
+                prop_assert!(!began || manual || matches!(gate, Clearance::Clear(_)), "a step began on {:?}: {:?}", gate, s.message);
                 let promoted = prev.phase != Phase::Promoting && s.phase == Phase::Promoting && prev.phase.is_active();
-                prop_assert!(!promoted || manual || matches!(gate, Gate::Clear(_)), "promoted on {:?}", gate);
+                prop_assert!(!promoted || manual || matches!(gate, Clearance::Clear(_)), "promoted on {:?}", gate);
             }
         }
     }

@@ -18,7 +18,7 @@ use crate::core::api::{
 };
 use crate::core::api::{RolloutVerdict, VerdictResult, WorkerPool};
 use crate::core::durations::{durations, human, step_pause};
-use crate::core::promotion::{self, Gate};
+use crate::core::promotion::{self, Clearance};
 use crate::core::shared_budget::{self, Shared};
 use crate::core::sizing::{Budget, Split, actual_weight, beside, split};
 
@@ -380,14 +380,14 @@ impl Machine<'_> {
     }
 
     /// What `spec.promotion.requires` says of the worker pool the spec asks for.
-    pub(super) fn verdicts_gate(&self) -> Gate {
+    pub(super) fn clearance(&self) -> Clearance {
         if self.input.spec.promotion.requires.is_empty() {
-            return Gate::Clear(Vec::new());
+            return Clearance::Clear(Vec::new());
         }
         match &self.input.observed.required {
             Some(required) => promotion::check(&self.desired_worker_pool(), required),
             // The shell reads them whenever a rollout may start or is in flight: never on faith.
-            None => Gate::Wait {
+            None => Clearance::Wait {
                 message: "waiting: the verdicts spec.promotion.requires names were not read".into(),
                 short: "not read".into(),
                 unreadable: true,

@@ -129,7 +129,7 @@ impl Machine<'_> {
             }
         }
         // Staging failed the pool since this rollout started on its verdict.
-        if let Gate::Refuse(why) = self.verdicts_gate() {
+        if let Clearance::Refuse(why) = self.clearance() {
             return Some(self.fail(format!("a required verdict no longer holds: {why}")));
         }
         if self.status.phase == Phase::Paused {
@@ -150,7 +150,7 @@ impl Machine<'_> {
         let latest = self.status.analysis.as_ref().filter(|a| a.step == step as i32 && a.at.0 >= started);
         let passed = latest.is_some_and(|a| a.verdict == Verdict::Pass);
         if soaked >= pause && passed {
-            if let Gate::Wait { message, .. } = self.verdicts_gate() {
+            if let Clearance::Wait { message, .. } = self.clearance() {
                 // Never a step without the verdicts (they cannot be read now): hold, without a
                 // deadline, since another cluster's outage says nothing about this canary.
                 self.status.message = Some(format!("{label}: soaked and passing; holding: {message}"));

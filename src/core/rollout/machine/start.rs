@@ -17,8 +17,9 @@ impl Machine<'_> {
         let overridden_here = self.status.overridden.clone().filter(|o| o.generation == generation);
         let waiting_on_override = self.status.phase == Phase::Overridden && overridden_here.is_some();
         let may_start = !up_to_date && target.unusable.is_none() && !not_retried && !waiting_on_override;
-        let gate = if may_start { self.verdicts_gate() } else { Gate::Clear(Vec::new()) };
-        let starting = may_start && matches!(gate, Gate::Clear(_)) && self.budget.ok && !self.taken_back_again(target);
+        let gate = if may_start { self.clearance() } else { Clearance::Clear(Vec::new()) };
+        let starting =
+            may_start && matches!(gate, Clearance::Clear(_)) && self.budget.ok && !self.taken_back_again(target);
         if !starting && !self.remove_leftover_canary(target) {
             return Next::Done;
         }
@@ -38,19 +39,19 @@ impl Machine<'_> {
             return Next::Done;
         }
         match gate {
-            Gate::Wait { message, short, unreadable } => {
+            Clearance::Wait { message, short, unreadable } => {
                 self.status.waiting_for = Some(short);
                 let reason = if unreadable { Reason::VerdictUnreadable } else { Reason::WaitingForVerdict };
                 return self.end_in(Phase::Waiting, reason, message);
             }
-            Gate::Refuse(why) => {
+            Clearance::Refuse(why) => {
                 let msg = format!(
                     "blocked: {why}; this worker pool starts once a newer verdict on it succeeds there, or change \
                      the pool here"
                 );
                 return self.end_in(Phase::Blocked, Reason::VerdictRefused, msg);
             }
-            Gate::Clear(met) => self.verdicts_met = met,
+            Clearance::Clear(met) => self.verdicts_met = met,
         }
         if !self.budget.ok {
             let msg = format!("blocked: {}", self.budget.explain());
