@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::Input;
+use super::{Input, messages};
 use crate::core::analysis::Verdict;
 use crate::core::api::{Phase, RedisPoolPolicyStatus, ScalingMode};
 use crate::core::sizing::Budget;
@@ -21,8 +21,8 @@ pub(super) fn set_conditions(status: &mut RedisPoolPolicyStatus, input: &Input, 
     // The message once: Progressing carries it while a rollout is in flight, Ready otherwise
     // (why the policy rests, or why it is not ready).
     let (ready_says, progressing_says) = match phase.is_active() {
-        true => ("a rollout is in flight: see the Progressing condition", message.as_str()),
-        false => (message.as_str(), "no rollout in flight"),
+        true => (messages::READY_WHILE_ROLLING_OUT, message.as_str()),
+        false => (message.as_str(), messages::NOTHING_IN_FLIGHT),
     };
     set("Ready", Some(ready), &phase_reason, ready_says);
     set("Progressing", Some(phase.is_active()), &phase_reason, progressing_says);
@@ -64,13 +64,7 @@ fn redis_reachable(status: &mut RedisPoolPolicyStatus, input: &Input) {
     match &input.observed.redis {
         Some(Err(e)) => upsert(status, input, "RedisReachable", "False", "RedisUnreachable", &e.to_string()),
         Some(Ok(s)) => {
-            let msg = match s.max_clients {
-                Some(m) => format!("{address} answers; maxclients {m}"),
-                None => format!(
-                    "{address} answers; maxclients unknown: {}",
-                    s.max_clients_note.as_deref().unwrap_or("set spec.redis.maxClients")
-                ),
-            };
+            let msg = messages::redis_answers(address, s.max_clients, s.max_clients_note.as_deref());
             upsert(status, input, "RedisReachable", "True", "Reachable", &msg)
         }
         None => {}
@@ -86,26 +80,9 @@ fn autoscaled(status: &mut RedisPoolPolicyStatus, input: &Input) {
         .filter(|s| s.mode == ScalingMode::Beside && target.hpa.is_none())
         .and_then(|s| s.by.clone());
     let (state, reason, msg) = match (&target.hpa, handed_over) {
-        (Some(h), _) => (
-            "True",
-            "HorizontalPodAutoscaler",
-            format!(
-                "HorizontalPodAutoscaler {} ({}..{} replicas) owns the target's replicas: the operator never writes \
-                 them; canary pods run beside the stable and the budget counts maxReplicas {}",
-                h.name, h.min_replicas, h.max_replicas, h.max_replicas
-            ),
-        ),
-        (None, Some(by)) => (
-            "True",
-            "ReplicasHandedOver",
-            format!("{by} sets the target's replicas during this rollout: canary pods run beside the stable"),
-        ),
-        (None, None) => (
-            "False",
-            "NoAutoscaler",
-            "no HorizontalPodAutoscaler targets the Deployment: a rollout moves replicas from the stable to the canary"
-                .to_string(),
-        ),
+        (Some(h), _) => ("True", "HorizontalPodAutoscaler", messages::autoscaled(h)),
+        (None, Some(by)) => ("True", "ReplicasHandedOver", messages::replicas_set_by(&by)),
+        (None, None) => ("False", "NoAutoscaler", messages::no_autoscaler()),
     };
     upsert(status, input, "Autoscaled", state, reason, &msg);
 }
@@ -114,19 +91,11 @@ fn autoscaled(status: &mut RedisPoolPolicyStatus, input: &Input) {
 fn env_owned(status: &mut RedisPoolPolicyStatus, input: &Input) {
     let Some(o) = status.overridden.clone() else { return };
     let (state, reason, msg) = if status.phase == Phase::Overridden {
-        (
-            "False",
-            "Overridden",
-            format!("{} wrote the pool env vars {} after the operator promoted them", o.by, o.fields.join(", ")),
-        )
+        ("False", "Overridden", messages::env_overridden(&o))
     } else if status.phase.is_active() && o.generation == input.generation {
-        (
-            "Unknown",
-            "RollingOutAgain",
-            format!("{} wrote the pool env vars {} after the promotion; rolling out again", o.by, o.fields.join(", ")),
-        )
+        ("Unknown", "RollingOutAgain", messages::env_rolling_out_again(&o))
     } else {
-        ("True", "Owned", "the target carries the pool env vars the policy asks for".to_string())
+        ("True", "Owned", messages::env_owned())
     };
     upsert(status, input, "EnvOwned", state, reason, &msg);
 }

@@ -9,6 +9,7 @@
 mod conditions;
 mod identity;
 mod machine;
+pub mod messages;
 mod questions;
 mod reason;
 mod refusals;

@@ -56,8 +56,7 @@ impl Machine<'_> {
         };
         if a.verdict == Verdict::Fail {
             let limit = self.input.spec.rollout.analysis.failure_limit;
-            let when = if after_promotion { "after the promotion: " } else { "" };
-            let msg = format!("{when}{} ({consecutive_failures}/{limit})", failing_gates(&a.gates));
+            let msg = messages::analysis_failed(&a.gates, after_promotion, consecutive_failures, limit);
             self.event(Reason::AnalysisFailed, msg);
         }
         self.see_pool(hash, &a.gates);

@@ -7,7 +7,7 @@ impl Machine<'_> {
     pub(super) fn manual(&mut self, action: ManualAction) {
         use ManualAction::*;
         let phase = self.status.phase;
-        let refused = |what: &str| format!("{what} ignored: the policy is {phase:?}");
+        let refused = |what: &str| messages::action_refused(what, phase);
         match action {
             Pause if phase == Phase::Progressing => self.enter(
                 Phase::Paused,

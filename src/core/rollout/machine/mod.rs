@@ -6,6 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::set_conditions;
+use super::messages;
 use super::{
     Action, AnalysisRun, CanaryView, Decision, Due, Input, ManualAction, Reason, TargetView, rollout_total,
     watched_verdict,
@@ -103,7 +104,7 @@ fn advice_for(input: &Input, seen: Option<&PoolSeen>) -> Option<crate::core::api
     let covered = seen.since.as_ref().zip(seen.last.as_ref()).map(|(a, b)| b.0.duration_since(a.0));
     let over = match covered {
         Some(d) if d >= SignedDuration::from_mins(1) => human(d),
-        _ => format!("{} analyses", seen.analyses),
+        _ => messages::analyses(seen.analyses),
     };
     let numbers = crate::core::advice::Seen {
         peak_utilization: seen.peak_utilization,
@@ -216,7 +217,7 @@ impl Machine<'_> {
         }
         if self.input.spec.suspend {
             // Frozen: no writes, and a pending manual action waits for resume.
-            self.status.message = Some("suspended: spec.suspend is true; nothing is changed until it is false".into());
+            self.status.message = Some(messages::suspended());
             return None;
         }
         if let Some(why) = self.conflict_reason() {
@@ -251,10 +252,7 @@ impl Machine<'_> {
             return Some(held.to_string());
         }
         let owner = self.canary().and_then(|c| c.foreign_owner.clone())?;
-        Some(format!(
-            "Deployment {} exists but belongs to {owner}, not to this policy; it is never touched: rename or delete it",
-            crate::core::api::canary_name(&self.input.spec.target_ref.name)
-        ))
+        Some(messages::canary_not_ours(&crate::core::api::canary_name(&self.input.spec.target_ref.name), &owner))
     }
 
     /// Applies transitions until a phase says the decision is made.
@@ -431,38 +429,6 @@ impl Machine<'_> {
     }
 }
 
-/// Every failing gate with its numbers, e.g. `poolUtilization 95.0% is above ...; successRate ...`.
-fn failing_gates(gates: &[crate::core::analysis::GateResult]) -> String {
-    let failing: Vec<String> = gates
-        .iter()
-        .filter(|g| g.verdict == Verdict::Fail)
-        .map(|g| format!("{} {}", g.gate.name(), g.message))
-        .collect();
-    if failing.is_empty() { "no data (onNoData: Fail)".into() } else { failing.join("; ") }
-}
-
-fn rolled_back_message(f: &FailedConfig) -> String {
-    format!(
-        "rolled back pool configuration {} ({}); change the spec or annotate redispool.io/action=retry to try again",
-        f.hash, f.reason
-    )
-}
-
-fn overridden_message(o: &OverrideStatus) -> String {
-    format!(
-        "{} took the pool env vars{} back after the promotion, again; the operator re-rolled once for this \
-         generation and now waits: hand these fields to redis-pool-operator in your GitOps tool (see the README), \
-         then annotate redispool.io/action=retry",
-        o.by,
-        fields_label(&o.fields)
-    )
-}
-
-/// ` (WORKERS, REDIS_POOL_MAX_CONNECTIONS)`, or nothing when no field is known.
-fn fields_label(fields: &[String]) -> String {
-    if fields.is_empty() { String::new() } else { format!(" ({})", fields.join(", ")) }
-}
-
 /// The field managers that wrote pool env vars since `since` (all that hold some when none did),
 /// and the vars, for messages: `field manager argocd-controller`, `[WORKERS, ...]`.
 fn env_writers(target: &TargetView, since: Option<Timestamp>) -> (String, Vec<String>) {
@@ -472,7 +438,7 @@ fn env_writers(target: &TargetView, since: Option<Timestamp>) -> (String, Vec<St
     let mut fields: Vec<String> = writers.iter().flat_map(|w| w.fields.clone()).collect();
     fields.dedup();
     let names: Vec<&str> = writers.iter().map(|w| w.manager.as_str()).collect();
-    let by = if names.is_empty() { "another writer".into() } else { format!("field manager {}", names.join(", ")) };
+    let by = messages::field_managers(&names);
     (by, fields)
 }
 

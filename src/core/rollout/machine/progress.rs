@@ -25,7 +25,7 @@ impl Machine<'_> {
         let weight = self.weight_of(step);
         let split = self.record_split(target, weight);
         self.status.step = Some(step as i32);
-        let label = format!("step {}/{} ({}%)", step + 1, self.steps(), weight);
+        let label = messages::step_label(step, self.steps(), weight);
         let available = match self.scale_step(target, &split, &label) {
             Ok(available) => available,
             Err(waiting) => return waiting,
@@ -43,24 +43,19 @@ impl Machine<'_> {
     /// Why the rollout must start again: what it was started on has changed.
     fn restart_reason(&self, target: &TargetView) -> Option<String> {
         if let Some(why) = &target.unusable {
-            return Some(format!("the target can no longer be managed: {why}"));
+            return Some(messages::unmanageable(why));
         }
         let desired = self.input.desired;
         if self.canary_hash() != desired.hash {
-            return Some(format!("the spec changed to pool configuration {}; restarting the rollout", desired.hash));
+            return Some(messages::spec_changed(&desired.hash));
         }
         if self.status.target_uid.as_deref().is_some_and(|u| u != target.uid) {
-            return Some(
-                "the target Deployment was replaced (a new object of the same name); restarting the rollout on it"
-                    .into(),
-            );
+            return Some(messages::target_replaced());
         }
         if self.status.target_template_hash.as_deref().is_some_and(|h| h != target.template_hash) {
-            return Some(
-                "the target's pod template changed during the rollout; restarting it with the new template".into(),
-            );
+            return Some(messages::template_changed());
         }
-        (!self.budget.ok).then(|| format!("the plan no longer fits: {}", self.budget.explain()))
+        (!self.budget.ok).then(|| messages::no_longer_fits(&self.budget))
     }
 
     /// Sizes the step: first the canary runs the desired configuration at this step's replicas
@@ -105,7 +100,7 @@ impl Machine<'_> {
         }
         if self.mode() == ScalingMode::Split && target.spec_replicas != split.stable {
             self.actions.push(Action::ScaleTarget { replicas: split.stable });
-            self.status.message = Some(format!("{label}: scaling the stable to {} replicas", split.stable));
+            self.status.message = Some(messages::scaling_stable(label, split.stable));
             return Err(Next::Done);
         }
         Ok(available)
@@ -120,20 +115,16 @@ impl Machine<'_> {
             let a = self.status.analysis.as_ref().expect("just recorded");
             let limit = self.input.spec.rollout.analysis.failure_limit;
             if a.consecutive_failures >= limit {
-                let reason = format!(
-                    "analysis failed {} times in a row at {label}: {}",
-                    a.consecutive_failures,
-                    failing_gates(&a.gates)
-                );
+                let reason = messages::failed_in_a_row(label, a.consecutive_failures, &a.gates);
                 return Some(self.fail(reason));
             }
         }
         // Staging failed the pool since this rollout started on its verdict.
         if let Clearance::Refuse(why) = self.clearance() {
-            return Some(self.fail(format!("a required verdict no longer holds: {why}")));
+            return Some(self.fail(messages::verdict_no_longer_holds(&why)));
         }
         if self.status.phase == Phase::Paused {
-            self.status.message = Some(format!("{label}: paused by a person"));
+            self.status.message = Some(messages::paused(label));
             return Some(Next::Done);
         }
         None
@@ -153,7 +144,7 @@ impl Machine<'_> {
             if let Clearance::Wait { message, .. } = self.clearance() {
                 // Never a step without the verdicts (they cannot be read now): hold, without a
                 // deadline, since another cluster's outage says nothing about this canary.
-                self.status.message = Some(format!("{label}: soaked and passing; holding: {message}"));
+                self.status.message = Some(messages::holding_for_verdicts(&label, &message));
                 if let Some(s) = self.status.soak.as_mut() {
                     s.held_until = Some(Time(now));
                 }
@@ -161,18 +152,9 @@ impl Machine<'_> {
             }
             return self.next_step(target, step);
         }
-        let verdict = latest.map_or("no analysis yet".to_string(), |a| {
-            format!(
-                "last analysis {:?}{}",
-                a.verdict,
-                a.decided_by.as_ref().map(|g| format!(" ({g})")).unwrap_or_default()
-            )
-        });
-        self.status.message = Some(format!(
-            "{label}: {available}/{canary} canary pods available; soaked {} of {}; {verdict}",
-            human(soaked),
-            self.pause_label(step)
-        ));
+        let verdict = messages::last_analysis(latest.map(|a| (a.verdict, a.decided_by.as_deref())));
+        self.status.message =
+            Some(messages::soaking(&label, available, canary, soaked, &self.pause_label(step), &verdict));
         if soaked < pause {
             return Next::Done;
         }
@@ -182,10 +164,7 @@ impl Machine<'_> {
         let held = self.status.soak.as_ref().and_then(|s| s.held_until.as_ref()).map(|t| t.0);
         let completed_at = (now - (soaked - pause)).max(held.unwrap_or(Timestamp::MIN));
         if self.held_for(completed_at) > self.deadline() {
-            let reason = format!(
-                "no passing analysis within progressDeadline {} after the pause of {label}; {verdict}",
-                self.deadline_label()
-            );
+            let reason = messages::no_passing_analysis(self.deadline_label(), &label, &verdict);
             return self.fail(reason);
         }
         Next::Done
@@ -196,7 +175,7 @@ impl Machine<'_> {
     fn next_step(&mut self, target: &TargetView, step: usize) -> Next {
         self.status.progressed_at = Some(Time(self.now()));
         if step + 1 >= self.steps() {
-            let msg = format!("every step passed; promoting pool configuration {}", self.input.desired.hash);
+            let msg = messages::every_step_passed(&self.input.desired.hash);
             self.enter(Phase::Promoting, Reason::Promoting, msg);
             return Next::Promote;
         }
@@ -206,13 +185,8 @@ impl Machine<'_> {
         self.status.step = Some(next as i32);
         self.status.step_started_at = None;
         self.status.soak = None;
-        let msg = format!(
-            "step {}/{} ({w}%) of pool configuration {}: scaling the canary to {} replicas",
-            next + 1,
-            self.steps(),
-            self.canary_hash(),
-            s.canary
-        );
+        let label = messages::step_label(next, self.steps(), w);
+        let msg = messages::step_advanced(&label, &self.canary_hash(), s.canary);
         self.event(Reason::StepAdvanced, msg);
         Next::Progress
     }
@@ -225,14 +199,10 @@ impl Machine<'_> {
         let pause = self.pause_label(self.step());
         let Some(soak) = self.status.soak.clone() else {
             self.status.step_started_at = None;
-            self.status.message =
-                Some(format!("{step_label}: waiting for canary pods, {available}/{wanted} available"));
+            self.status.message = Some(messages::waiting_for_canary_pods(step_label, available, wanted));
             let since = self.status.progressed_at.as_ref().map_or(now, |t| t.0);
             if self.status.phase == Phase::Progressing && self.held_for(since) > self.deadline() {
-                let reason = format!(
-                    "{step_label}: canary pods were not available within progressDeadline {}",
-                    self.deadline_label()
-                );
+                let reason = messages::canary_never_available(step_label, self.deadline_label());
                 return self.fail(reason);
             }
             return Next::Done;
@@ -246,10 +216,8 @@ impl Machine<'_> {
                     unavailable_since: Some(Time(now)),
                     ..soak
                 });
-                let msg = format!(
-                    "{step_label}: canary {available}/{wanted} available; the soak pauses at {} of {pause} until they are back",
-                    human(SignedDuration::from_secs(soaked))
-                );
+                let msg =
+                    messages::soak_pauses(step_label, available, wanted, SignedDuration::from_secs(soaked), &pause);
                 self.event(Reason::SoakPaused, msg);
                 (soaked, now)
             }
@@ -257,17 +225,11 @@ impl Machine<'_> {
             (None, None) => (soak.soaked_seconds, now),
         };
         let down = self.held_for(since);
-        self.status.message = Some(format!(
-            "{step_label}: canary {available}/{wanted} available for {}; soak paused at {} of {pause}",
-            human(now.duration_since(since)),
-            human(SignedDuration::from_secs(soaked))
-        ));
+        let paused_at = SignedDuration::from_secs(soaked);
+        let away = now.duration_since(since);
+        self.status.message = Some(messages::soak_paused(step_label, available, wanted, away, paused_at, &pause));
         if self.status.phase == Phase::Progressing && down > self.deadline() {
-            let reason = format!(
-                "{step_label}: canary pods were unavailable for {} without a break, longer than progressDeadline {}",
-                human(down),
-                self.deadline_label()
-            );
+            let reason = messages::canary_unavailable_too_long(step_label, down, self.deadline_label());
             return self.fail(reason);
         }
         Next::Done

@@ -10,10 +10,7 @@ impl Machine<'_> {
         if target.config_hash != self.canary_hash() || target.unusable.is_some() {
             return None;
         }
-        let msg = format!(
-            "the target already carries pool configuration {}: completing the promotion that was under way",
-            target.config_hash
-        );
+        let msg = messages::completing_promotion(&target.config_hash);
         self.status.progressed_at = Some(Time(self.now()));
         self.enter(Phase::Promoting, Reason::Promoting, msg);
         Some(Next::Promote)
@@ -33,11 +30,7 @@ impl Machine<'_> {
         if target.config_hash != canary_hash {
             if canary_hash != desired.hash {
                 // Never write a configuration into the target that no canary has run.
-                let reason = format!(
-                    "the spec changed to pool configuration {} before promotion; restarting the rollout",
-                    desired.hash
-                );
-                return self.restart(reason);
+                return self.restart(messages::spec_changed_before_promotion(&desired.hash));
             }
             if self.status.promoted_at.is_some() {
                 self.overridden_while_promoting(target);
@@ -51,10 +44,7 @@ impl Machine<'_> {
                 // The fleet's size is the rollout's value now, written or found.
                 self.status.scaled_to = replicas;
             }
-            self.status.message = Some(format!(
-                "promoting: writing pool configuration {canary_hash} into the target{}",
-                replicas.map(|r| format!(" with {r} replicas")).unwrap_or_default()
-            ));
+            self.status.message = Some(messages::writing_target(&canary_hash, replicas));
             return Next::Done;
         }
         self.status.promoted_at.get_or_insert(Time(self.now()));
@@ -63,15 +53,10 @@ impl Machine<'_> {
             return Next::Done;
         }
         if !target.rolled_out || target.available < total {
-            let msg = format!("promoting: waiting for the target's rollout, {}/{total} available", target.available);
+            let msg = messages::waiting_for_target_rollout(target.available, total);
             let since = self.status.progressed_at.as_ref().map_or(self.now(), |t| t.0);
             if self.status.phase == Phase::Promoting && self.held_for(since) > self.deadline() {
-                let msg = format!(
-                    "the target has not rolled out pool configuration {canary_hash} within progressDeadline {} \
-                     ({}/{total} available); the canary keeps serving until it does: check the target's pods",
-                    self.deadline_label(),
-                    target.available
-                );
+                let msg = messages::promotion_stalled(&canary_hash, self.deadline_label(), target.available, total);
                 self.enter(Phase::Degraded, Reason::PromotionStalled, msg);
                 return Next::Done;
             }
@@ -92,7 +77,7 @@ impl Machine<'_> {
         self.clear_rollout();
         self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
         self.push_history(canary_hash.clone(), Outcome::Succeeded, "promoted".into());
-        let msg = format!("promoted: the target runs pool configuration {canary_hash} on {total} replicas");
+        let msg = messages::promoted(&canary_hash, total);
         self.enter(Phase::Succeeded, Reason::Promoted, msg);
         Next::Done
     }
@@ -107,10 +92,7 @@ impl Machine<'_> {
             return;
         }
         if !stable_serves(target, target.spec_replicas) {
-            self.status.message = Some(format!(
-                "the pool env was taken back during the promotion: waiting for the target, {}/{} available, before removing the canary",
-                target.available, target.spec_replicas
-            ));
+            self.status.message = Some(messages::taken_back_while_promoting(target.available, target.spec_replicas));
             return;
         }
         let (writers, fields) = env_writers(target, self.status.promoted_at.as_ref().map(|t| t.0));
@@ -119,12 +101,8 @@ impl Machine<'_> {
         self.clear_rollout();
         self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
         let o = OverrideStatus { generation: self.input.generation, rerollouts: 1, by: writers.clone(), fields };
-        self.push_history(
-            hash,
-            Outcome::Overridden,
-            format!("{writers} rewrote the pool env vars during the promotion"),
-        );
-        let msg = overridden_message(&o);
+        self.push_history(hash, Outcome::Overridden, messages::rewrote_during_promotion(&writers));
+        let msg = messages::overridden(&o);
         self.status.overridden = Some(o);
         self.enter(Phase::Overridden, Reason::EnvOverridden, msg);
     }

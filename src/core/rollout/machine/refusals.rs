@@ -25,7 +25,7 @@ impl Machine<'_> {
         }
         if matches!(self.input.action, Some(Ok(_))) {
             self.consumed = true;
-            self.event(Reason::ManualActionIgnored, format!("action ignored: {why}"));
+            self.event(Reason::ManualActionIgnored, messages::action_ignored(&why));
         }
         self.enter(Phase::Conflict, Reason::Conflict, why);
         Next::Done
@@ -41,7 +41,7 @@ impl Machine<'_> {
         if matches!(self.input.action, Some(Ok(_))) {
             // Answered, not left waiting: a person (or the plugin) is told why nothing happens.
             self.consumed = true;
-            self.event(Reason::ManualActionIgnored, format!("action ignored: {why}"));
+            self.event(Reason::ManualActionIgnored, messages::action_ignored(&why));
         }
         self.enter(Phase::Invalid, Reason::InvalidTarget, why);
     }

@@ -11,7 +11,7 @@ impl Machine<'_> {
             RollbackKind::Failed | RollbackKind::Aborted => Reason::RollingBack,
         };
         self.status.rollback = Some(RollbackStatus { kind, reason: reason.clone() });
-        self.enter(Phase::RollingBack, event, format!("rolling back: {reason}"));
+        self.enter(Phase::RollingBack, event, messages::rolling_back(&reason));
     }
 
     /// The canary failed: roll back, and remember the configuration as failed.
@@ -77,15 +77,11 @@ impl Machine<'_> {
             if target.spec_replicas < total {
                 self.actions.push(Action::ScaleTarget { replicas: total });
                 self.status.replicas = Some(replica_status(total, total, self.canary().map_or(0, |c| c.spec_replicas)));
-                self.status.message =
-                    Some(format!("rolling back: restoring the stable to {total} replicas ({})", rollback.reason));
+                self.status.message = Some(messages::restoring_stable(total, &rollback.reason));
                 return Next::Done;
             }
             if !stable_serves(target, total) {
-                self.status.message = Some(format!(
-                    "rolling back: waiting for the stable, {}/{total} available ({})",
-                    target.available, rollback.reason
-                ));
+                self.status.message = Some(messages::waiting_for_stable(target.available, total, &rollback.reason));
                 return Next::Done;
             }
         }
@@ -99,7 +95,7 @@ impl Machine<'_> {
                 self.push_history(hash, Outcome::Restarted, rollback.reason.clone());
                 // A policy that lost its target to another says Conflict (see `run`).
                 self.status.phase = Phase::Idle;
-                self.status.message = Some(format!("released: {}", rollback.reason));
+                self.status.message = Some(messages::released(&rollback.reason));
                 self.released = self.input.deleting;
                 Next::Done
             }
@@ -122,7 +118,7 @@ impl Machine<'_> {
                     generation: self.input.generation,
                     reason: rollback.reason.clone(),
                 };
-                let msg = rolled_back_message(&failed);
+                let msg = messages::rolled_back(&failed);
                 self.status.failed = Some(failed);
                 self.push_history(hash, Outcome::RolledBack, rollback.reason);
                 self.enter(Phase::RolledBack, Reason::RolledBack, msg);

@@ -49,15 +49,11 @@ impl Machine<'_> {
             .filter(|w| w.at.zip(started).is_some_and(|(at, s)| at >= s))
             .filter(|_| self.status.scaled_to != Some(target.spec_replicas));
         let by = match (&target.hpa, writer) {
-            (Some(h), _) => format!("HorizontalPodAutoscaler {}", h.name),
-            (None, Some(w)) => format!("field manager {}", w.manager),
+            (Some(h), _) => messages::hpa(&h.name),
+            (None, Some(w)) => messages::field_managers(&[&w.manager]),
             (None, None) => return,
         };
-        let msg = format!(
-            "{by} took over the target's replicas ({}) during the rollout: from now on canary pods run beside the stable and \
-             the operator no longer writes the target's replicas",
-            target.spec_replicas
-        );
+        let msg = messages::replicas_handed_over(&by, target.spec_replicas);
         self.status.scaling = Some(ScalingStatus { mode: ScalingMode::Beside, by: Some(by) });
         self.event(Reason::ReplicasHandedOver, msg);
     }

@@ -12,12 +12,9 @@ impl Machine<'_> {
             (Some(started), Some(soak)) => {
                 let since = soak.unavailable_since.map_or(now, |t| t.0);
                 self.status.soak = Some(SoakStatus { running_since: Some(Time(now)), unavailable_since: None, ..soak });
-                let msg = format!(
-                    "{step_label}: canary pods are back after {}; the soak resumes at {} of {}",
-                    human(now.duration_since(since)),
-                    human(SignedDuration::from_secs(self.status.soak.as_ref().map_or(0, |s| s.soaked_seconds))),
-                    self.pause_label(step)
-                );
+                let soaked = SignedDuration::from_secs(self.status.soak.as_ref().map_or(0, |s| s.soaked_seconds));
+                let msg =
+                    messages::soak_resumes(step_label, now.duration_since(since), soaked, &self.pause_label(step));
                 self.event(Reason::SoakResumed, msg);
                 started.0
             }
@@ -36,15 +33,8 @@ impl Machine<'_> {
                 if begun == now {
                     self.status.progressed_at = Some(Time(now));
                     let s = self.status.replicas.clone().unwrap_or(replica_status(0, 0, 0));
-                    // The configuration named: two rollouts' first steps are otherwise one Event
-                    // (repeats within minutes fold into a series).
-                    let msg = format!(
-                        "{step_label} of pool configuration {}: {} canary / {} stable replicas, soaking for {}",
-                        self.canary_hash(),
-                        s.canary,
-                        s.stable,
-                        self.pause_label(step)
-                    );
+                    let pause = self.pause_label(step);
+                    let msg = messages::step_started(step_label, &self.canary_hash(), s.canary, s.stable, &pause);
                     self.event(Reason::StepStarted, msg);
                 }
                 begun

@@ -31,11 +31,11 @@ impl Machine<'_> {
         }
         if not_retried && let Some(f) = &self.status.failed {
             self.status.phase = Phase::RolledBack;
-            self.status.message = Some(rolled_back_message(f));
+            self.status.message = Some(messages::rolled_back(f));
             return Next::Done;
         }
         if waiting_on_override {
-            self.status.message = Some(overridden_message(self.status.overridden.as_ref().expect("checked")));
+            self.status.message = Some(messages::overridden(self.status.overridden.as_ref().expect("checked")));
             return Next::Done;
         }
         match gate {
@@ -45,17 +45,12 @@ impl Machine<'_> {
                 return self.end_in(Phase::Waiting, reason, message);
             }
             Clearance::Refuse(why) => {
-                let msg = format!(
-                    "blocked: {why}; this worker pool starts once a newer verdict on it succeeds there, or change \
-                     the pool here"
-                );
-                return self.end_in(Phase::Blocked, Reason::VerdictRefused, msg);
+                return self.end_in(Phase::Blocked, Reason::VerdictRefused, messages::verdict_refused(&why));
             }
             Clearance::Clear(met) => self.verdicts_met = met,
         }
         if !self.budget.ok {
-            let msg = format!("blocked: {}", self.budget.explain());
-            return self.end_in(Phase::Blocked, Reason::BudgetExceeded, msg);
+            return self.end_in(Phase::Blocked, Reason::BudgetExceeded, messages::over_budget(&self.budget));
         }
         if self.taken_back(target) {
             // We promoted exactly this configuration and another writer put something else back.
@@ -65,16 +60,12 @@ impl Machine<'_> {
             let record = OverrideStatus { generation, rerollouts: prev, by: writers.clone(), fields };
             if prev >= 1 {
                 self.status.overridden = Some(record);
-                let msg = overridden_message(self.status.overridden.as_ref().expect("just set"));
+                let msg = messages::overridden(self.status.overridden.as_ref().expect("just set"));
                 return self.end_in(Phase::Overridden, Reason::EnvOverridden, msg);
             }
             self.status.overridden = Some(OverrideStatus { rerollouts: 1, ..record });
-            let msg = format!(
-                "{writers} rewrote the pool env vars{} after the promotion; rolling pool configuration {} out again, \
-                 once for this generation (hand these fields to redis-pool-operator in your GitOps tool: see the README)",
-                fields_label(self.status.overridden.as_ref().map_or(&[][..], |o| &o.fields)),
-                desired.hash
-            );
+            let fields = self.status.overridden.as_ref().map_or(&[][..], |o| &o.fields);
+            let msg = messages::rolling_out_again(&writers, fields, &desired.hash);
             self.event(Reason::EnvOverridden, msg);
         }
         self.start(target)
@@ -93,15 +84,11 @@ impl Machine<'_> {
         // Replicas another writer set last are theirs: the restore is a guess, theirs is not.
         if target.hpa.is_none() && target.replicas_writer.is_none() && target.spec_replicas < total {
             self.actions.push(Action::ScaleTarget { replicas: total });
-            self.status.message =
-                Some(format!("restoring the target to {total} replicas before removing a leftover canary"));
+            self.status.message = Some(messages::restoring_before_leftover(total));
             return false;
         }
         if !stable_serves(target, target.spec_replicas) {
-            self.status.message = Some(format!(
-                "waiting for the target, {}/{} available, before removing a leftover canary",
-                target.available, target.spec_replicas
-            ));
+            self.status.message = Some(messages::waiting_before_leftover(target.available, target.spec_replicas));
             return false;
         }
         self.actions.push(Action::DeleteCanary);
@@ -116,7 +103,7 @@ impl Machine<'_> {
         self.status.stable = Some(stable_ref(&desired.hash, Some(&desired.plan.pool), target));
         self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
         if self.status.phase != Phase::Succeeded {
-            self.enter(Phase::Idle, Reason::UpToDate, format!("the target runs pool configuration {}", desired.hash));
+            self.enter(Phase::Idle, Reason::UpToDate, messages::up_to_date(&desired.hash));
         }
         let tier_replicas = self.input.desired.tier_replicas;
         if self.status.replicas_applied_generation != Some(generation) && self.budget.ok {
@@ -126,10 +113,7 @@ impl Machine<'_> {
             {
                 self.actions.push(Action::ScaleTarget { replicas: r });
                 self.status.replicas = Some(replica_status(r, r, 0));
-                self.event(
-                    Reason::Scaled,
-                    format!("applied the tier's replicas: {r} (once for policy generation {generation})"),
-                );
+                self.event(Reason::Scaled, messages::tier_replicas_applied(r, generation));
             }
             self.status.replicas_applied_generation = Some(generation);
         }
@@ -175,9 +159,7 @@ impl Machine<'_> {
         let handed_over = self.handed_over.take();
         let s = &mut self.status;
         s.scaling = Some(match (&target.hpa, handed_over) {
-            (Some(h), _) => {
-                ScalingStatus { mode: ScalingMode::Beside, by: Some(format!("HorizontalPodAutoscaler {}", h.name)) }
-            }
+            (Some(h), _) => ScalingStatus { mode: ScalingMode::Beside, by: Some(messages::hpa(&h.name)) },
             (None, Some(kept)) => kept,
             (None, None) => ScalingStatus { mode: ScalingMode::Split, by: None },
         });
@@ -192,7 +174,7 @@ impl Machine<'_> {
         if total == 0 {
             // No pods, no risk to measure: write the configuration straight away.
             self.status.replicas = Some(replica_status(0, 0, 0));
-            let msg = format!("the target has no replicas: writing pool configuration {} directly", desired.hash);
+            let msg = messages::promoting_without_replicas(&desired.hash);
             self.enter(Phase::Promoting, Reason::Promoting, msg);
             return Next::Promote;
         }
@@ -200,29 +182,12 @@ impl Machine<'_> {
         self.status.replicas = Some(replica_status(total, total, 0));
         let weight = self.weight_of(0);
         let s = self.record_split(target, weight);
-        let how = match &self.status.scaling {
-            Some(ScalingStatus { mode: ScalingMode::Beside, by }) => format!(
-                "{} sizes the stable, so {} canary pod(s) run beside its {} replicas",
-                by.as_deref().unwrap_or("another actor"),
-                s.canary,
-                s.stable
-            ),
-            _ => format!("to {total} replicas"),
+        let beside = match &self.status.scaling {
+            Some(ScalingStatus { mode: ScalingMode::Beside, by }) => Some(by.as_deref().unwrap_or("another actor")),
+            _ => None,
         };
-        let msg = format!(
-            "rolling out pool configuration {} (tier {}: {} workers x {} connections = {} per pod) {how}: step 1/{} at {}%",
-            desired.hash,
-            p.tier,
-            p.workers,
-            p.connections_per_worker,
-            p.connections_per_pod,
-            self.steps(),
-            weight
-        );
-        let msg = match self.verdicts_met.as_slice() {
-            [] => msg,
-            met => format!("{msg}; {}", met.join("; ")),
-        };
+        let sized = messages::sized(beside, total, s.canary, s.stable);
+        let msg = messages::rollout_started(&desired.hash, p, &sized, self.steps(), weight, &self.verdicts_met);
         self.enter(Phase::Progressing, Reason::RolloutStarted, msg);
         // Go straight on, so that deciding again on this status gives the same status.
         Next::Progress

@@ -22,16 +22,10 @@ impl Machine<'_> {
         let index = self.status.verdicts.iter().position(|x| x.hash == hash).expect("watched_verdict found it");
         if now.duration_since(finished) > d.promotion_soak + d.progress_deadline {
             let v = &mut self.status.verdicts[index];
-            let why = format!(
-                "its analyses did not pass cleanly for {} within {} of the promotion (they held, had no data, or \
-                 were not running); it is not watched any longer",
-                spec.promotion.soak,
-                human(d.promotion_soak + d.progress_deadline)
-            );
+            let why = messages::watch_ended(&spec.promotion.soak, d.promotion_soak + d.progress_deadline);
             v.watch_ended = Some(why.clone());
             v.clean_at = None;
-            let msg =
-                format!("pool configuration {hash} soaked {} of {}: {why}", human(v.soaked()), spec.promotion.soak);
+            let msg = messages::verdict_watch_ended(&hash, v.soaked(), &spec.promotion.soak, &why);
             self.event(Reason::VerdictWatchEnded, msg);
             return Next::Done;
         }
@@ -56,36 +50,22 @@ impl Machine<'_> {
             (Verdict::Pass, None) => v.clean_at = Some(Time(now)),
             _ => {}
         }
-        let soak = format!("{} of {}", human(v.soaked()), spec.promotion.soak);
         let just_soaked = was_soaked < d.promotion_soak && v.soaked() >= d.promotion_soak;
         if a.verdict == Verdict::Fail && failures >= spec.rollout.analysis.failure_limit {
-            let reason = format!(
-                "{failures} analyses in a row failed {} after the promotion: {}",
-                human(now.duration_since(finished)),
-                failing_gates(&a.gates)
-            );
+            let reason = messages::failed_after_promotion(failures, now.duration_since(finished), &a.gates);
             v.result = VerdictResult::Failed;
             v.reason = Some(reason.clone());
-            let msg = format!(
-                "pool configuration {hash} failed after its promotion ({reason}); the operator does not roll back a \
-                 promoted configuration by itself: change the spec to roll out another one"
-            );
+            let msg = messages::verdict_failed(&hash, &reason);
             self.event(Reason::VerdictFailed, msg.clone());
             if matches!(self.status.phase, Phase::Succeeded | Phase::Idle) {
                 self.status.message = Some(msg);
             }
         } else if matches!(self.status.phase, Phase::Succeeded | Phase::Idle) {
-            self.status.message = Some(format!(
-                "the target runs pool configuration {hash}; its verdict has soaked {soak}, last analysis {:?}",
-                a.verdict
-            ));
+            self.status.message = Some(messages::verdict_soaking(&hash, v.soaked(), &spec.promotion.soak, a.verdict));
         }
         if just_soaked {
             // The news environments that require this verdict wait for.
-            let msg = format!(
-                "pool configuration {hash} soaked {} after its promotion; it is not watched any longer",
-                spec.promotion.soak
-            );
+            let msg = messages::verdict_soaked(&hash, &spec.promotion.soak);
             self.event(Reason::VerdictSoaked, msg);
         }
         Next::Done
