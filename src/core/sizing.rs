@@ -314,6 +314,21 @@ impl RolloutPlan {
     }
 }
 
+/// Why no tier or fleet size can be chosen for a plan.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error(
+        "no environment chosen: set spec.environment, or pass --environment (to plan, or to the operator) (tiers: {0})"
+    )]
+    NoEnvironment(String),
+    #[error("environment {0:?} is not a tier of this policy; tiers: {1} (add the tier, or choose one of these)")]
+    UnknownEnvironment(String, String),
+    #[error("--replicas must be >= 0, got {0}")]
+    BadReplicas(i32),
+    #[error("--hpa-max-replicas must be >= 1, got {0}")]
+    BadHpaMax(i32),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,12 +17,11 @@ use crate::core::api::{
     ACTION_ANNOTATION, AnalysisSpec, MetricsProvider, RedisPoolPolicy, RedisPoolPolicyStatus, TRACK_LABEL, canary_name,
 };
 use crate::core::deployments::{POLICY_LABEL, build_canary, canary_view, hpa_for, target_view};
-use crate::core::plan::{PlanInput, Replicas, plan};
+use crate::core::plan::{Seen, for_decision};
 use crate::core::rollout::{
-    AnalysisRun, Claimant, Desired, Due, HeldBy, ManualAction, NoTarget, Observed, TargetView, UnknownAction,
-    Unplannable, Unusable, analysis_due, holder, needs_redis, needs_verdicts,
+    AnalysisRun, Claimant, Desired, Due, HeldBy, ManualAction, Observed, UnknownAction, analysis_due, holder,
+    needs_redis, needs_verdicts,
 };
-use crate::core::sizing::{Fleet, RolloutPlan};
 use crate::providers::{self, Measured, Unmeasured};
 
 /// The objects one decision reads.
@@ -126,7 +125,13 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
     });
     let target_view = target.map(|t| target_view(policy, t, hpa));
     let canary_replicas = canary.map(|c| c.spec.replicas.unwrap_or(1));
-    let (desired, env, target_result) = desired(policy, ctx, &status, target_view, canary_replicas);
+    let seen = Seen {
+        default_environment: ctx.settings.environment.as_deref(),
+        status: &status,
+        canary_replicas,
+        spec_check: ctx.check_spec(policy),
+    };
+    let (desired, env, target_result) = for_decision(policy, target_view, seen);
     // The canary as the operator would apply it now (at the replicas it has): what tells a
     // person's edits apart, and what an ApplyCanary applies.
     let build = target.and_then(|t| build_canary(policy, t, &env, canary_replicas.unwrap_or(0)).ok());
@@ -159,53 +164,6 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
     // The other policies on the same Redis are read under their group's lock (see reconcile).
     let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers: Vec::new(), required };
     Ok(Observation { objects, status, desired, env, build, observed, analysis, baseline, action })
-}
-
-/// The configuration the spec asks for, planned from what was observed, with its env and the
-/// target as the core sees it. A spec that cannot be planned makes an existing target unusable
-/// (a rollout in flight gives the stable back first); without a target, there is nothing to
-/// give back.
-fn desired(
-    policy: &RedisPoolPolicy,
-    ctx: &Context,
-    status: &RedisPoolPolicyStatus,
-    target: Option<TargetView>,
-    canary_replicas: Option<i32>,
-) -> (Desired, Vec<(String, String)>, Result<TargetView, NoTarget>) {
-    let spec = &policy.spec;
-    let input = PlanInput {
-        environment: None,
-        default_environment: ctx.settings.environment.as_deref(),
-        replicas: Replicas::Observed {
-            target: target.as_ref(),
-            canary_replicas,
-            status,
-            generation: policy.metadata.generation.unwrap_or(0),
-        },
-        current_connections_per_pod: target.as_ref().and_then(|t| t.connections_per_pod),
-        max_clients: None,
-    };
-    let planned = (ctx.check_spec(policy).map_err(Unplannable::from))
-        .and_then(|()| plan(policy, &input).map_err(Unplannable::from));
-    match planned {
-        Ok(planned) => {
-            let missing = || NoTarget::Missing {
-                namespace: policy.namespace().unwrap_or_default(),
-                name: spec.target_ref.name.clone(),
-            };
-            (planned.desired(), planned.env, target.ok_or_else(missing))
-        }
-        Err(why) => {
-            let view = target.map(|v| TargetView {
-                unusable: Some(Unusable::Unplannable(why.clone())),
-                config_hash: String::new(),
-                ..v
-            });
-            let environment = spec.environment.as_ref().or(ctx.settings.environment.as_ref());
-            let stand_in = unplanned(policy, environment.cloned().unwrap_or_default());
-            (stand_in, vec![], view.ok_or(NoTarget::Unplannable(why)))
-        }
-    }
 }
 
 /// Whether this policy holds its target among every policy of the namespace that names it.
@@ -241,19 +199,6 @@ fn claim(policy: &RedisPoolPolicy, ctx: &Context, canary: Option<&Deployment>) -
         }
         _ => Ok(()),
     }
-}
-
-/// A stand-in for a policy that cannot be planned (it ends Invalid).
-fn unplanned(policy: &RedisPoolPolicy, environment: String) -> Desired {
-    let t = crate::core::api::Tier {
-        name: String::new(),
-        workers: 0,
-        connections_per_worker: 0,
-        replicas: Some(0),
-        gates: None,
-    };
-    let plan = RolloutPlan::new(&policy.spec, &t, Fleet::Split { total: 0, running: 0 }, None, None);
-    Desired { environment, hash: String::new(), plan, tier_replicas: None }
 }
 
 /// What an analysis measures, and with what.

@@ -10,9 +10,11 @@ pub use report::{
     GateThresholds, PlanReport, RequiredView, SharedGroup, chain_checks, render_text, report, shared_groups,
 };
 
+use crate::core::api::validation::Invalid;
 use crate::core::api::{RedisPoolPolicy, RedisPoolPolicySpec, RedisPoolPolicyStatus, Tier, WorkerPool};
 use crate::core::render::{config_hash, render_env};
-use crate::core::rollout::{Desired, TargetView, fleet};
+use crate::core::rollout::{Desired, NoTarget, TargetView, Unplannable, Unusable, fleet};
+pub use crate::core::sizing::PlanError;
 use crate::core::sizing::{Fleet, RolloutPlan, tier};
 
 /// What a plan is made from, beside the policy.
@@ -59,20 +61,6 @@ pub enum ReplicasSource {
     Target,
     /// Nothing says: 1.
     Assumed,
-}
-
-#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PlanError {
-    #[error(
-        "no environment chosen: set spec.environment, or pass --environment (to plan, or to the operator) (tiers: {0})"
-    )]
-    NoEnvironment(String),
-    #[error("environment {0:?} is not a tier of this policy; tiers: {1} (add the tier, or choose one of these)")]
-    UnknownEnvironment(String, String),
-    #[error("--replicas must be >= 0, got {0}")]
-    BadReplicas(i32),
-    #[error("--hpa-max-replicas must be >= 1, got {0}")]
-    BadHpaMax(i32),
 }
 
 /// A policy, planned.
@@ -152,4 +140,141 @@ fn fleet_of(t: &Tier, replicas: Replicas) -> Result<(Fleet, ReplicasSource), Pla
             (fleet, source)
         }
     })
+}
+
+/// What the operator observed beside the target, for [`for_decision`].
+pub struct Seen<'a> {
+    /// The operator's `--environment`.
+    pub default_environment: Option<&'a str>,
+    pub status: &'a RedisPoolPolicyStatus,
+    pub canary_replicas: Option<i32>,
+    /// The spec against the CRD's rules (an API server without them may have admitted it).
+    pub spec_check: Result<(), Invalid>,
+}
+
+/// What the rollout decision works from: the desired configuration and its env, and the target
+/// as the decision sees it. A spec that cannot be planned makes an existing target unusable (a
+/// rollout in flight gives the stable back first, then the policy is Invalid); without a target
+/// there is nothing to give back. The decision then works towards a stand-in that sizes nothing:
+/// no tier, no replicas, no hash any target could carry.
+pub fn for_decision(
+    policy: &RedisPoolPolicy,
+    target: Option<TargetView>,
+    seen: Seen,
+) -> (Desired, Vec<(String, String)>, Result<TargetView, NoTarget>) {
+    let spec = &policy.spec;
+    let input = PlanInput {
+        environment: None,
+        default_environment: seen.default_environment,
+        replicas: Replicas::Observed {
+            target: target.as_ref(),
+            canary_replicas: seen.canary_replicas,
+            status: seen.status,
+            generation: policy.metadata.generation.unwrap_or(0),
+        },
+        current_connections_per_pod: target.as_ref().and_then(|t| t.connections_per_pod),
+        max_clients: None,
+    };
+    let planned = seen.spec_check.map_err(Unplannable::from).and_then(|()| Ok(plan(policy, &input)?));
+    match planned {
+        Ok(planned) => {
+            let missing = || NoTarget::Missing {
+                namespace: policy.metadata.namespace.clone().unwrap_or_default(),
+                name: spec.target_ref.name.clone(),
+            };
+            (planned.desired(), planned.env, target.ok_or_else(missing))
+        }
+        Err(why) => {
+            let view = target.map(|v| TargetView {
+                unusable: Some(Unusable::Unplannable(why.clone())),
+                config_hash: String::new(),
+                ..v
+            });
+            let environment = spec.environment.as_deref().or(seen.default_environment).unwrap_or_default();
+            let nothing =
+                Tier { name: String::new(), workers: 0, connections_per_worker: 0, replicas: Some(0), gates: None };
+            let plan = RolloutPlan::new(spec, &nothing, Fleet::Split { total: 0, running: 0 }, None, None);
+            let stand_in = Desired { environment: environment.into(), hash: String::new(), plan, tier_replicas: None };
+            (stand_in, vec![], view.ok_or(NoTarget::Unplannable(why)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::api::validation::parse_policy;
+    use crate::core::render::{config_hash, render_env};
+
+    fn policy() -> RedisPoolPolicy {
+        let mut p = parse_policy(include_str!("../../../examples/auth-api.yaml")).unwrap();
+        p.metadata.namespace = Some("saas".into());
+        p.metadata.generation = Some(1);
+        p
+    }
+
+    fn target(replicas: i32) -> TargetView {
+        TargetView {
+            uid: "t-1".into(),
+            spec_replicas: replicas,
+            available: replicas,
+            rolled_out: true,
+            config_hash: "old".into(),
+            connections_per_pod: Some(60),
+            template_hash: "tpl".into(),
+            max_unavailable: 2,
+            unusable: None,
+            replicas_writer: None,
+            env_writers: vec![],
+            hpa: None,
+        }
+    }
+
+    fn seen(status: &RedisPoolPolicyStatus, check: Result<(), Invalid>) -> Seen<'_> {
+        Seen { default_environment: Some("staging"), status, canary_replicas: None, spec_check: check }
+    }
+
+    #[test]
+    fn the_decision_works_towards_the_same_plan_people_see() {
+        let (p, status) = (policy(), RedisPoolPolicyStatus::default());
+        let (desired, env, observed) = for_decision(&p, Some(target(10)), seen(&status, Ok(())));
+        let tier = tier(&p.spec, "production").unwrap();
+        assert_eq!(desired.environment, "production", "spec.environment outranks the operator's default");
+        assert_eq!(env, render_env(&p.spec, tier));
+        assert_eq!(desired.hash, config_hash(&env));
+        assert_eq!(observed, Ok(target(10)));
+        // `plan -f` with the same replicas and current connections says the same.
+        let given = PlanInput {
+            environment: None,
+            default_environment: None,
+            replicas: Replicas::Given { replicas: Some(10), hpa_max: None },
+            current_connections_per_pod: Some(60),
+            max_clients: None,
+        };
+        assert_eq!(report(&p, &given).unwrap().plan, desired.plan);
+    }
+
+    #[test]
+    fn an_unplannable_spec_makes_the_target_unusable_and_plans_nothing() {
+        let (mut p, status) = (policy(), RedisPoolPolicyStatus::default());
+        p.spec.environment = Some("qa".into());
+        let (desired, env, observed) = for_decision(&p, Some(target(10)), seen(&status, Ok(())));
+        let why = observed.unwrap().unusable.expect("unusable").to_string();
+        assert!(why.starts_with("environment \"qa\" is not a tier of this policy"), "{why}");
+        assert!((desired.hash.is_empty(), env.is_empty(), desired.plan.pool.replicas) == (true, true, 0));
+        // Without a target there is nothing to give back: the policy is Invalid for that reason.
+        let (_, _, observed) = for_decision(&p, None, seen(&status, Ok(())));
+        assert!(matches!(observed, Err(NoTarget::Unplannable(Unplannable::Plan(PlanError::UnknownEnvironment(..))))));
+        // A spec the CRD's rules refuse is not planned at all.
+        let invalid = crate::core::api::validation::Invalid(vec![]);
+        let (_, _, observed) = for_decision(&policy(), None, seen(&status, Err(invalid)));
+        assert!(matches!(observed, Err(NoTarget::Unplannable(Unplannable::Spec(_)))));
+    }
+
+    #[test]
+    fn a_missing_target_is_named() {
+        let status = RedisPoolPolicyStatus::default();
+        let (_, _, observed) = for_decision(&policy(), None, seen(&status, Ok(())));
+        assert_eq!(observed.unwrap_err().to_string(), "target Deployment saas/auth-api not found");
+    }
 }

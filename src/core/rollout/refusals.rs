@@ -60,5 +60,5 @@ pub enum Unplannable {
     #[error("invalid spec: {0}")]
     Spec(#[from] crate::core::api::validation::Invalid),
     #[error(transparent)]
-    Plan(#[from] crate::core::plan::PlanError),
+    Plan(#[from] crate::core::sizing::PlanError),
 }
