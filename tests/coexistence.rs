@@ -90,6 +90,7 @@ async fn with_an_hpa_the_target_replicas_are_the_hpas_alone() {
     assert_eq!(target.spec.replicas, Some(12), "the HPA's replicas stand");
     assert_eq!(env_of(&target, "WORKERS").as_deref(), Some("4"));
     assert!(env.canary().await.is_none());
+    recorded.sync().await;
     let versions: Vec<Deployment> = recorded.versions_of(TARGET).into_iter().flatten().collect();
     assert!(versions.len() > 1, "the recorder saw the target change");
     let owners: Vec<String> = versions.iter().flat_map(replicas_owners).collect();

@@ -242,6 +242,7 @@ async fn two_services_on_one_redis_never_plan_past_its_budget() {
     env.wait_phase("search", Phase::Succeeded, Duration::from_secs(150)).await;
     assert_eq!(env.status("auth").await.phase, Phase::Succeeded);
     let phase = |p: Option<&RedisPoolPolicy>| p.and_then(|p| Some(p.status.as_ref()?.phase)).unwrap_or_default();
+    policies.sync().await;
     let states = policies.timeline();
     let both: Vec<_> = states
         .iter()

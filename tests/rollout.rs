@@ -33,11 +33,11 @@ async fn promotes_through_10_50_100_and_then_writes_nothing() {
     assert!(env.canary().await.is_none(), "the canary is removed");
     assert_eq!(target.spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("example/auth-api:1"));
 
-    let splits = watcher.splits();
+    let splits = watcher.splits().await;
     for step in [(1, 9), (5, 5), (10, 0)] {
         assert!(splits.contains(&step), "split {step:?} never observed: {splits:?}");
     }
-    watcher.assert_capacity(10, 2);
+    watcher.assert_capacity(10, 2).await;
     let reasons: Vec<String> = env.events().await.into_iter().map(|(r, _)| r).collect();
     let count = |r: &str| reasons.iter().filter(|x| *x == r).count();
     for (r, n) in [("RolloutStarted", 1), ("StepStarted", 3), ("StepAdvanced", 2), ("Promoting", 1), ("Promoted", 1)] {
@@ -97,7 +97,7 @@ async fn rolls_back_on(prefix: &str, canary: Health, gate: &str) {
     assert!(env.canary().await.is_none(), "the canary is removed");
     let failed = status.failed.expect("the failed config is remembered");
     assert!(failed.reason.contains(gate), "rollback reason {:?} does not name {gate}", failed.reason);
-    watcher.assert_capacity(10, 2);
+    watcher.assert_capacity(10, 2).await;
     let events = env.events().await;
     assert!(events.iter().any(|(r, m)| r == "AnalysisFailed" && m.contains(gate)), "{events:?}");
     assert!(events.iter().any(|(r, _)| r == "RolledBack"), "{events:?}");
@@ -424,13 +424,14 @@ async fn survives_operator_restarts_at_every_stage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(kills >= 3, "the operator was restarted {kills} times");
+    policies.sync().await;
     let statuses = policies.versions_of("auth-api");
     let steps: Vec<i32> = statuses.iter().flatten().filter_map(|p| p.status.as_ref()?.step).collect();
     assert!(steps.contains(&2), "the recorder saw the last step: {steps:?}");
     for w in steps.windows(2) {
         assert!(w[1] == w[0] || w[1] == w[0] + 1, "a step was skipped or repeated backwards: {steps:?}");
     }
-    watcher.assert_capacity(10, 2);
+    watcher.assert_capacity(10, 2).await;
     assert!(env.canary().await.is_none());
     assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("4"));
     eprintln!("promoted across {kills} operator restarts in {:?}", env.started.elapsed());

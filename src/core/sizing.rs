@@ -321,7 +321,10 @@ pub enum PlanError {
         "no environment chosen: set spec.environment, or pass --environment (to plan, or to the operator) (tiers: {0})"
     )]
     NoEnvironment(String),
-    #[error("environment {0:?} is not a tier of this policy; tiers: {1} (add the tier, or choose one of these)")]
+    #[error(
+        "environment {0:?} is not a tier of this policy; tiers: {1} (add the tier, or set spec.environment or \
+         --environment to one of these)"
+    )]
     UnknownEnvironment(String, String),
     #[error("--replicas must be >= 0, got {0}")]
     BadReplicas(i32),

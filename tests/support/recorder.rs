@@ -18,9 +18,12 @@ enum Change<K> {
     Listed(Vec<K>),
     Applied(K),
     Deleted(String),
+    /// The watch broke: versions between the last change and the relist are unknown.
+    Gap(String),
 }
 
 pub struct Recorder<K> {
+    api: Api<K>,
     changes: Arc<Mutex<Vec<Change<K>>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -32,6 +35,7 @@ where
     /// Watches `api` (a namespace's objects of one kind) and returns once the first list is
     /// recorded, so that every change made after this call is in the timeline.
     pub async fn start(api: Api<K>) -> Recorder<K> {
+        let watched = api.clone();
         let changes: Arc<Mutex<Vec<Change<K>>>> = Arc::default();
         let (listed, first_list) = tokio::sync::oneshot::channel();
         let task = {
@@ -39,7 +43,7 @@ where
             tokio::spawn(async move {
                 let mut listed = Some(listed);
                 let mut listing = Vec::new();
-                let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+                let mut events = watcher(watched, watcher::Config::default()).default_backoff().boxed();
                 // Ends when the test drops the recorder (the task is aborted).
                 while let Some(event) = events.next().await {
                     let change = match event {
@@ -54,8 +58,8 @@ where
                         Ok(watcher::Event::InitDone) => Change::Listed(std::mem::take(&mut listing)),
                         Ok(watcher::Event::Apply(o)) => Change::Applied(o),
                         Ok(watcher::Event::Delete(o)) => Change::Deleted(o.name_any()),
-                        // The backoff retries; the relist that follows is recorded whole.
-                        Err(_) => continue,
+                        // The backoff retries, but what changed meanwhile is lost: say so.
+                        Err(e) => Change::Gap(e.to_string()),
                     };
                     changes.lock().unwrap().push(change);
                     if let Some(tx) = listed.take() {
@@ -68,10 +72,35 @@ where
             .await
             .expect("the recorder's watch listed within 30 s")
             .expect("the recorder's watch task runs");
-        Recorder { changes, task }
+        Recorder { api, changes, task }
     }
 
-    /// The objects after each change, by name: every state the API server went through.
+    /// Waits until the recorder has seen the objects as the API server holds them now: every
+    /// change made before this call is then in the timeline.
+    pub async fn sync(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed = self.api.list(&Default::default()).await.expect("list the recorded objects");
+            let now: BTreeMap<String, Option<String>> =
+                listed.items.iter().map(|o| (o.name_any(), o.resource_version())).collect();
+            let seen: BTreeMap<String, Option<String>> = self
+                .timeline()
+                .last()
+                .map(|s| s.iter().map(|(n, o)| (n.clone(), o.resource_version())).collect())
+                .unwrap_or_default();
+            if now == seen {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the recorder did not catch up within 30 s: {seen:?} vs {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The objects after each change, by name: every state the API server went through. Fails
+    /// the test when the watch broke, since states in between are then unknown.
     pub fn timeline(&self) -> Vec<BTreeMap<String, K>> {
         let mut state = BTreeMap::new();
         let mut states = Vec::new();
@@ -84,6 +113,7 @@ where
                 Change::Deleted(name) => {
                     state.remove(name);
                 }
+                Change::Gap(why) => panic!("the recorder's watch broke ({why}): what changed meanwhile is unknown"),
             }
             states.push(state.clone());
         }

@@ -199,8 +199,10 @@ impl Watcher {
         Watcher { recorder: Recorder::start(api).await }
     }
 
-    /// (canary, target) replicas requested and available after each change, repeats folded.
-    fn samples(&self) -> Vec<Sample> {
+    /// (canary, target) replicas requested and available after each change up to now, repeats
+    /// folded.
+    async fn samples(&self) -> Vec<Sample> {
+        self.recorder.sync().await;
         let spec = |d: Option<&Deployment>| d.and_then(|d| d.spec.replicas).unwrap_or(0);
         let avail = |d: Option<&Deployment>| d.and_then(|d| d.status.as_ref()?.available_replicas).unwrap_or(0);
         let mut out: Vec<Sample> = vec![];
@@ -215,9 +217,9 @@ impl Watcher {
     }
 
     /// Distinct (canary, stable) splits requested, in order.
-    pub fn splits(&self) -> Vec<(i32, i32)> {
+    pub async fn splits(&self) -> Vec<(i32, i32)> {
         let mut out: Vec<(i32, i32)> = vec![];
-        for (c, t, _, _) in self.samples() {
+        for (c, t, _, _) in self.samples().await {
             if out.last() != Some(&(c, t)) {
                 out.push((c, t));
             }
@@ -227,8 +229,8 @@ impl Watcher {
 
     /// Available pods never drop below total - maxUnavailable (25% of 10 = 2), nor requested
     /// replicas below total, at any version of the Deployments.
-    pub fn assert_capacity(&self, total: i32, max_unavailable: i32) {
-        let samples = self.samples();
+    pub async fn assert_capacity(&self, total: i32, max_unavailable: i32) {
+        let samples = self.samples().await;
         assert!(samples.len() > 1, "the recorder saw the Deployments change: {samples:?}");
         for (c, t, ac, at) in samples {
             assert!(c + t >= total, "requested replicas {c}+{t} below {total}");

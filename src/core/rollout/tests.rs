@@ -1175,6 +1175,25 @@ fn a_second_policy_touches_nothing_and_says_who_holds_the_target() {
     sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
 }
 
+/// A missing target is the cause to name, even when the canary's name belongs to someone else.
+#[test]
+fn a_missing_target_is_invalid_even_beside_a_foreign_canary() {
+    let mut sim = Sim::new(10);
+    sim.world.canary = Some(CanaryView {
+        spec_replicas: 1,
+        available: 1,
+        config_hash: OLD.into(),
+        template_hash: String::new(),
+        foreign_owner: Some("RedisPoolPolicy other".into()),
+        edited: false,
+    });
+    sim.world.target_exists = false;
+    let d = sim.reconcile_with(Verdict::Pass, None);
+    assert_eq!(d.status.phase, Phase::Invalid, "{:?}", d.status.message);
+    assert!(d.status.message.as_deref().unwrap_or_default().contains("not found"), "{:?}", d.status.message);
+    assert!(!d.actions.contains(&Action::DeleteCanary), "a canary that is not ours is never deleted");
+}
+
 #[test]
 fn a_canary_owned_by_someone_else_is_never_touched() {
     let mut sim = Sim::new(10);

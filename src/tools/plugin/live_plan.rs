@@ -59,8 +59,9 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
         None => None,
     };
     let mut input = PlanInput {
-        environment: args.environment.as_deref(),
-        default_environment: status.environment.as_deref(),
+        // The tier the operator runs the policy in outranks the spec's (edited since, say).
+        environment: args.environment.as_deref().or(status.environment.as_deref()),
+        default_environment: None,
         // Without a target, what a person would plan: the tier's replicas, or one.
         replicas: match &view {
             Some(v) => Replicas::Observed {

@@ -198,9 +198,12 @@ impl Machine<'_> {
             self.follow_from(target, Next::SoakVerdict);
         }
         let was_active = input.status.phase.is_active();
-        if let Some(why) = self.conflict_reason().filter(|_| was_active && inactive && !input.deleting) {
+        if let Next::Conflict(why) = &first
+            && was_active
+            && inactive
+        {
             // that another policy (or owner) holds the target, once this policy's rollout is undone,
-            self.enter(Phase::Conflict, Reason::Conflict, why);
+            self.enter(Phase::Conflict, Reason::Conflict, why.clone());
         }
         let promoting = matches!(input.status.phase, Phase::Promoting | Phase::Degraded);
         if matches!(first, Next::Release) && promoting && self.status.phase == Phase::Succeeded {
@@ -220,11 +223,14 @@ impl Machine<'_> {
             self.status.message = Some(messages::suspended());
             return None;
         }
-        if let Some(why) = self.conflict_reason() {
-            return Some(Next::Conflict(why));
+        if let Err(held) = &self.input.observed.holder {
+            return Some(Next::Conflict(held.to_string()));
         }
         if let Err(why) = &self.input.observed.target {
             return Some(Next::Invalid(why.to_string()));
+        }
+        if let Some(why) = self.foreign_canary() {
+            return Some(Next::Conflict(why));
         }
         if let Some(Ok(action)) = &self.input.action {
             self.consumed = true;
@@ -245,12 +251,9 @@ impl Machine<'_> {
         })
     }
 
-    /// Why this policy must not touch its target: another policy holds it, or the canary's
-    /// name belongs to an object this policy does not own.
-    fn conflict_reason(&self) -> Option<String> {
-        if let Err(held) = &self.input.observed.holder {
-            return Some(held.to_string());
-        }
+    /// Why this policy must not touch its target although it holds it: the canary's name belongs
+    /// to an object this policy does not own.
+    fn foreign_canary(&self) -> Option<String> {
         let owner = self.canary().and_then(|c| c.foreign_owner.clone())?;
         Some(messages::canary_not_ours(&crate::core::api::canary_name(&self.input.spec.target_ref.name), &owner))
     }
@@ -292,7 +295,7 @@ impl Machine<'_> {
                 }
             };
         }
-        debug_assert!(false, "a decision took more than {TRANSITIONS} transitions");
+        debug_assert_eq!(next, Next::Done, "a decision took more than {TRANSITIONS} transitions");
     }
 
     pub(super) fn now(&self) -> Timestamp {
