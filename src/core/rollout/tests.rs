@@ -317,6 +317,12 @@ impl Sim {
         let observed = self.world.observe();
         let desired = self.desired();
         let d = decide(&self.input(&desired, &observed, run.as_ref(), action, deleting));
+        // The shell looks again (at `next_look`) in time for the next analysis that comes due.
+        let interval = crate::core::durations::durations(&self.spec).interval;
+        if analysis_due(&self.spec, &d.status, self.now + interval).is_some() {
+            let look = next_look(&self.spec, &d.status);
+            assert!(look <= interval.unsigned_abs(), "looks again after {look:?}, analyses every {interval}");
+        }
         // Each write is asked for once, however many phases the decision went through.
         let writes: Vec<&Action> = d.actions.iter().filter(|a| !matches!(a, Action::Event { .. })).collect();
         for (i, a) in writes.iter().enumerate() {
