@@ -7,6 +7,7 @@
 pub mod contract;
 pub mod prometheus;
 pub mod redis;
+pub mod statistics;
 
 use serde::{Deserialize, Serialize};
 
