@@ -253,3 +253,60 @@ async fn two_services_on_one_redis_never_plan_past_its_budget() {
     let auth_rolled_out = states.iter().any(|s| phase(s.get("auth")).is_active());
     assert!(auth_rolled_out, "the recorder saw the first rollout in flight");
 }
+
+/// What the operator's probe of a real redis-server sees when the environment changes under a
+/// rollout: a restart (the run_id), a replica cut off from its master, a failover that promotes
+/// the replica. Each is named, so an analysis that fails then can blame the environment.
+#[tokio::test]
+async fn restarts_and_failovers_of_a_real_server_are_named() {
+    use redis_pool_operator::core::analysis::redis::{RedisChange, RedisTarget, ServerIdentity, redis_change};
+    use redis_pool_operator::providers::redis::probe;
+
+    async fn identity(server: &RedisServer) -> ServerIdentity {
+        let target = RedisTarget { address: server.address(), ..Default::default() };
+        let signals = probe(&target, Duration::from_secs(5)).await.expect("the server answers");
+        signals.identity.expect("INFO says who the server is")
+    }
+    async fn until(server: &RedisServer, what: &str, done: impl Fn(&ServerIdentity) -> bool) -> ServerIdentity {
+        let server = &server;
+        let done = &done;
+        wait_until(what, Duration::from_secs(30), || async move {
+            let seen = identity(server).await;
+            done(&seen).then_some(seen)
+        })
+        .await
+    }
+
+    let mut master = RedisServer::start(&[]);
+    let before = identity(&master).await;
+    assert_eq!((before.role.as_str(), before.loading), ("master", false));
+    assert_eq!(redis_change(Some(&before), &identity(&master).await), None, "nothing changed between two probes");
+    master.restart();
+    let after = identity(&master).await;
+    assert!(
+        matches!(redis_change(Some(&before), &after), Some(RedisChange::Restarted { .. })),
+        "{before:?} then {after:?}"
+    );
+
+    let replica = RedisServer::start(&[("replicaof", &format!("127.0.0.1 {}", master.port))]);
+    let following = until(&replica, "the replica to follow its master", |s| s.master_link_up == Some(true)).await;
+    assert_eq!(following.role, "replica");
+    let master_address = master.address();
+    assert_eq!(following.master.as_deref(), Some(master_address.as_str()));
+    drop(master);
+    let cut_off = until(&replica, "the replica to lose its master", |s| s.master_link_up == Some(false)).await;
+    assert_eq!(
+        redis_change(Some(&following), &cut_off).map(|c| c.to_string()),
+        Some(format!("the Redis replica's link to its master {master_address} is down"))
+    );
+    let promoted = std::process::Command::new("redis-cli")
+        .args(["-p", &replica.port.to_string(), "REPLICAOF", "NO", "ONE"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(promoted.status.success(), "{promoted:?}");
+    let promoted = until(&replica, "the replica to be promoted", |s| s.role == "master").await;
+    assert_eq!(
+        redis_change(Some(&cut_off), &promoted),
+        Some(RedisChange::RoleChanged { before: "replica".into(), now: "master".into() })
+    );
+}

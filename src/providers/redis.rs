@@ -12,7 +12,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::core::analysis::redis::{
-    RedisFault, RedisSignals, RedisTarget, TlsMaterial, config_denied, explain_reply, info_field, redact,
+    RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, config_denied, explain_reply, info_field,
+    redact,
 };
 
 /// Asks the server, within `timeout`. Errors name the address and the reason, never the password.
@@ -62,6 +63,9 @@ async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
     let info: String = redis::cmd("INFO")
         .arg("clients")
         .arg("stats")
+        .arg("server")
+        .arg("replication")
+        .arg("persistence")
         .query_async(&mut conn)
         .await
         .map_err(|e| reply_fault(&e, target))?;
@@ -71,6 +75,7 @@ async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
         connected_clients: info_field(&info, "connected_clients").unwrap_or(0),
         rejected_connections: info_field(&info, "rejected_connections").unwrap_or(0),
         ping,
+        identity: ServerIdentity::from_info(&info),
     })
 }
 

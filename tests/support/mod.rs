@@ -198,7 +198,9 @@ pub fn free_port() -> u16 {
 /// A real redis-server on a free loopback port, killed when dropped.
 pub struct RedisServer {
     pub port: u16,
-    _process: Daemon,
+    process: Option<Daemon>,
+    /// The command line, to start the server again on the same port.
+    args: Vec<String>,
 }
 
 /// A server process the test started, with its scratch directory: both go when it is dropped.
@@ -243,35 +245,47 @@ impl RedisServer {
     }
 
     fn spawn(port: u16, listen: &[(&str, &str)], config: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(format!("rpo-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-        cmd.args(["--dir", dir.to_str().unwrap()]);
+        let mut args: Vec<String> =
+            ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].map(String::from).into();
         for (k, v) in listen {
-            cmd.arg(format!("--{k}")).arg(v);
+            args.extend([format!("--{k}"), v.to_string()]);
         }
         for (k, v) in config {
-            cmd.arg(format!("--{k}"));
-            // An ACL rule is several words; one argument with spaces would be one (bad) name.
-            if *k == "user" {
-                cmd.args(v.split_whitespace());
-            } else {
-                cmd.arg(v);
+            args.push(format!("--{k}"));
+            // An ACL rule and a replicaof are several words; one argument with spaces would be one.
+            match *k {
+                "user" | "replicaof" => args.extend(v.split_whitespace().map(String::from)),
+                _ => args.push(v.to_string()),
             }
         }
-        let child = cmd
+        let process = Some(Self::run(port, &args));
+        RedisServer { port, process, args }
+    }
+
+    fn run(port: u16, args: &[String]) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("rpo-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(args)
+            .args(["--dir", dir.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/run installs it)");
-        let server = RedisServer { port, _process: Daemon { child, dir } };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not listen on 127.0.0.1:{port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+        Daemon { child, dir }
+    }
+
+    /// Stops the server and starts it again on the same port: a restart, as a person or an
+    /// orchestrator does it.
+    pub fn restart(&mut self) {
+        // The old process goes first: the port must be free for the new one.
+        self.process = None;
+        self.process = Some(Self::run(self.port, &self.args));
     }
 
     pub fn address(&self) -> String {

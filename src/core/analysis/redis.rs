@@ -13,6 +13,85 @@ pub struct RedisSignals {
     /// Connections refused since the server started (`maxclients` reached).
     pub rejected_connections: i64,
     pub ping: Duration,
+    /// Who the server is and what it serves (None when `INFO` did not say).
+    pub identity: Option<ServerIdentity>,
+}
+
+/// Who the Redis server is and what it serves now, from `INFO server`, `replication` and
+/// `persistence`: what tells a restart or a failover apart from a configuration's fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerIdentity {
+    /// Changes when the process restarts.
+    pub run_id: String,
+    /// `master` or `replica`.
+    pub role: String,
+    /// The replication history this server follows; a promoted replica starts a new one.
+    pub replid: String,
+    /// A replica's master, `host:port`.
+    pub master: Option<String>,
+    /// A replica's link to its master.
+    pub master_link_up: Option<bool>,
+    /// Loading its dataset: it answers, but not with data.
+    pub loading: bool,
+}
+
+impl ServerIdentity {
+    /// Reads the identity from `INFO` text; None without a run_id (a proxy may not say).
+    pub fn from_info(info: &str) -> Option<ServerIdentity> {
+        let text =
+            |name: &str| info.lines().find_map(|l| Some(l.strip_prefix(name)?.strip_prefix(':')?.trim().to_string()));
+        let role = match text("role").as_deref() {
+            Some("slave") | Some("replica") => "replica",
+            _ => "master",
+        };
+        let master = text("master_host").zip(text("master_port")).map(|(h, p)| format!("{h}:{p}"));
+        Some(ServerIdentity {
+            run_id: text("run_id")?,
+            role: role.into(),
+            replid: text("master_replid").unwrap_or_default(),
+            master_link_up: (role == "replica").then(|| text("master_link_status").as_deref() == Some("up")),
+            master: master.filter(|_| role == "replica"),
+            loading: info_field(info, "loading") == Some(1),
+        })
+    }
+}
+
+/// What happened to the Redis server that every pod suffers alike: evidence that a failing
+/// analysis judges the environment, not the pool configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RedisChange {
+    #[error("the Redis server restarted (run_id {before} is now {now})")]
+    Restarted { before: String, now: String },
+    #[error("the Redis server changed role from {before} to {now} (a failover)")]
+    RoleChanged { before: String, now: String },
+    #[error("the Redis server now follows another replication history ({before} is now {now}): a failover")]
+    Failover { before: String, now: String },
+    #[error("the Redis replica's link to its master {master} is down")]
+    LinkDown { master: String },
+    #[error("the Redis server is loading its dataset")]
+    Loading,
+}
+
+/// How the server changed since the probe before (`before`), or what it is going through now.
+pub fn redis_change(before: Option<&ServerIdentity>, now: &ServerIdentity) -> Option<RedisChange> {
+    if let Some(b) = before {
+        if b.run_id != now.run_id {
+            return Some(RedisChange::Restarted { before: b.run_id.clone(), now: now.run_id.clone() });
+        }
+        if b.role != now.role {
+            return Some(RedisChange::RoleChanged { before: b.role.clone(), now: now.role.clone() });
+        }
+        if b.replid != now.replid {
+            return Some(RedisChange::Failover { before: b.replid.clone(), now: now.replid.clone() });
+        }
+    }
+    if now.loading {
+        return Some(RedisChange::Loading);
+    }
+    match (&now.master, now.master_link_up) {
+        (Some(master), Some(false)) => Some(RedisChange::LinkDown { master: master.clone() }),
+        _ => None,
+    }
 }
 
 /// Why the server could not be asked. Typed, because a decision depends on the kind.
@@ -159,6 +238,7 @@ mod tests {
                 connected_clients: 3,
                 rejected_connections: rejected,
                 ping: Duration::ZERO,
+                identity: None,
             })
         };
         assert_eq!(connection_errors(Some(2), None, None), Some(2), "no server configured: the pods' count");
@@ -208,5 +288,47 @@ mod tests {
         assert!(denied.contains("may not run CONFIG GET") && denied.contains("spec.redis.maxClients"), "{denied}");
         assert_eq!(t.host_port(), ("r", 6380));
         assert_eq!(RedisTarget { address: "r".into(), ..Default::default() }.host_port(), ("r", 6379));
+    }
+
+    /// Sections of `INFO server replication persistence` as redis-server 7 writes them.
+    const MASTER: &str = "# Server\r\nredis_version:7.0.15\r\nrun_id:9f1c0a5d2e\r\n\r\n# Replication\r\nrole:master\r\n\
+        connected_slaves:1\r\nmaster_replid:aaaa1111\r\nmaster_repl_offset:42\r\n\r\n# Persistence\r\nloading:0\r\n";
+    const REPLICA: &str = "# Server\r\nrun_id:77b0c3\r\n# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\n\
+        master_port:6380\r\nmaster_link_status:up\r\nmaster_replid:aaaa1111\r\n# Persistence\r\nloading:0\r\n";
+
+    #[test]
+    fn identity_from_info() {
+        let master = ServerIdentity::from_info(MASTER).unwrap();
+        assert_eq!(
+            (master.run_id.as_str(), master.role.as_str(), master.replid.as_str()),
+            ("9f1c0a5d2e", "master", "aaaa1111")
+        );
+        assert_eq!((master.master.as_deref(), master.master_link_up, master.loading), (None, None, false));
+        let replica = ServerIdentity::from_info(REPLICA).unwrap();
+        assert_eq!((replica.role.as_str(), replica.master.as_deref()), ("replica", Some("127.0.0.1:6380")));
+        assert_eq!(replica.master_link_up, Some(true));
+        assert_eq!(ServerIdentity::from_info("# Clients\r\nconnected_clients:3\r\n"), None, "no run_id, no identity");
+    }
+
+    #[test]
+    fn changes_the_pods_all_suffer() {
+        let master = ServerIdentity::from_info(MASTER).unwrap();
+        assert_eq!(redis_change(Some(&master), &master), None, "the same server, serving");
+        assert_eq!(redis_change(None, &master), None, "a first look sees nothing change");
+        let restarted = ServerIdentity { run_id: "new".into(), ..master.clone() };
+        let said = redis_change(Some(&master), &restarted).unwrap();
+        assert_eq!(said.to_string(), "the Redis server restarted (run_id 9f1c0a5d2e is now new)");
+        let demoted = ServerIdentity::from_info(REPLICA).map(|r| ServerIdentity { run_id: master.run_id.clone(), ..r });
+        let said = redis_change(Some(&master), demoted.as_ref().unwrap()).unwrap();
+        assert_eq!(said, RedisChange::RoleChanged { before: "master".into(), now: "replica".into() });
+        let promoted_elsewhere = ServerIdentity { replid: "bbbb2222".into(), ..master.clone() };
+        assert!(matches!(redis_change(Some(&master), &promoted_elsewhere), Some(RedisChange::Failover { .. })));
+        let loading = ServerIdentity { loading: true, ..master.clone() };
+        assert_eq!(redis_change(Some(&master), &loading), Some(RedisChange::Loading));
+        let cut_off = ServerIdentity { master_link_up: Some(false), ..ServerIdentity::from_info(REPLICA).unwrap() };
+        assert_eq!(
+            redis_change(None, &cut_off).unwrap().to_string(),
+            "the Redis replica's link to its master 127.0.0.1:6380 is down"
+        );
     }
 }

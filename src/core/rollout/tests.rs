@@ -695,6 +695,7 @@ fn the_live_redis_server_decides_the_budget() {
             connected_clients: 0,
             rejected_connections: 0,
             ping: std::time::Duration::ZERO,
+            identity: None,
         })
     };
     let desired = sim.desired();
