@@ -33,11 +33,13 @@ impl Machine<'_> {
         // 3. The step's soak runs (begins, or resumes after canary pods were missing).
         let started = self.soak_runs(step, &label);
         // 4. Its analyses are recorded and judged.
-        if let Some(next) = self.judge_step(step, started, &label) {
+        // What the verdicts this rollout requires say now (read once for the step).
+        let clearance = self.clearance();
+        if let Some(next) = self.judge_step(step, started, &label, &clearance) {
             return next;
         }
         // 5. It advances when the soak is over and the latest analysis of this step passed.
-        self.advance(target, Soaking { step, started, available, canary: split.canary, label })
+        self.advance(target, Soaking { step, started, available, canary: split.canary, label }, &clearance)
     }
 
     /// Why the rollout must start again: what it was started on has changed.
@@ -108,7 +110,7 @@ impl Machine<'_> {
 
     /// Records an analysis of this step; rolls back at `failureLimit` failures in a row, or when
     /// a verdict the rollout required turned against its pool. A paused rollout stops here.
-    fn judge_step(&mut self, step: usize, started: Timestamp, label: &str) -> Option<Next> {
+    fn judge_step(&mut self, step: usize, started: Timestamp, label: &str, clearance: &Clearance) -> Option<Next> {
         if let Some(run) = self.input.analysis.filter(|r| !self.analysis_used && r.of == Due::Step(step as i32))
             && self.record_analysis(run, step, started)
         {
@@ -120,8 +122,8 @@ impl Machine<'_> {
             }
         }
         // Staging failed the pool since this rollout started on its verdict.
-        if let Clearance::Refuse(why) = self.clearance() {
-            return Some(self.fail(messages::verdict_no_longer_holds(&why)));
+        if let Clearance::Refuse(why) = clearance {
+            return Some(self.fail(messages::verdict_no_longer_holds(why)));
         }
         if self.status.phase == Phase::Paused {
             self.status.message = Some(messages::paused(label));
@@ -133,7 +135,7 @@ impl Machine<'_> {
     /// Advances to the next step, or to the promotion after the last, when the step has soaked
     /// and its latest analysis passed; otherwise holds, and rolls back once the hold outlasts
     /// `progressDeadline` (the hold zone).
-    fn advance(&mut self, target: &TargetView, at: Soaking) -> Next {
+    fn advance(&mut self, target: &TargetView, at: Soaking, clearance: &Clearance) -> Next {
         let Soaking { step, started, available, canary, label } = at;
         let now = self.now();
         let pause = step_pause(self.input.spec, step);
@@ -141,10 +143,10 @@ impl Machine<'_> {
         let latest = self.status.analysis.as_ref().filter(|a| a.step == step as i32 && a.at.0 >= started);
         let passed = latest.is_some_and(|a| a.verdict == Verdict::Pass);
         if soaked >= pause && passed {
-            if let Clearance::Wait { message, .. } = self.clearance() {
+            if let Clearance::Wait { message, .. } = clearance {
                 // Never a step without the verdicts (they cannot be read now): hold, without a
                 // deadline, since another cluster's outage says nothing about this canary.
-                self.status.message = Some(messages::holding_for_verdicts(&label, &message));
+                self.status.message = Some(messages::holding_for_verdicts(&label, message));
                 if let Some(s) = self.status.soak.as_mut() {
                     s.held_until = Some(Time(now));
                 }
