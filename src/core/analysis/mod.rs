@@ -49,7 +49,7 @@ fn higher_is_better(gate: Gate, value: Option<f64>, promote: f64, rollback: f64,
         Some(v) if v >= promote => (Verdict::Pass, format!("{v:.2}{unit} meets {promote}{unit}")),
         Some(v) => (Verdict::Hold, format!("{v:.2}{unit} is between {rollback}{unit} and {promote}{unit}")),
     };
-    GateResult { gate, value, verdict, message }
+    GateResult { gate, value, verdict, message, dry_run: false }
 }
 
 /// Lower is better (latency, utilization): Pass at <= promote, Fail above rollback.
@@ -62,7 +62,7 @@ fn lower_is_better(gate: Gate, value: Option<f64>, promote: f64, rollback: f64, 
         Some(v) if v <= promote => (Verdict::Pass, format!("{v:.1}{unit} is within {promote}{unit}")),
         Some(v) => (Verdict::Hold, format!("{v:.1}{unit} is between {promote}{unit} and {rollback}{unit}")),
     };
-    GateResult { gate, value, verdict, message }
+    GateResult { gate, value, verdict, message, dry_run: false }
 }
 
 /// Event counters: any count above `max` fails; there is no hold zone for exhaustion or errors.
@@ -72,7 +72,7 @@ fn at_most(gate: Gate, value: Option<i64>, max: i64) -> GateResult {
         Some(v) if v > max => (Verdict::Fail, format!("{v} in the interval, more than the {max} allowed")),
         Some(v) => (Verdict::Pass, format!("{v} in the interval (max {max})")),
     };
-    GateResult { gate, value: value.map(|v| v as f64), verdict, message }
+    GateResult { gate, value: value.map(|v| v as f64), verdict, message, dry_run: false }
 }
 
 /// The analysis a tier is judged by: the policy's, with the gates the tier gives instead.
@@ -105,6 +105,17 @@ pub struct Thresholds {
     pub unit: &'static str,
     pub promote: String,
     pub rollback: String,
+}
+
+/// Whether `gate` runs dry: measured and shown, never deciding.
+pub fn dry_run(spec: &AnalysisSpec, gate: Gate) -> bool {
+    match gate {
+        Gate::SuccessRate => spec.success_rate.dry_run,
+        Gate::P95LatencyMs => spec.p95_latency_ms.dry_run,
+        Gate::PoolUtilization => spec.pool_utilization.dry_run,
+        Gate::PoolExhaustionEvents => spec.pool_exhaustion_events.dry_run,
+        Gate::RedisConnectionErrors => spec.redis_connection_errors.dry_run,
+    }
 }
 
 pub fn thresholds(spec: &AnalysisSpec, gate: Gate) -> Thresholds {
@@ -167,6 +178,7 @@ pub fn evaluate(spec: &AnalysisSpec, m: &Measurements) -> Analysis {
         at_most(Gate::PoolExhaustionEvents, m.pool_exhaustion_events, spec.pool_exhaustion_events.max),
         at_most(Gate::RedisConnectionErrors, m.redis_connection_errors, spec.redis_connection_errors.max),
     ];
+    let gates = gates.into_iter().map(|g| GateResult { dry_run: dry_run(spec, g.gate), ..g }).collect();
     let mut analysis = combine(spec.on_no_data, gates);
     for g in &mut analysis.gates {
         // Status shows two decimals; more would only be float noise.
@@ -175,10 +187,10 @@ pub fn evaluate(spec: &AnalysisSpec, m: &Measurements) -> Analysis {
     analysis
 }
 
-/// Combines gate results into one verdict.
+/// Combines gate results into one verdict; gates that run dry are shown, never counted.
 pub fn combine(on_no_data: OnNoData, gates: Vec<GateResult>) -> Analysis {
     let no_data_fails = on_no_data == OnNoData::Fail;
-    let first = |pred: &dyn Fn(Verdict) -> bool| gates.iter().find(|g| pred(g.verdict)).map(|g| g.gate);
+    let first = |pred: &dyn Fn(Verdict) -> bool| gates.iter().find(|g| !g.dry_run && pred(g.verdict)).map(|g| g.gate);
     let (verdict, decided_by) =
         if let Some(g) = first(&|v| v == Verdict::Fail || (no_data_fails && v == Verdict::NoData)) {
             (Verdict::Fail, Some(g))
@@ -203,6 +215,28 @@ pub fn provider_failed(spec: &AnalysisSpec, error: &str) -> Analysis {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A gate that runs dry is measured and shown with its own verdict, and never decides.
+    #[test]
+    fn a_dry_run_gate_is_shown_never_counted() {
+        let mut spec = AnalysisSpec::default();
+        spec.p95_latency_ms.dry_run = true;
+        let m = Measurements {
+            requests: Some(1000),
+            success_rate: Some(99.9),
+            p95_latency_ms: Some(2500.0),
+            pool_utilization: Some(20.0),
+            pool_exhaustion_events: Some(0),
+            redis_connection_errors: Some(0),
+        };
+        let a = evaluate(&spec, &m);
+        assert_eq!((a.verdict, a.decided_by), (Verdict::Pass, None), "{a:?}");
+        let p95 = a.gates.iter().find(|g| g.gate == Gate::P95LatencyMs).unwrap();
+        assert_eq!((p95.verdict, p95.dry_run, p95.value), (Verdict::Fail, true, Some(2500.0)));
+        // The same numbers with the gate counting fail the analysis.
+        spec.p95_latency_ms.dry_run = false;
+        assert_eq!(evaluate(&spec, &m).verdict, Verdict::Fail);
+    }
 
     fn healthy() -> Measurements {
         Measurements {

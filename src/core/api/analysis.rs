@@ -80,11 +80,15 @@ pub struct SuccessRateGate {
     #[serde(default = "defaults::success_rate_rollback")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("successRate thresholds are percentages in 0..100"))]
     pub rollback_below: f64,
+    /// Measured, recorded and shown like any other gate, but never deciding: how a new gate or
+    /// threshold is calibrated on real traffic before it counts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl Default for SuccessRateGate {
     fn default() -> Self {
-        Self { promote_at_least: 99.5, rollback_below: 99.0 }
+        Self { promote_at_least: 99.5, rollback_below: 99.0, dry_run: false }
     }
 }
 
@@ -99,11 +103,15 @@ pub struct LatencyGate {
     #[serde(default = "defaults::p95_latency_rollback_ms")]
     #[x_kube(validation = Rule::new("self > 0.0").message("p95LatencyMs thresholds must be > 0 milliseconds"))]
     pub rollback_above: f64,
+    /// Measured, recorded and shown like any other gate, but never deciding: how a new gate or
+    /// threshold is calibrated on real traffic before it counts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl Default for LatencyGate {
     fn default() -> Self {
-        Self { promote_at_most: 500.0, rollback_above: 1000.0 }
+        Self { promote_at_most: 500.0, rollback_above: 1000.0, dry_run: false }
     }
 }
 
@@ -118,11 +126,15 @@ pub struct UtilizationGate {
     #[serde(default = "defaults::utilization_rollback")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("poolUtilization thresholds are percentages in 0..100"))]
     pub rollback_above: f64,
+    /// Measured, recorded and shown like any other gate, but never deciding: how a new gate or
+    /// threshold is calibrated on real traffic before it counts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl Default for UtilizationGate {
     fn default() -> Self {
-        Self { promote_at_most: 60.0, rollback_above: 80.0 }
+        Self { promote_at_most: 60.0, rollback_above: 80.0, dry_run: false }
     }
 }
 
@@ -133,6 +145,10 @@ pub struct CountGate {
     #[serde(default)]
     #[x_kube(validation = Rule::new("self >= 0").message("event gates' max must be >= 0"))]
     pub max: i64,
+    /// Measured, recorded and shown like any other gate, but never deciding: how a new gate or
+    /// threshold is calibrated on real traffic before it counts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]

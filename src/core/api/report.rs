@@ -52,6 +52,9 @@ pub struct GateResult {
     pub value: Option<f64>,
     pub verdict: Verdict,
     pub message: String,
+    /// The gate runs dry: its verdict is shown, never counted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One tier's pool, per worker, per pod and for the fleet.

@@ -272,6 +272,25 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_says_which_gates_run_dry() {
+        let yaml = include_str!("../../../examples/auth-api.yaml").replace(
+            "successRate: { promoteAtLeast: 99.5, rollbackBelow: 99.0 }",
+            "successRate: { promoteAtLeast: 99.5, rollbackBelow: 99.0, dryRun: true }",
+        );
+        let p = parse_policy(&yaml).expect("dryRun is part of the API");
+        let given = PlanInput {
+            environment: None,
+            default_environment: None,
+            replicas: Replicas::Given { replicas: Some(10), hpa_max: None },
+            current_connections_per_pod: None,
+            max_clients: None,
+        };
+        let text = render_text(&report(&p, &given).unwrap());
+        assert!(text.contains("successRate >= 99.5% (rollback < 99%, dry run)"), "{text}");
+        assert!(text.contains("p95LatencyMs <= 500ms (rollback > 1000ms),"), "{text}");
+    }
+
+    #[test]
     fn a_missing_target_is_named() {
         let status = RedisPoolPolicyStatus::default();
         let (_, _, observed) = for_decision(&policy(), None, seen(&status, Ok(())));

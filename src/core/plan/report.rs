@@ -44,6 +44,9 @@ pub struct GateThresholds {
     pub gate: &'static str,
     pub promote: String,
     pub rollback: String,
+    /// Measured and shown, never deciding.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The plan report of `policy`, as `plan -f` and `kubectl redispool plan` print it.
@@ -58,7 +61,8 @@ pub fn report(policy: &RedisPoolPolicy, input: &PlanInput) -> Result<PlanReport,
         .into_iter()
         .map(|g| {
             let th = crate::core::analysis::thresholds(&analysis, g);
-            GateThresholds { gate: g.name(), promote: th.promote, rollback: th.rollback }
+            let dry_run = crate::core::analysis::dry_run(&analysis, g);
+            GateThresholds { gate: g.name(), promote: th.promote, rollback: th.rollback, dry_run }
         })
         .collect();
     let worker_pool = planned.worker_pool(spec);
@@ -114,8 +118,14 @@ pub fn render_text(r: &PlanReport) -> String {
         },
         p.steady_connections()
     );
-    let gates: Vec<String> =
-        r.gates.iter().map(|g| format!("{} {} (rollback {})", g.gate, g.promote, g.rollback)).collect();
+    let gates: Vec<String> = r
+        .gates
+        .iter()
+        .map(|g| {
+            let dry = if g.dry_run { ", dry run" } else { "" };
+            format!("{} {} (rollback {}{dry})", g.gate, g.promote, g.rollback)
+        })
+        .collect();
     let _ = writeln!(s, "gates ({}): {}", p.tier, gates.join(", "));
     let w = &r.worker_pool;
     let _ = writeln!(

@@ -230,7 +230,7 @@ pub fn canary_unavailable_too_long(label: &str, down: SignedDuration, deadline: 
 pub fn failing_gates(gates: &[GateResult]) -> String {
     let failing: Vec<String> = gates
         .iter()
-        .filter(|g| g.verdict == Verdict::Fail)
+        .filter(|g| g.verdict == Verdict::Fail && !g.dry_run)
         .map(|g| format!("{} {}", g.gate.name(), g.message))
         .collect();
     if failing.is_empty() { "no data (onNoData: Fail)".into() } else { failing.join("; ") }

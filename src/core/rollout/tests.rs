@@ -56,7 +56,7 @@ fn analysis(of: Due, verdict: Verdict) -> AnalysisRun {
         analysis: Analysis {
             verdict: verdict_of_combined,
             decided_by,
-            gates: vec![GateResult { gate, value: Some(value), verdict, message: format!("{value}%") }],
+            gates: vec![GateResult { gate, value: Some(value), verdict, message: format!("{value}%"), dry_run: false }],
         },
         provider_error: None,
     }

@@ -106,6 +106,7 @@ mod tests {
             value: Some(value),
             verdict: Verdict::Pass,
             message: format!("{value}"),
+            dry_run: false,
         }
     }
 

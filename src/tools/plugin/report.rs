@@ -128,6 +128,9 @@ pub struct GateView {
     pub rollback: String,
     pub verdict: Verdict,
     pub message: String,
+    /// Shown, never counted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -291,6 +294,7 @@ fn analysis_view(
                     rollback: t.rollback,
                     verdict: g.verdict,
                     message: g.message.clone(),
+                    dry_run: g.dry_run,
                 }
             })
             .collect(),

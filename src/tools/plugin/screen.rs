@@ -217,9 +217,10 @@ fn analysis(s: &mut String, r: &StatusReport, style: Style) {
             let _ = writeln!(s, "  {:<24}{:>10}  {:<12}{:<12}verdict", "gate", "value", "promote", "rollback");
             for g in &a.gates {
                 let value = g.value.map_or("-".into(), |v| fmt_value(v, g.unit));
+                let dry = if g.dry_run { " (dry run: shown, never counted)" } else { "" };
                 let _ = writeln!(
                     s,
-                    "  {:<24}{:>10}  {:<12}{:<12}{}",
+                    "  {:<24}{:>10}  {:<12}{:<12}{}{dry}",
                     g.gate.name(),
                     value,
                     g.promote,
