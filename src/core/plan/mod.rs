@@ -13,7 +13,7 @@ pub use report::{
 use crate::core::api::validation::Invalid;
 use crate::core::api::{RedisPoolPolicy, RedisPoolPolicySpec, RedisPoolPolicyStatus, Tier, WorkerPool};
 use crate::core::render::{config_hash, render_env};
-use crate::core::rollout::{Desired, NoTarget, TargetView, Unplannable, Unusable, fleet};
+use crate::core::rollout::{Desired, NoTarget, TargetView, Unplannable, Unusable, fleet, tier_replicas_pending};
 pub use crate::core::sizing::PlanError;
 use crate::core::sizing::{Fleet, RolloutPlan, tier};
 
@@ -129,9 +129,8 @@ fn fleet_of(t: &Tier, replicas: Replicas) -> Result<(Fleet, ReplicasSource), Pla
         },
         Replicas::Observed { target, canary_replicas, status, generation } => {
             let fleet = fleet(t.replicas, target, canary_replicas, status, generation);
-            let applies_tier = t.replicas.is_some()
-                && (target.is_none()
-                    || !status.phase.is_active() && status.replicas_applied_generation != Some(generation));
+            let pending = tier_replicas_pending(t.replicas, status, generation).is_some();
+            let applies_tier = t.replicas.is_some() && (target.is_none() || !status.phase.is_active() && pending);
             let source = match target {
                 Some(t) if t.hpa.is_some() => ReplicasSource::Hpa,
                 _ if applies_tier => ReplicasSource::Tier,

@@ -264,10 +264,16 @@ pub fn rollout_total(
     status: &RedisPoolPolicyStatus,
     generation: i64,
 ) -> i32 {
-    match tier_replicas {
-        Some(r) if status.replicas_applied_generation != Some(generation) => r,
-        _ => target.spec_replicas,
-    }
+    tier_replicas_pending(tier_replicas, status, generation).unwrap_or(target.spec_replicas)
+}
+
+/// The tier's `replicas`, while this spec generation has not applied them yet.
+pub fn tier_replicas_pending(
+    tier_replicas: Option<i32>,
+    status: &RedisPoolPolicyStatus,
+    generation: i64,
+) -> Option<i32> {
+    tier_replicas.filter(|_| status.replicas_applied_generation != Some(generation))
 }
 
 /// What the caller should analyse now, if anything:
