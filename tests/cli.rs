@@ -256,13 +256,22 @@ fn plan_shows_the_budget_policies_share() {
 fn plan_prints_each_tiers_gates() {
     let (code, staging, err) = run(&["plan", "-f", "examples/auth-api.yaml", "--environment", "staging"]);
     assert_eq!(code, 0, "{err}");
-    assert!(staging.contains("gates (staging): successRate >= 99.5% (rollback < 99%)"), "{staging}");
+    assert!(
+        staging
+            .contains("gates (staging): successRate >= 99.5% (rollback < 99%, no more than 0.5 points below stable)"),
+        "{staging}"
+    );
     assert!(staging.contains("poolUtilization <= 50% (rollback > 80%)"), "{staging}");
     let (_, production, _) = run(&["plan", "-f", "examples/auth-api.yaml"]);
     assert!(production.contains("gates (production): "), "{production}");
     assert!(production.contains("poolUtilization <= 60% (rollback > 80%)"), "{production}");
     let json = plan_json(&["--environment", "staging"]);
     assert_eq!(json["gates"][2]["promote"], "<= 50%", "{json}");
+    assert_eq!(json["gates"][1]["relative"], "no more than 25% above stable", "{json}");
+    // The last step of a split rollout leaves no stable pods to compare with: the plan says so.
+    assert_eq!(json["baseline"]["compareWith"], "Stable", "{json}");
+    assert_eq!(json["baseline"]["stepsWithoutStable"], serde_json::json!([3]), "{json}");
+    assert!(production.contains("judged beside the stable") && production.contains("step 3 has no stable pods"));
 }
 
 /// The chain example plans together: production's requirement names staging's policy, whose

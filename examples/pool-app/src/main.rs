@@ -119,13 +119,13 @@ async fn health_check(app: Arc<App>, worker: usize) {
         if pool.status().available == 0 {
             continue;
         }
-        let ok = match pool.get().await {
-            Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
-            Err(PoolError::Timeout(_)) => true,
-            Err(_) => false,
+        let failed = match pool.get().await {
+            Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.err().map(|e| e.to_string()),
+            Err(PoolError::Timeout(_)) => None,
+            Err(e) => Some(e.to_string()),
         };
-        if !ok {
-            app.stats.redis_error();
+        if let Some(what) = failed {
+            app.stats.redis_error(&what);
         }
     }
 }
@@ -203,7 +203,7 @@ impl App {
                 Err((StatusCode::SERVICE_UNAVAILABLE, "redis pool exhausted\n".into()))
             }
             Err(Failure::Redis(e)) => {
-                self.stats.redis_error();
+                self.stats.redis_error(&e);
                 Err((StatusCode::BAD_GATEWAY, format!("redis: {e}\n")))
             }
         }

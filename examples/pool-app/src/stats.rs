@@ -14,6 +14,8 @@ pub struct Stats {
     failed: AtomicU64,
     exhaustion: AtomicU64,
     redis_errors: AtomicU64,
+    /// Of `redis_errors`, those where the server refused a connection for want of client slots.
+    max_clients_errors: AtomicU64,
     peak_in_use: AtomicU64,
     latency: Mutex<Latency>,
 }
@@ -44,8 +46,13 @@ impl Stats {
         self.exhaustion.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn redis_error(&self) {
+    /// Counts a Redis error; `what` the server or the client said.
+    pub fn redis_error(&self, what: &str) {
         self.redis_errors.fetch_add(1, Ordering::Relaxed);
+        // Redis's words when `maxclients` is reached: the one error a pool's size causes.
+        if what.contains("max number of clients") {
+            self.max_clients_errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn observe_in_use(&self, in_use: usize) {
@@ -97,6 +104,7 @@ impl Stats {
                 "requests_failed_total": self.failed.load(Ordering::Relaxed),
                 "pool_exhaustion_events_total": exhaustion,
                 "redis_connection_errors_total": errors,
+                "redis_max_clients_errors_total": self.max_clients_errors.load(Ordering::Relaxed),
             },
             "latency_ms": {"le": LE_MS, "counts": counts, "count": count, "sum": sum},
             "recommendations": recommendations,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Measurements;
+use super::{Buckets, Measurements};
 
 /// What a workload serves at `/health/redis` (the README's "The sample workload" and
 /// docs/runbook.md describe the contract).
@@ -36,6 +36,10 @@ pub struct Counters {
     pub requests_failed_total: u64,
     pub pool_exhaustion_events_total: u64,
     pub redis_connection_errors_total: u64,
+    /// Of the connection errors, those where the server said "max number of clients reached"
+    /// (optional: a workload that does not tell them apart leaves it out).
+    #[serde(default)]
+    pub redis_max_clients_errors_total: u64,
 }
 
 /// Cumulative latency buckets in milliseconds, Prometheus style.
@@ -79,11 +83,11 @@ pub fn aggregate(
     if samples.is_empty() {
         return Measurements::default();
     }
-    let (mut requests, mut failed, mut exhaustion, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let (mut requests, mut failed, mut exhaustion, mut errors, mut max_clients) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut utilization: f64 = 0.0;
     let mut buckets: Option<(Vec<f64>, Vec<u64>)> = None;
     let mut buckets_agree = true;
-    let mut diffed = 0;
+    let mut diffed: i64 = 0;
     for (uid, sample) in samples {
         let s = &sample.health;
         utilization = utilization.max(s.pool.utilization_percent);
@@ -104,6 +108,8 @@ pub fn aggregate(
         exhaustion +=
             delta(s.counters.pool_exhaustion_events_total, b.map(|b| b.counters.pool_exhaustion_events_total));
         errors += delta(s.counters.redis_connection_errors_total, b.map(|b| b.counters.redis_connection_errors_total));
+        max_clients +=
+            delta(s.counters.redis_max_clients_errors_total, b.map(|b| b.counters.redis_max_clients_errors_total));
         let h = &s.latency_ms;
         let base: Vec<u64> = match b {
             Some(b) if b.latency_ms.le == h.le => b.latency_ms.counts.clone(),
@@ -121,7 +127,13 @@ pub fn aggregate(
         return Measurements { pool_utilization: Some(utilization), ..Measurements::default() };
     }
     let success_rate = (requests > 0).then(|| 100.0 * (requests - failed.min(requests)) as f64 / requests as f64);
-    let p95 = buckets.filter(|_| buckets_agree).and_then(|(le, counts)| quantile(0.95, &le, &counts));
+    let buckets = buckets.filter(|_| buckets_agree);
+    let p95 = buckets.as_ref().and_then(|(le, counts)| quantile(0.95, le, counts));
+    let latency = buckets.map(|(le, cumulative)| {
+        let counts =
+            cumulative.iter().scan(0, |below, &c| Some(c.saturating_sub(std::mem::replace(below, c)))).collect();
+        Buckets { le, counts }
+    });
     Measurements {
         requests: Some(requests as i64),
         success_rate,
@@ -129,6 +141,10 @@ pub fn aggregate(
         pool_utilization: Some(utilization),
         pool_exhaustion_events: Some(exhaustion as i64),
         redis_connection_errors: Some(errors as i64),
+        failed_requests: Some(failed.min(requests) as i64),
+        pods: Some(diffed),
+        latency,
+        max_clients_errors: Some(max_clients as i64),
     }
 }
 
@@ -194,6 +210,9 @@ mod tests {
         assert_eq!(m.requests, Some(2000));
         assert_eq!(m.success_rate, Some(99.5));
         assert_eq!(m.pool_utilization, Some(70.0), "the worst pod counts");
+        assert_eq!((m.failed_requests, m.pods), (Some(10), Some(2)));
+        let latency = m.latency.as_ref().unwrap();
+        assert_eq!(latency.counts, vec![1800, 180, 20], "per bucket, not cumulative");
         // 2000 requests: 1800 <= 10ms, 1980 <= 100ms, 2000 <= 1000ms; rank 1900 -> 10 + 90 * 100/180.
         let p95 = m.p95_latency_ms.unwrap();
         assert!((p95 - 60.0).abs() < 1e-9, "{p95}");

@@ -4,6 +4,7 @@
 //! lies the hold zone (do not advance, do not roll back yet). A signal that is missing, or a rate
 //! computed from too few requests, is `NoData`, which is never a Pass.
 
+pub mod beside;
 pub mod contract;
 pub mod prometheus;
 pub mod redis;
@@ -27,6 +28,24 @@ pub struct Measurements {
     pub pool_utilization: Option<f64>,
     pub pool_exhaustion_events: Option<i64>,
     pub redis_connection_errors: Option<i64>,
+    /// Failed requests in the interval: with `requests`, the counts behind `success_rate` that
+    /// a comparison with the stable weighs.
+    pub failed_requests: Option<i64>,
+    /// Pods whose counters were diffed: what per-pod comparisons divide by.
+    pub pods: Option<i64>,
+    /// The interval's latency histogram, when the provider has one: for the rank test.
+    pub latency: Option<Buckets>,
+    /// Connections the server refused for want of client slots ("max number of clients
+    /// reached"), of `redis_connection_errors`, when the workload tells them apart.
+    pub max_clients_errors: Option<i64>,
+}
+
+/// A latency histogram over one interval: bucket bounds (ms) and the count in each bucket (not
+/// cumulative).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Buckets {
+    pub le: Vec<f64>,
+    pub counts: Vec<u64>,
 }
 
 /// All gates of one analysis and the combined verdict.
@@ -34,9 +53,15 @@ pub struct Measurements {
 #[serde(rename_all = "camelCase")]
 pub struct Analysis {
     pub verdict: Verdict,
-    /// The gate that decided a Fail or Hold.
+    /// The gate that decided a Fail, Hold or Inconclusive.
     pub decided_by: Option<Gate>,
     pub gates: Vec<GateResult>,
+    /// Why the verdict is Inconclusive: what the environment did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Why this failure rolls back at once, whatever `failureLimit` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_once: Option<String>,
 }
 
 /// Higher is better (success rate): Pass at >= promote, Fail below rollback.
@@ -49,7 +74,7 @@ fn higher_is_better(gate: Gate, value: Option<f64>, promote: f64, rollback: f64,
         Some(v) if v >= promote => (Verdict::Pass, format!("{v:.2}{unit} meets {promote}{unit}")),
         Some(v) => (Verdict::Hold, format!("{v:.2}{unit} is between {rollback}{unit} and {promote}{unit}")),
     };
-    GateResult { gate, value, verdict, message, dry_run: false }
+    GateResult { gate, value, verdict, message, stable: None, dry_run: false }
 }
 
 /// Lower is better (latency, utilization): Pass at <= promote, Fail above rollback.
@@ -62,7 +87,7 @@ fn lower_is_better(gate: Gate, value: Option<f64>, promote: f64, rollback: f64, 
         Some(v) if v <= promote => (Verdict::Pass, format!("{v:.1}{unit} is within {promote}{unit}")),
         Some(v) => (Verdict::Hold, format!("{v:.1}{unit} is between {promote}{unit} and {rollback}{unit}")),
     };
-    GateResult { gate, value, verdict, message, dry_run: false }
+    GateResult { gate, value, verdict, message, stable: None, dry_run: false }
 }
 
 /// Event counters: any count above `max` fails; there is no hold zone for exhaustion or errors.
@@ -72,7 +97,39 @@ fn at_most(gate: Gate, value: Option<i64>, max: i64) -> GateResult {
         Some(v) if v > max => (Verdict::Fail, format!("{v} in the interval, more than the {max} allowed")),
         Some(v) => (Verdict::Pass, format!("{v} in the interval (max {max})")),
     };
-    GateResult { gate, value: value.map(|v| v as f64), verdict, message, dry_run: false }
+    GateResult { gate, value: value.map(|v| v as f64), verdict, message, stable: None, dry_run: false }
+}
+
+/// One gate's absolute thresholds applied to `m`: the hard limits, whatever the stable does.
+fn absolute(spec: &AnalysisSpec, gate: Gate, m: &Measurements) -> GateResult {
+    // Rates and percentiles over too few requests are noise, not evidence.
+    let enough = m.requests.is_some_and(|r| r >= spec.min_requests.max(1));
+    let rated = |v: Option<f64>| if enough { v } else { None };
+    match gate {
+        Gate::SuccessRate => higher_is_better(
+            gate,
+            rated(m.success_rate),
+            spec.success_rate.promote_at_least,
+            spec.success_rate.rollback_below,
+            "%",
+        ),
+        Gate::P95LatencyMs => lower_is_better(
+            gate,
+            rated(m.p95_latency_ms),
+            spec.p95_latency_ms.promote_at_most,
+            spec.p95_latency_ms.rollback_above,
+            "ms",
+        ),
+        Gate::PoolUtilization => lower_is_better(
+            gate,
+            m.pool_utilization,
+            spec.pool_utilization.promote_at_most,
+            spec.pool_utilization.rollback_above,
+            "%",
+        ),
+        Gate::PoolExhaustionEvents => at_most(gate, m.pool_exhaustion_events, spec.pool_exhaustion_events.max),
+        Gate::RedisConnectionErrors => at_most(gate, m.redis_connection_errors, spec.redis_connection_errors.max),
+    }
 }
 
 /// The analysis a tier is judged by: the policy's, with the gates the tier gives instead.
@@ -99,12 +156,14 @@ pub fn for_tier(spec: &RedisPoolPolicySpec, environment: &str) -> AnalysisSpec {
     a
 }
 
-/// A gate's thresholds for people, as [`evaluate`] applies them: what promotes, what rolls back.
+/// A gate's thresholds for people, as [`judge`] applies them: what promotes, what rolls back,
+/// and the bound relative to the stable, when the gate has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Thresholds {
     pub unit: &'static str,
     pub promote: String,
     pub rollback: String,
+    pub relative: Option<String>,
 }
 
 /// Whether `gate` runs dry: measured and shown, never deciding.
@@ -119,7 +178,12 @@ pub fn dry_run(spec: &AnalysisSpec, gate: Gate) -> bool {
 }
 
 pub fn thresholds(spec: &AnalysisSpec, gate: Gate) -> Thresholds {
-    let t = |unit, promote: String, rollback: String| Thresholds { unit, promote, rollback };
+    let t = |unit, promote: String, rollback: String| Thresholds {
+        unit,
+        promote,
+        rollback,
+        relative: beside::relative_bound(spec, gate),
+    };
     match gate {
         Gate::SuccessRate => t(
             "%",
@@ -147,42 +211,54 @@ pub fn thresholds(spec: &AnalysisSpec, gate: Gate) -> Thresholds {
     }
 }
 
-/// Evaluates every gate and combines them: any Fail -> Fail; else any Hold or NoData -> Hold
-/// (or Fail for NoData when `onNoData: Fail`); else Pass. The first deciding gate is named.
+/// What one analysis interval measured: the canary, the stable beside it (with
+/// `baseline: Stable`, when it could be measured), and what the operator's probe saw the Redis
+/// server go through (a restart, a failover, an outage), in words.
+#[derive(Clone, Copy, Debug)]
+pub struct Interval<'a> {
+    pub canary: &'a Measurements,
+    pub stable: Option<&'a Measurements>,
+    pub redis: Option<&'a str>,
+}
+
+/// The canary alone, as without a baseline.
 pub fn evaluate(spec: &AnalysisSpec, m: &Measurements) -> Analysis {
-    // Rates and percentiles over too few requests are noise, not evidence.
-    let enough = m.requests.is_some_and(|r| r >= spec.min_requests.max(1));
-    let rated = |v: Option<f64>| if enough { v } else { None };
-    let gates = vec![
-        higher_is_better(
-            Gate::SuccessRate,
-            rated(m.success_rate),
-            spec.success_rate.promote_at_least,
-            spec.success_rate.rollback_below,
-            "%",
-        ),
-        lower_is_better(
-            Gate::P95LatencyMs,
-            rated(m.p95_latency_ms),
-            spec.p95_latency_ms.promote_at_most,
-            spec.p95_latency_ms.rollback_above,
-            "ms",
-        ),
-        lower_is_better(
-            Gate::PoolUtilization,
-            m.pool_utilization,
-            spec.pool_utilization.promote_at_most,
-            spec.pool_utilization.rollback_above,
-            "%",
-        ),
-        at_most(Gate::PoolExhaustionEvents, m.pool_exhaustion_events, spec.pool_exhaustion_events.max),
-        at_most(Gate::RedisConnectionErrors, m.redis_connection_errors, spec.redis_connection_errors.max),
-    ];
-    let gates = gates.into_iter().map(|g| GateResult { dry_run: dry_run(spec, g.gate), ..g }).collect();
+    judge(spec, &Interval { canary: m, stable: None, redis: None })
+}
+
+/// Judges one interval: every gate's absolute thresholds, its bound relative to the stable,
+/// and whether a breach is the environment's (see [`beside`]); then combines them: any Fail ->
+/// Fail; else any Inconclusive -> Inconclusive; else any Hold or NoData -> Hold (or Fail for
+/// NoData when `onNoData: Fail`); else Pass. A Redis server that went away or changed makes
+/// the whole interval Inconclusive, unless the canary alone was refused for want of client
+/// slots, which rolls back at once.
+pub fn judge(spec: &AnalysisSpec, i: &Interval) -> Analysis {
+    let gates = Gate::ALL
+        .iter()
+        .map(|&gate| {
+            let canary = absolute(spec, gate, i.canary);
+            let judged = match i.stable {
+                Some(stable) => beside::judge(spec, canary, &absolute(spec, gate, stable), i.canary, stable),
+                None => canary,
+            };
+            GateResult { dry_run: dry_run(spec, gate), ..judged }
+        })
+        .collect();
     let mut analysis = combine(spec.on_no_data, gates);
+    if let Some(why) = i.stable.and_then(|s| beside::canary_refused(i.canary, s)) {
+        analysis.verdict = Verdict::Fail;
+        analysis.decided_by = Some(Gate::RedisConnectionErrors);
+        analysis.at_once = Some(why);
+    } else if let Some(redis) = i.redis {
+        analysis.verdict = Verdict::Inconclusive;
+        analysis.environment = Some(redis.to_string());
+    } else if analysis.verdict == Verdict::Inconclusive {
+        analysis.environment = Some(beside::shared_breaches(&analysis.gates));
+    }
     for g in &mut analysis.gates {
         // Status shows two decimals; more would only be float noise.
         g.value = g.value.map(|v| (v * 100.0).round() / 100.0);
+        g.stable = g.stable.map(|v| (v * 100.0).round() / 100.0);
     }
     analysis
 }
@@ -194,12 +270,14 @@ pub fn combine(on_no_data: OnNoData, gates: Vec<GateResult>) -> Analysis {
     let (verdict, decided_by) =
         if let Some(g) = first(&|v| v == Verdict::Fail || (no_data_fails && v == Verdict::NoData)) {
             (Verdict::Fail, Some(g))
+        } else if let Some(g) = first(&|v| v == Verdict::Inconclusive) {
+            (Verdict::Inconclusive, Some(g))
         } else if let Some(g) = first(&|v| v != Verdict::Pass) {
             (Verdict::Hold, Some(g))
         } else {
             (Verdict::Pass, None)
         };
-    Analysis { verdict, decided_by, gates }
+    Analysis { verdict, decided_by, gates, environment: None, at_once: None }
 }
 
 /// An analysis whose provider could not measure anything: never a Pass.
@@ -228,6 +306,7 @@ mod tests {
             pool_utilization: Some(20.0),
             pool_exhaustion_events: Some(0),
             redis_connection_errors: Some(0),
+            ..Default::default()
         };
         let a = evaluate(&spec, &m);
         assert_eq!((a.verdict, a.decided_by), (Verdict::Pass, None), "{a:?}");
@@ -246,6 +325,7 @@ mod tests {
             pool_utilization: Some(20.0),
             pool_exhaustion_events: Some(0),
             redis_connection_errors: Some(0),
+            ..Default::default()
         }
     }
 
@@ -381,7 +461,8 @@ mod tests {
             errors in prop::option::of(0i64..3),
         ) {
             let m = Measurements { requests, success_rate: success, p95_latency_ms: p95, pool_utilization: util,
-                                   pool_exhaustion_events: exhaustion, redis_connection_errors: errors };
+                                   pool_exhaustion_events: exhaustion, redis_connection_errors: errors,
+                                   ..Default::default() };
             let a = evaluate(&AnalysisSpec::default(), &m);
             let healthy = requests.is_some_and(|r| r >= 100) && success.is_some_and(|v| v >= 99.5)
                 && p95.is_some_and(|v| v <= 500.0) && util.is_some_and(|v| v <= 60.0)

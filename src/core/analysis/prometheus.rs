@@ -98,6 +98,8 @@ pub fn measurements(
         // An empty vector for a counter means it never moved.
         pool_exhaustion_events: Some(exhaustion.unwrap_or(0.0).round() as i64),
         redis_connection_errors: Some(errors.unwrap_or(0.0).round() as i64),
+        failed_requests: requests.map(|r| failed.unwrap_or(0.0).clamp(0.0, r).round() as i64),
+        ..Default::default()
     }
 }
 

@@ -60,10 +60,12 @@ pub fn difference_interval(stable: Tally, canary: Tally, z: f64) -> (f64, f64) {
 }
 
 /// Whether the canary's success rate is worse than the stable's by more than `margin` (a
-/// fraction: 0.005 is half a percentage point), at `confidence` (e.g. 0.95, one-sided).
+/// fraction: 0.005 is half a percentage point), at `confidence` (e.g. 0.95, one-sided). Short
+/// of evidence, how many more canary requests would decide at the rates seen, the stable
+/// serving beside it in the proportion it does now.
 pub fn success_rate(stable: Tally, canary: Tally, margin: f64, confidence: f64) -> Comparison {
     let z = normal_quantile(confidence);
-    let decide = |canary: Tally| {
+    let decide = |stable: Tally, canary: Tally| {
         let (low, high) = difference_interval(stable, canary, z);
         if low > margin {
             Some(Comparison::Worse)
@@ -73,19 +75,26 @@ pub fn success_rate(stable: Tally, canary: Tally, margin: f64, confidence: f64) 
             None
         }
     };
-    if let Some(decided) = decide(canary) {
+    if let Some(decided) = decide(stable, canary) {
         return decided;
     }
-    // How many canary requests at the same rate would decide: doubling, then halving back.
-    let at = |n: u64| Tally { ok: (canary.rate() * n as f64).round() as u64, n };
+    // How many canary requests at the same rate would decide, while the stable serves beside it
+    // in the same proportion as now: doubling, then halving back.
     let start = canary.n.max(1);
-    let Some(enough) = (1..=40).map(|k| start.saturating_mul(1 << k.min(62))).find(|&n| decide(at(n)).is_some()) else {
+    let decides = |n: u64| {
+        let grown = |t: Tally| {
+            let m = (t.n as f64 * n as f64 / start as f64).round();
+            Tally { ok: (t.rate() * m).round() as u64, n: m as u64 }
+        };
+        decide(grown(stable), Tally { ok: (canary.rate() * n as f64).round() as u64, n }).is_some()
+    };
+    let Some(enough) = (1..=40).map(|k| start.saturating_mul(1 << k.min(62))).find(|&n| decides(n)) else {
         return Comparison::NeedsMore(None);
     };
     let (mut lo, mut hi) = (start, enough);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        if decide(at(mid)).is_some() { hi = mid } else { lo = mid }
+        if decides(mid) { hi = mid } else { lo = mid }
     }
     Comparison::NeedsMore(Some(hi - canary.n))
 }
@@ -244,10 +253,9 @@ mod tests {
         // At 99.33% the canary is worse than 99.95% by more than the margin: enough requests
         // at that rate fail it. Fewer than 150 more never do.
         assert!(more > 150, "{more}");
-        assert_eq!(
-            success_rate(stable, Tally { ok: 149 * (150 + more) / 150, n: 150 + more }, margin, 0.95),
-            Comparison::Worse
-        );
+        let n = 150 + more;
+        let stable_then = Tally { ok: 99950 * n / 150, n: 100000 * n / 150 };
+        assert_eq!(success_rate(stable_then, Tally { ok: 149 * n / 150, n }, margin, 0.95), Comparison::Worse);
         // 150 perfect requests do not promote either: the margin cannot be excluded yet.
         let perfect = success_rate(stable, Tally { ok: 150, n: 150 }, margin, 0.95);
         assert!(matches!(perfect, Comparison::NeedsMore(Some(_))), "{perfect:?}");

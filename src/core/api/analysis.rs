@@ -10,6 +10,9 @@ use super::spec::DURATION_RULE;
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(RELATIVE_NEEDS_STABLE[0].0).message(RELATIVE_NEEDS_STABLE[0].1))]
+#[x_kube(validation = Rule::new(RELATIVE_NEEDS_STABLE[1].0).message(RELATIVE_NEEDS_STABLE[1].1))]
+#[x_kube(validation = Rule::new(RELATIVE_NEEDS_STABLE[2].0).message(RELATIVE_NEEDS_STABLE[2].1))]
 pub struct AnalysisSpec {
     #[serde(default = "defaults::analysis_interval")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message("spec.rollout.analysis.interval must be a duration like 30s"))]
@@ -32,6 +35,16 @@ pub struct AnalysisSpec {
     pub min_requests: i64,
     #[serde(default)]
     pub on_no_data: OnNoData,
+    /// What the canary is judged beside: `Stable` measures the stable pods over the same
+    /// interval, so that a fault they share is the environment's (Inconclusive), and relative
+    /// bounds have something to compare with. `None` judges the canary alone.
+    #[serde(default)]
+    pub baseline: AnalysisBaseline,
+    /// How sure a comparison with the stable must be before it decides, in percent (one-sided).
+    #[serde(default = "defaults::confidence")]
+    #[x_kube(validation = Rule::new("self >= 50.0 && self < 100.0")
+        .message("spec.rollout.analysis.confidence is a percentage in 50..100, like 95"))]
+    pub confidence: f64,
     #[serde(default)]
     pub success_rate: SuccessRateGate,
     #[serde(default)]
@@ -52,6 +65,8 @@ impl Default for AnalysisSpec {
             progress_deadline: "1h".into(),
             min_requests: 100,
             on_no_data: OnNoData::Hold,
+            baseline: AnalysisBaseline::Stable,
+            confidence: defaults::confidence(),
             success_rate: SuccessRateGate::default(),
             p95_latency_ms: LatencyGate::default(),
             pool_utilization: UtilizationGate::default(),
@@ -59,6 +74,34 @@ impl Default for AnalysisSpec {
             redis_connection_errors: CountGate::default(),
         }
     }
+}
+
+/// A relative bound compares the canary with the stable: without `baseline: Stable` there is
+/// nothing to compare with. (CEL rule, message; `plan` says the same.)
+pub const RELATIVE_NEEDS_STABLE: [(&str, &str); 3] = [
+    (
+        "!has(self.baseline) || self.baseline == 'Stable' || !has(self.successRate) || !has(self.successRate.maxBelowStable)",
+        "successRate.maxBelowStable compares the canary with the stable: set baseline: Stable or remove the bound",
+    ),
+    (
+        "!has(self.baseline) || self.baseline == 'Stable' || !has(self.p95LatencyMs) || !has(self.p95LatencyMs.maxAboveStablePercent)",
+        "p95LatencyMs.maxAboveStablePercent compares the canary with the stable: set baseline: Stable or remove the bound",
+    ),
+    (
+        "!has(self.baseline) || self.baseline == 'Stable' || !has(self.poolUtilization) || !has(self.poolUtilization.maxAboveStable)",
+        "poolUtilization.maxAboveStable compares the canary with the stable: set baseline: Stable or remove the bound",
+    ),
+];
+
+/// What the canary is judged beside.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AnalysisBaseline {
+    /// The stable pods, measured over the same interval by the same provider.
+    #[default]
+    Stable,
+    /// Nothing: absolute thresholds only, and no fault is recognised as the environment's.
+    #[serde(rename = "None")]
+    Nothing,
 }
 
 /// What a gate without data means. Never Pass.
@@ -80,6 +123,13 @@ pub struct SuccessRateGate {
     #[serde(default = "defaults::success_rate_rollback")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("successRate thresholds are percentages in 0..100"))]
     pub rollback_below: f64,
+    /// Fail when the canary's rate is below the stable's by more than this many percentage
+    /// points, at `confidence`; until the requests say either way, hold (status says how many
+    /// more it needs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0")
+        .message("successRate.maxBelowStable is percentage points in 0..100, like 0.5"))]
+    pub max_below_stable: Option<f64>,
     /// Measured, recorded and shown like any other gate, but never deciding: how a new gate or
     /// threshold is calibrated on real traffic before it counts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -88,7 +138,7 @@ pub struct SuccessRateGate {
 
 impl Default for SuccessRateGate {
     fn default() -> Self {
-        Self { promote_at_least: 99.5, rollback_below: 99.0, dry_run: false }
+        Self { promote_at_least: 99.5, rollback_below: 99.0, max_below_stable: None, dry_run: false }
     }
 }
 
@@ -103,6 +153,12 @@ pub struct LatencyGate {
     #[serde(default = "defaults::p95_latency_rollback_ms")]
     #[x_kube(validation = Rule::new("self > 0.0").message("p95LatencyMs thresholds must be > 0 milliseconds"))]
     pub rollback_above: f64,
+    /// Fail when the canary's p95 is more than this many percent above the stable's (and its
+    /// latencies rank slower at `confidence`, when the provider has the histograms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0")
+        .message("p95LatencyMs.maxAboveStablePercent must be >= 0, like 25"))]
+    pub max_above_stable_percent: Option<f64>,
     /// Measured, recorded and shown like any other gate, but never deciding: how a new gate or
     /// threshold is calibrated on real traffic before it counts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -111,7 +167,7 @@ pub struct LatencyGate {
 
 impl Default for LatencyGate {
     fn default() -> Self {
-        Self { promote_at_most: 500.0, rollback_above: 1000.0, dry_run: false }
+        Self { promote_at_most: 500.0, rollback_above: 1000.0, max_above_stable_percent: None, dry_run: false }
     }
 }
 
@@ -126,6 +182,12 @@ pub struct UtilizationGate {
     #[serde(default = "defaults::utilization_rollback")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("poolUtilization thresholds are percentages in 0..100"))]
     pub rollback_above: f64,
+    /// Fail when the canary's busiest pod uses more than this many percentage points more of
+    /// its pool than the stable's busiest pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0")
+        .message("poolUtilization.maxAboveStable is percentage points in 0..100, like 20"))]
+    pub max_above_stable: Option<f64>,
     /// Measured, recorded and shown like any other gate, but never deciding: how a new gate or
     /// threshold is calibrated on real traffic before it counts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -134,7 +196,7 @@ pub struct UtilizationGate {
 
 impl Default for UtilizationGate {
     fn default() -> Self {
-        Self { promote_at_most: 60.0, rollback_above: 80.0, dry_run: false }
+        Self { promote_at_most: 60.0, rollback_above: 80.0, max_above_stable: None, dry_run: false }
     }
 }
 

@@ -25,6 +25,9 @@ pub fn health_port() -> i32 {
 pub fn min_requests() -> i64 {
     100
 }
+pub fn confidence() -> f64 {
+    95.0
+}
 pub fn max_clients_utilization() -> f64 {
     0.8
 }

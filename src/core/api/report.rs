@@ -12,6 +12,9 @@ pub enum Verdict {
     Hold,
     Fail,
     NoData,
+    /// The environment is at fault (the stable suffered alike, or the Redis server went away
+    /// or changed): neither evidence against the configuration nor for it.
+    Inconclusive,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +55,9 @@ pub struct GateResult {
     pub value: Option<f64>,
     pub verdict: Verdict,
     pub message: String,
+    /// The stable's value over the same interval, when it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<f64>,
     /// The gate runs dry: its verdict is shown, never counted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,

@@ -11,6 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::status::RedisPoolPolicyStatus;
 use super::{AnalysisSpec, CountGate, LatencyGate, MetricsSpec, SuccessRateGate, UtilizationGate, defaults};
 
+/// A tier's relative bounds need the stable measured, like the policy's.
+const TIER_RELATIVE_NEEDS_STABLE: &str = "!has(self.rollout) || !has(self.rollout.analysis) || \
+    !has(self.rollout.analysis.baseline) || self.rollout.analysis.baseline == 'Stable' || \
+    self.tiers.all(t, !has(t.gates) || ((!has(t.gates.successRate) || !has(t.gates.successRate.maxBelowStable)) && \
+    (!has(t.gates.p95LatencyMs) || !has(t.gates.p95LatencyMs.maxAboveStablePercent)) && \
+    (!has(t.gates.poolUtilization) || !has(t.gates.poolUtilization.maxAboveStable))))";
+
 /// Declares per-environment Redis pool sizes for a Deployment and how a change rolls out.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -35,6 +42,9 @@ use super::{AnalysisSpec, CountGate, LatencyGate, MetricsSpec, SuccessRateGate, 
 #[x_kube(validation = Rule::new("!has(self.environment) || self.tiers.exists(t, t.name == self.environment)")
     .message("spec.environment must name one of spec.tiers[].name; add that tier or fix the name")
     .field_path(".environment"))]
+#[x_kube(validation = Rule::new(TIER_RELATIVE_NEEDS_STABLE)
+    .message("spec.tiers[].gates bound the canary relative to the stable (maxBelowStable, maxAboveStablePercent, \
+              maxAboveStable) but spec.rollout.analysis.baseline is None: set it to Stable or remove the bounds"))]
 pub struct RedisPoolPolicySpec {
     /// The Deployment (same namespace) whose pool settings this policy manages.
     pub target_ref: TargetRef,

@@ -212,6 +212,9 @@ pub struct SoakStatus {
     /// could not read: its deadline counts from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_until: Option<Time>,
+    /// The clock stopped then: an analysis found the environment at fault (Inconclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_since: Option<Time>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,6 +294,9 @@ pub struct AnalysisStatus {
     /// It watched the target after a promotion (for the verdict), not a step's canary.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub after_promotion: bool,
+    /// Why it was Inconclusive: what the environment did (the stable's values, a Redis change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,6 +20,8 @@ pub struct PlanReport {
     pub replicas_source: ReplicasSource,
     /// The gates this tier is judged by (its own thresholds, else the policy's).
     pub gates: Vec<GateThresholds>,
+    /// What the canary is judged beside, and the steps where there is no stable to compare with.
+    pub baseline: BaselineView,
     /// The per-worker pool: what a verdict proves, and what `spec.promotion.requires` compares.
     pub worker_pool: WorkerPool,
     pub worker_pool_hash: String,
@@ -40,10 +42,23 @@ pub struct RequiredView {
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
+pub struct BaselineView {
+    /// `Stable` or `None`.
+    pub compare_with: crate::core::api::AnalysisBaseline,
+    /// 1-based steps whose stable has no pods (a split rollout's last step): there the canary is
+    /// judged by its absolute thresholds and the Redis server's evidence only.
+    pub steps_without_stable: Vec<usize>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct GateThresholds {
     pub gate: &'static str,
     pub promote: String,
     pub rollback: String,
+    /// The bound relative to the stable, when the gate has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative: Option<String>,
     /// Measured and shown, never deciding.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
@@ -62,9 +77,22 @@ pub fn report(policy: &RedisPoolPolicy, input: &PlanInput) -> Result<PlanReport,
         .map(|g| {
             let th = crate::core::analysis::thresholds(&analysis, g);
             let dry_run = crate::core::analysis::dry_run(&analysis, g);
-            GateThresholds { gate: g.name(), promote: th.promote, rollback: th.rollback, dry_run }
+            GateThresholds {
+                gate: g.name(),
+                promote: th.promote,
+                rollback: th.rollback,
+                relative: th.relative,
+                dry_run,
+            }
         })
         .collect();
+    let steps_without_stable = match analysis.baseline {
+        crate::core::api::AnalysisBaseline::Stable => {
+            planned.plan.steps.iter().enumerate().filter(|(_, s)| s.stable_replicas == 0).map(|(i, _)| i + 1).collect()
+        }
+        crate::core::api::AnalysisBaseline::Nothing => Vec::new(),
+    };
+    let baseline = BaselineView { compare_with: analysis.baseline, steps_without_stable };
     let worker_pool = planned.worker_pool(spec);
     let requires = spec
         .promotion
@@ -82,6 +110,7 @@ pub fn report(policy: &RedisPoolPolicy, input: &PlanInput) -> Result<PlanReport,
         plan: planned.plan,
         replicas_source: planned.replicas_source,
         gates,
+        baseline,
         worker_pool_hash: worker_pool.hash(),
         worker_pool,
         requires,
@@ -96,6 +125,31 @@ fn required_from(ns: &str, from: &crate::core::api::PolicyRef) -> String {
     match &from.kubeconfig_secret_ref {
         Some(s) => format!("{at} (another cluster: kubeconfig in Secret {ns}/{})", s.name),
         None => at,
+    }
+}
+
+/// What the canary is judged beside, for people.
+fn baseline_line(b: &BaselineView) -> String {
+    match b.compare_with {
+        crate::core::api::AnalysisBaseline::Nothing => {
+            "judged alone (baseline: None): absolute thresholds only; a fault every pod shares counts against the \
+             canary"
+                .into()
+        }
+        crate::core::api::AnalysisBaseline::Stable => {
+            let mut line = "judged beside the stable over the same interval: a breach the stable shares, or a Redis \
+                            restart, failover or outage, is Inconclusive (never a rollback)"
+                .to_string();
+            if !b.steps_without_stable.is_empty() {
+                let steps: Vec<String> = b.steps_without_stable.iter().map(ToString::to_string).collect();
+                let _ = write!(
+                    line,
+                    "; step {} has no stable pods: absolute thresholds and the Redis server's evidence only",
+                    steps.join(", ")
+                );
+            }
+            line
+        }
     }
 }
 
@@ -123,10 +177,12 @@ pub fn render_text(r: &PlanReport) -> String {
         .iter()
         .map(|g| {
             let dry = if g.dry_run { ", dry run" } else { "" };
-            format!("{} {} (rollback {}{dry})", g.gate, g.promote, g.rollback)
+            let relative = g.relative.as_ref().map(|r| format!(", {r}")).unwrap_or_default();
+            format!("{} {} (rollback {}{relative}{dry})", g.gate, g.promote, g.rollback)
         })
         .collect();
     let _ = writeln!(s, "gates ({}): {}", p.tier, gates.join(", "));
+    let _ = writeln!(s, "{}", baseline_line(&r.baseline));
     let w = &r.worker_pool;
     let _ = writeln!(
         s,

@@ -28,21 +28,25 @@ pub(super) fn set_conditions(status: &mut RedisPoolPolicyStatus, input: &Input, 
     set("Progressing", Some(phase.is_active()), &phase_reason, progressing_says);
     set("BudgetOk", Some(budget.ok), if budget.ok { "WithinBudget" } else { "BudgetExceeded" }, &budget.explain());
     redis_reachable(status, input);
+    degraded(status, input);
     autoscaled(status, input);
     env_owned(status, input);
     let healthy = status.analysis.as_ref().map(|a| {
         let ok = match a.verdict {
             Verdict::Pass => Some(true),
             Verdict::Fail => Some(false),
-            Verdict::Hold | Verdict::NoData => None,
+            Verdict::Hold | Verdict::NoData | Verdict::Inconclusive => None,
         };
-        let why = a.decided_by.as_deref().map_or_else(
-            || "all gates pass".to_string(),
-            |g| {
-                let detail = a.gates.iter().find(|x| x.gate.name() == g).map(|x| x.message.as_str()).unwrap_or("");
-                format!("{g}: {detail}")
-            },
-        );
+        let why = a.environment.clone().map(|e| format!("the environment is at fault: {e}"));
+        let why = why.unwrap_or_else(|| {
+            a.decided_by.as_deref().map_or_else(
+                || "all gates pass".to_string(),
+                |g| {
+                    let detail = a.gates.iter().find(|x| x.gate.name() == g).map(|x| x.message.as_str()).unwrap_or("");
+                    format!("{g}: {detail}")
+                },
+            )
+        });
         (ok, format!("{:?}", a.verdict), why)
     });
     if let Some((ok, reason, why)) = healthy {
@@ -57,6 +61,30 @@ fn state(ok: Option<bool>) -> &'static str {
         Some(false) => "False",
         None => "Unknown",
     }
+}
+
+/// Degraded: the environment has been at fault (analyses Inconclusive) for longer than
+/// `progressDeadline`. Set once it is first true, then kept, False, when it recovers.
+fn degraded(status: &mut RedisPoolPolicyStatus, input: &Input) {
+    let since = status.soak.as_ref().and_then(|s| s.environment_since.as_ref()).map(|t| t.0);
+    let deadline = crate::core::durations::durations(input.spec).progress_deadline;
+    let away = since.map(|t| input.now.duration_since(t.max(input.awake_since)));
+    match away {
+        Some(d) if d > deadline => {
+            let evidence = status.analysis.as_ref().and_then(|a| a.environment.clone()).unwrap_or_default();
+            let msg = messages::degraded(&input.spec.rollout.analysis.progress_deadline, &evidence);
+            upsert(status, input, "Degraded", "True", "EnvironmentAtFault", &msg)
+        }
+        _ if status.conditions.iter().any(|c| c.type_ == "Degraded") => {
+            upsert(status, input, "Degraded", "False", "EnvironmentHealthy", messages::NOT_DEGRADED)
+        }
+        _ => {}
+    }
+}
+
+/// Whether condition `type_` is True in `status`.
+pub fn is_true(status: &RedisPoolPolicyStatus, type_: &str) -> bool {
+    status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
 }
 
 fn redis_reachable(status: &mut RedisPoolPolicyStatus, input: &Input) {

@@ -172,6 +172,45 @@ pub fn replicas_handed_over(by: &str, replicas: i32) -> String {
     )
 }
 
+pub fn analysis_inconclusive(label: &str, evidence: &str, soaked: SignedDuration, pause: &str) -> String {
+    format!(
+        "{label}: analysis inconclusive, the environment is at fault: {evidence}; the soak holds at {} of {pause} and \
+         nothing counts against the configuration",
+        human(soaked)
+    )
+}
+
+pub fn environment_recovered(label: &str, away: SignedDuration, soaked: SignedDuration, pause: &str) -> String {
+    format!(
+        "{label}: the analyses judge the configuration again after {} of inconclusive results; the soak resumes at {} \
+         of {pause}",
+        human(away),
+        human(soaked)
+    )
+}
+
+pub fn holding_for_environment(label: &str, away: SignedDuration, evidence: &str) -> String {
+    format!("{label}: holding while the environment is at fault ({} so far): {evidence}", human(away))
+}
+
+pub fn environment_degraded(label: &str, away: SignedDuration, deadline: &str, evidence: &str) -> String {
+    format!(
+        "{label}: the environment has been at fault for {}, longer than progressDeadline {deadline}; holding, never \
+         promoting, and not blaming the configuration: {evidence}",
+        human(away)
+    )
+}
+
+pub const NOT_DEGRADED: &str = "the analyses judge the configuration: the environment is not at fault";
+
+pub fn degraded(deadline: &str, evidence: &str) -> String {
+    format!("the environment has been at fault for longer than progressDeadline {deadline}: {evidence}")
+}
+
+pub fn failed_at_once(label: &str, why: &str) -> String {
+    format!("analysis at {label}: {why}; rolling back at once")
+}
+
 pub fn analysis_failed(gates: &[GateResult], after_promotion: bool, failures: i32, limit: i32) -> String {
     let when = if after_promotion { "after the promotion: " } else { "" };
     format!("{when}{} ({failures}/{limit})", failing_gates(gates))

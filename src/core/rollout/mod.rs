@@ -6,7 +6,7 @@
 //! Ordering keeps capacity: the canary scales up before the stable scales down, and a rollback
 //! restores the stable before the canary goes.
 
-mod conditions;
+pub(crate) mod conditions;
 mod identity;
 mod machine;
 pub mod messages;
@@ -302,7 +302,9 @@ pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, 
     if !matches!(status.phase, crate::core::api::Phase::Progressing | crate::core::api::Phase::Paused) {
         return None;
     }
-    if status.soak.as_ref().is_some_and(|s| s.running_since.is_none()) {
+    // A soak stopped for missing canary pods waits for them; one stopped by the environment
+    // keeps analysing, to see it recover.
+    if status.soak.as_ref().is_some_and(|s| s.running_since.is_none() && s.environment_since.is_none()) {
         return None;
     }
     let started = status.step_started_at.as_ref()?.0;

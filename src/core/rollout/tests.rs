@@ -49,6 +49,7 @@ fn analysis(of: Due, verdict: Verdict) -> AnalysisRun {
         Verdict::Hold => (70.0, Some(gate)),
         Verdict::Fail => (95.0, Some(gate)),
         Verdict::NoData => (0.0, Some(gate)),
+        Verdict::Inconclusive => (95.0, Some(gate)),
     };
     let verdict_of_combined = if verdict == Verdict::NoData { Verdict::Hold } else { verdict };
     AnalysisRun {
@@ -56,7 +57,17 @@ fn analysis(of: Due, verdict: Verdict) -> AnalysisRun {
         analysis: Analysis {
             verdict: verdict_of_combined,
             decided_by,
-            gates: vec![GateResult { gate, value: Some(value), verdict, message: format!("{value}%"), dry_run: false }],
+            gates: vec![GateResult {
+                gate,
+                value: Some(value),
+                verdict,
+                message: format!("{value}%"),
+                stable: (verdict == Verdict::Inconclusive).then_some(96.0),
+                dry_run: false,
+            }],
+            environment: (verdict == Verdict::Inconclusive)
+                .then(|| "the stable breached the same thresholds in the same interval".into()),
+            at_once: None,
         },
         provider_error: None,
     }
@@ -401,6 +412,13 @@ impl Sim {
         seen
     }
 
+    /// The step's soak has run for at least `secs`.
+    fn soaked_at_least(&self, secs: i64) -> bool {
+        let Some(s) = &self.status.soak else { return false };
+        let running = s.running_since.as_ref().map_or(0, |t| self.now.duration_since(t.0).as_secs());
+        s.soaked_seconds + running >= secs
+    }
+
     fn reasons(&self) -> Vec<&str> {
         self.events.iter().map(|(r, _)| *r).collect()
     }
@@ -646,6 +664,60 @@ fn hold_zone_never_advances_and_rolls_back_at_the_deadline() {
     let began = started.duration_since("2026-01-01T00:00:00Z".parse().unwrap()).as_secs();
     assert!(at_rollback - began > 360, "rolled back {}s after the soak began", at_rollback - began);
     assert!(at_rollback - began <= 370, "rolled back late: {}s after the soak began", at_rollback - began);
+}
+
+/// An environment at fault (every interval Inconclusive) stops the soak's clock: the rollout
+/// neither advances nor rolls back, past progressDeadline it is Degraded (one Event), and once
+/// the analyses judge the configuration again the soak goes on where it stopped.
+#[test]
+fn an_inconclusive_environment_holds_the_soak_and_pages_once_past_the_deadline() {
+    let mut sim = Sim::new(10);
+    // 30 s into the first step's 60 s soak...
+    sim.run_until(Verdict::Pass, 100, |s| s.status.soak.as_ref().is_some_and(|_| true) && s.soaked_at_least(30));
+    let soaked_before = sim.status.soak.as_ref().unwrap().soaked_seconds;
+    // ...the environment fails for ten minutes, twice the deadline.
+    for _ in 0..120 {
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Inconclusive, None);
+        assert_eq!((sim.status.phase, sim.status.step), (Phase::Progressing, Some(0)), "{:?}", sim.status.message);
+    }
+    let a = sim.status.analysis.as_ref().unwrap();
+    assert_eq!((a.verdict, a.consecutive_failures), (Verdict::Inconclusive, 0), "never counted as failures");
+    assert!(a.environment.as_deref().unwrap().contains("the stable breached"), "{a:?}");
+    assert_eq!(sim.count("AnalysisInconclusive"), 1, "one Event when the clock stops: {:?}", sim.reasons());
+    assert_eq!(sim.count("EnvironmentDegraded"), 1, "pages once: {:?}", sim.reasons());
+    let degraded = sim.status.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "EnvironmentAtFault"));
+    assert!(sim.status.message.as_deref().unwrap().contains("not blaming the configuration"));
+    let soak = sim.status.soak.clone().unwrap();
+    assert!(soak.running_since.is_none() && soak.environment_since.is_some(), "{soak:?}");
+    assert!(soak.soaked_seconds <= soaked_before + 30, "ten minutes of weather never counted: {soak:?}");
+    // The weather clears: the soak resumes, Degraded goes False, and the rollout completes.
+    sim.advance(5);
+    sim.reconcile_with(Verdict::Pass, None);
+    assert_eq!(sim.count("EnvironmentRecovered"), 1);
+    let degraded = sim.status.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert_eq!(degraded.status, "False");
+    sim.run_until(Verdict::Pass, 400, |s| s.status.phase == Phase::Succeeded);
+    assert_eq!(sim.count("AnalysisFailed"), 0);
+}
+
+/// One interval of weather in a soak costs that interval, not the rollout: the next pass
+/// resumes the clock and the step still needs its full pause of judged time.
+#[test]
+fn one_inconclusive_interval_pauses_and_resumes_the_clock() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 100, |s| s.soaked_at_least(20));
+    sim.advance(5);
+    // Wait for the next analysis to come due, and judge it Inconclusive.
+    sim.run_until(Verdict::Inconclusive, 10, |s| s.status.analysis.as_ref().unwrap().verdict == Verdict::Inconclusive);
+    let stopped = sim.status.soak.clone().unwrap();
+    assert!(stopped.running_since.is_none());
+    sim.advance(5);
+    sim.run_until(Verdict::Pass, 10, |s| s.status.soak.as_ref().unwrap().running_since.is_some());
+    sim.run_until(Verdict::Pass, 100, |s| s.status.step == Some(1));
+    let (paused, resumed) = (sim.count("AnalysisInconclusive"), sim.count("EnvironmentRecovered"));
+    assert_eq!((paused, resumed), (1, 1), "{:?}", sim.reasons());
 }
 
 #[test]
@@ -1341,7 +1413,8 @@ fn arb_event() -> impl Strategy<Value = Event> {
         6 => Just(Verdict::Pass),
         2 => Just(Verdict::Hold),
         2 => Just(Verdict::Fail),
-        1 => Just(Verdict::NoData)
+        1 => Just(Verdict::NoData),
+        2 => Just(Verdict::Inconclusive)
     ];
     let manual = prop_oneof![
         Just(ManualAction::Promote),
@@ -1555,7 +1628,7 @@ proptest! {
     }
 
     #[test]
-    fn deciding_again_comes_to_rest(total in 1i32..25, hpa in any::<bool>(), events in prop::collection::vec(arb_event(), 1..80), verdict in prop_oneof![Just(Verdict::Pass), Just(Verdict::Fail), Just(Verdict::Hold)]) {
+    fn deciding_again_comes_to_rest(total in 1i32..25, hpa in any::<bool>(), events in prop::collection::vec(arb_event(), 1..80), verdict in prop_oneof![Just(Verdict::Pass), Just(Verdict::Fail), Just(Verdict::Hold), Just(Verdict::Inconclusive)]) {
         let mut sim = if hpa { Sim::with_hpa(total, 1, 30) } else { Sim::new(total) };
         for e in &events {
             sim.apply_event(e);
@@ -1583,6 +1656,69 @@ proptest! {
         prop_assert_eq!(&second.status, &first.status);
         prop_assert_eq!(not_events(&second), not_events(&first));
         prop_assert!(second.actions.iter().all(|a| !matches!(a, Action::Event { .. })), "events repeat: {:?}", second.actions);
+    }
+
+    /// An environment at fault, however long, after whatever came before: no rollback and no
+    /// promotion while it lasts.
+    #[test]
+    fn an_environment_wide_fault_never_rolls_back_or_promotes(
+        total in 2i32..25,
+        events in prop::collection::vec(arb_event(), 1..60),
+        ticks in prop::collection::vec(1i64..40, 1..80),
+    ) {
+        let mut sim = Sim::new(total);
+        for e in &events {
+            sim.apply_event(e);
+        }
+        sim.calm();
+        let before = (sim.status.phase, sim.world.target.config_hash.clone(), sim.count("RollingBack"));
+        for t in ticks {
+            sim.advance(t);
+            let d = sim.reconcile_with(Verdict::Inconclusive, None);
+            let analysing = matches!(sim.status.phase, Phase::Progressing | Phase::Paused)
+                && sim.status.analysis.as_ref().is_some_and(|a| a.verdict == Verdict::Inconclusive);
+            if analysing {
+                prop_assert!(
+                    !d.actions.iter().any(|a| matches!(a, Action::PromoteTarget { .. })),
+                    "promoted in the weather: {:?}", d.actions
+                );
+                prop_assert_eq!(sim.count("RollingBack"), before.2, "rolled back in the weather: {:?}", sim.status.message);
+            }
+        }
+        // A rollout the weather met is still in flight, or was never started.
+        if before.0 == Phase::Progressing && sim.status.analysis.as_ref().is_some_and(|a| a.verdict == Verdict::Inconclusive) {
+            prop_assert!(sim.status.phase.is_active(), "{:?}: {:?}", sim.status.phase, sim.status.message);
+            prop_assert_eq!(&sim.world.target.config_hash, &before.1);
+        }
+    }
+
+    /// A fault the canary alone shows rolls back within failureLimit + 1 intervals of its
+    /// first failing analysis, whatever weather came before it.
+    #[test]
+    fn a_canary_only_fault_rolls_back_within_failure_limit_intervals(
+        total in 2i32..25,
+        before in prop::collection::vec(prop_oneof![Just(Verdict::Pass), Just(Verdict::Inconclusive), Just(Verdict::Hold)], 0..12),
+    ) {
+        let mut sim = Sim::new(total);
+        sim.run_until(Verdict::Pass, 100, |s| s.status.soak.as_ref().is_some_and(|s| s.running_since.is_some()));
+        for v in before {
+            sim.advance(10);
+            sim.reconcile_with(v, None);
+        }
+        prop_assume!(sim.status.phase == Phase::Progressing);
+        let interval = 10;
+        let limit = i64::from(sim.spec.rollout.analysis.failure_limit);
+        let start = sim.now;
+        for _ in 0..200 {
+            sim.advance(5);
+            sim.reconcile_with(Verdict::Fail, None);
+            if matches!(sim.status.phase, Phase::RollingBack | Phase::RolledBack) {
+                break;
+            }
+        }
+        prop_assert!(matches!(sim.status.phase, Phase::RollingBack | Phase::RolledBack), "{:?}", sim.status.message);
+        let took = sim.now.duration_since(start).as_secs();
+        prop_assert!(took <= (limit + 1) * interval, "rolled back {}s after the fault began", took);
     }
 
     /// Whatever happened before, a policy being deleted gives its target back: the stable keeps

@@ -106,6 +106,7 @@ mod tests {
             value: Some(value),
             verdict: Verdict::Pass,
             message: format!("{value}"),
+            stable: None,
             dry_run: false,
         }
     }
@@ -125,6 +126,7 @@ mod tests {
                 provider_errors: 0,
                 step: 0,
                 after_promotion: false,
+                environment: None,
             }),
             pool_seen: Some(PoolSeen {
                 hash: "abc".into(),

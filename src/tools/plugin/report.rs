@@ -115,6 +115,9 @@ pub struct AnalysisView {
     pub verdict: Verdict,
     pub decided_by: Option<String>,
     pub consecutive_failures: i32,
+    /// Why it was Inconclusive: what the environment did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     pub gates: Vec<GateView>,
 }
 
@@ -123,9 +126,14 @@ pub struct AnalysisView {
 pub struct GateView {
     pub gate: Gate,
     pub value: Option<f64>,
+    /// The stable's value over the same interval.
+    pub stable: Option<f64>,
     pub unit: &'static str,
     pub promote: String,
     pub rollback: String,
+    /// The bound relative to the stable, when the gate has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative: Option<String>,
     pub verdict: Verdict,
     pub message: String,
     /// Shown, never counted.
@@ -281,6 +289,7 @@ fn analysis_view(
         verdict: a.verdict,
         decided_by: a.decided_by.clone(),
         consecutive_failures: a.consecutive_failures,
+        environment: a.environment.clone(),
         gates: a
             .gates
             .iter()
@@ -289,9 +298,11 @@ fn analysis_view(
                 GateView {
                     gate: g.gate,
                     value: g.value,
+                    stable: g.stable,
                     unit: t.unit,
                     promote: t.promote,
                     rollback: t.rollback,
+                    relative: t.relative,
                     verdict: g.verdict,
                     message: g.message.clone(),
                     dry_run: g.dry_run,

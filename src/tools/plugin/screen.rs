@@ -50,6 +50,7 @@ impl Style {
             Verdict::Hold => Paint::Yellow,
             Verdict::Fail => Paint::Red,
             Verdict::NoData => Paint::Dim,
+            Verdict::Inconclusive => Paint::Yellow,
         };
         self.paint(p, &format!("{v:?}"))
     }
@@ -214,15 +215,24 @@ fn analysis(s: &mut String, r: &StatusReport, style: Style) {
             if waiting.starts_with("waiting") {
                 let _ = writeln!(s, "  {waiting}");
             }
-            let _ = writeln!(s, "  {:<24}{:>10}  {:<12}{:<12}verdict", "gate", "value", "promote", "rollback");
+            if let Some(e) = &a.environment {
+                let _ = writeln!(s, "  {}", style.paint(Paint::Yellow, &format!("the environment is at fault: {e}")));
+            }
+            let _ = writeln!(
+                s,
+                "  {:<24}{:>10}{:>10}  {:<12}{:<12}verdict",
+                "gate", "canary", "stable", "promote", "rollback"
+            );
             for g in &a.gates {
-                let value = g.value.map_or("-".into(), |v| fmt_value(v, g.unit));
+                let value = |v: Option<f64>| v.map_or("-".into(), |v| fmt_value(v, g.unit));
                 let dry = if g.dry_run { " (dry run: shown, never counted)" } else { "" };
+                let relative = g.relative.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "  {:<24}{:>10}  {:<12}{:<12}{}{dry}",
+                    "  {:<24}{:>10}{:>10}  {:<12}{:<12}{}{dry}{relative}",
                     g.gate.name(),
-                    value,
+                    value(g.value),
+                    value(g.stable),
                     g.promote,
                     g.rollback,
                     style.verdict(g.verdict)

@@ -51,8 +51,9 @@ impl Machine<'_> {
         let consecutive_failures = match a.verdict {
             Verdict::Fail => failures + 1,
             Verdict::Pass => 0,
-            // A hold is neither evidence of failure nor of health.
-            Verdict::Hold | Verdict::NoData => failures,
+            // A hold is neither evidence of failure nor of health; nor is an interval in which the
+            // environment was at fault.
+            Verdict::Hold | Verdict::NoData | Verdict::Inconclusive => failures,
         };
         if a.verdict == Verdict::Fail {
             let limit = self.input.spec.rollout.analysis.failure_limit;
@@ -69,6 +70,7 @@ impl Machine<'_> {
             provider_errors: errors + i32::from(run.provider_error.is_some()),
             step,
             after_promotion,
+            environment: a.environment.clone(),
         });
         true
     }

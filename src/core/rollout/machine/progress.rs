@@ -38,6 +38,9 @@ impl Machine<'_> {
         if let Some(next) = self.judge_step(step, started, &label, &clearance) {
             return next;
         }
+        if let Some(next) = self.weather_hold(&label) {
+            return next;
+        }
         // 5. It advances when the soak is over and the latest analysis of this step passed.
         self.advance(target, Soaking { step, started, available, canary: split.canary, label }, &clearance)
     }
@@ -114,6 +117,10 @@ impl Machine<'_> {
         if let Some(run) = self.input.analysis.filter(|r| !self.analysis_used && r.of == Due::Step(step as i32))
             && self.record_analysis(run, step, started)
         {
+            if let Some(why) = &run.analysis.at_once {
+                return Some(self.fail(messages::failed_at_once(label, why)));
+            }
+            self.soak_weather(step, started, label);
             let a = self.status.analysis.as_ref().expect("just recorded");
             let limit = self.input.spec.rollout.analysis.failure_limit;
             if a.consecutive_failures >= limit {

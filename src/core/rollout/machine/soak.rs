@@ -8,7 +8,10 @@ impl Machine<'_> {
     pub(super) fn soak_runs(&mut self, step: usize, step_label: &str) -> Timestamp {
         let now = self.now();
         match (self.status.step_started_at.clone(), self.status.soak.clone()) {
-            (Some(started), Some(soak)) if soak.running_since.is_some() => started.0,
+            // Running, or stopped by the environment (the analyses restart it, not the pods).
+            (Some(started), Some(soak)) if soak.running_since.is_some() || soak.environment_since.is_some() => {
+                started.0
+            }
             (Some(started), Some(soak)) => {
                 let since = soak.unavailable_since.map_or(now, |t| t.0);
                 self.status.soak = Some(SoakStatus { running_since: Some(Time(now)), unavailable_since: None, ..soak });
@@ -29,6 +32,7 @@ impl Machine<'_> {
                     unavailable_since: None,
                     canary,
                     held_until: None,
+                    environment_since: None,
                 });
                 if begun == now {
                     self.status.progressed_at = Some(Time(now));
@@ -40,6 +44,66 @@ impl Machine<'_> {
                 begun
             }
         }
+    }
+
+    /// Stops or restarts the soak clock on the latest analysis of the step that began at
+    /// `started`: an Inconclusive one stops it, and the interval it judged does not count; the
+    /// next one that judges the configuration again restarts it.
+    pub(super) fn soak_weather(&mut self, step: usize, started: Timestamp, label: &str) {
+        let Some(a) = self.status.analysis.clone().filter(|a| a.step == step as i32 && a.at.0 >= started) else {
+            return;
+        };
+        let Some(soak) = self.status.soak.clone() else { return };
+        let now = self.now();
+        let pause = self.pause_label(step);
+        match (a.verdict == Verdict::Inconclusive, soak.running_since, soak.environment_since) {
+            (true, Some(run), _) => {
+                let judged_from = a.at.0 - durations(self.input.spec).interval;
+                let credit = judged_from.duration_since(run.0).as_secs().max(0);
+                let soaked = soak.soaked_seconds + credit;
+                self.status.soak = Some(SoakStatus {
+                    soaked_seconds: soaked,
+                    running_since: None,
+                    environment_since: Some(a.at.clone()),
+                    ..soak
+                });
+                let evidence = a.environment.as_deref().unwrap_or("no evidence recorded");
+                let msg = messages::analysis_inconclusive(label, evidence, SignedDuration::from_secs(soaked), &pause);
+                self.event(Reason::AnalysisInconclusive, msg);
+            }
+            (false, None, Some(since)) if a.at.0 > since.0 => {
+                self.status.soak = Some(SoakStatus {
+                    running_since: Some(Time(now)),
+                    environment_since: None,
+                    // A hold-zone deadline counts from here: the weather was not the canary's.
+                    held_until: Some(Time(now)),
+                    ..soak
+                });
+                let soaked = SignedDuration::from_secs(soak.soaked_seconds);
+                let msg = messages::environment_recovered(label, now.duration_since(since.0), soaked, &pause);
+                self.event(Reason::EnvironmentRecovered, msg);
+            }
+            _ => {}
+        }
+    }
+
+    /// While the environment is at fault, the step holds: never promoting, never blaming the
+    /// configuration; past `progressDeadline` it is Degraded, which pages once.
+    pub(super) fn weather_hold(&mut self, label: &str) -> Option<Next> {
+        let since = self.status.soak.as_ref()?.environment_since.clone()?;
+        let evidence = self.status.analysis.as_ref().and_then(|a| a.environment.clone()).unwrap_or_default();
+        let away = self.held_for(since.0);
+        if away > self.deadline() {
+            let msg = messages::environment_degraded(label, away, self.deadline_label(), &evidence);
+            let paged = crate::core::rollout::conditions::is_true(self.input.status, "Degraded");
+            if !paged {
+                self.event(Reason::EnvironmentDegraded, msg.clone());
+            }
+            self.status.message = Some(msg);
+        } else {
+            self.status.message = Some(messages::holding_for_environment(label, away, &evidence));
+        }
+        Some(Next::Done)
     }
 
     /// Soak time of the current step so far.

@@ -32,7 +32,7 @@ fn progressing_at_step_2() -> serde_json::Value {
         "soak": {"soakedSeconds": 30, "runningSince": at(90), "canary": 5},
         "canary": {"hash": "new", "plan": {"tier": "production", "workers": 4, "connectionsPerWorker": 40, "connectionsPerPod": 160, "replicas": 10}},
         "analysis": {"at": at(4), "verdict": "Pass", "step": 1, "gates": [
-            {"gate": "successRate", "value": 99.9, "verdict": "Pass", "message": "ok"},
+            {"gate": "successRate", "value": 99.9, "stable": 99.93, "verdict": "Pass", "message": "ok"},
             {"gate": "p95LatencyMs", "value": 12.5, "verdict": "Pass", "message": "ok"},
             {"gate": "poolUtilization", "value": 35.0, "verdict": "Pass", "message": "ok"},
             {"gate": "poolExhaustionEvents", "value": 0.0, "verdict": "Pass", "message": "ok"},
@@ -168,7 +168,14 @@ fn the_screen_shows_one_step_numbering_and_the_gate_table() {
     assert!(plain.contains("   2    50%  soaking 2m of 12h, 11h58m left\n"), "{plain}");
     assert!(plain.contains("   3   100%  waiting (soak 24h)\n"), "{plain}");
     assert!(plain.contains("  step 2: Pass 4s ago\n"), "{plain}");
-    assert!(plain.contains("  successRate                 99.90%  >= 99.5%    < 99%       Pass\n"), "{plain}");
+    assert!(
+        plain.contains("  gate                        canary    stable  promote     rollback    verdict\n"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("  successRate                 99.90%    99.93%  >= 99.5%    < 99%       Pass\n"),
+        "{plain}"
+    );
     assert!(plain.contains("  canary  auth-api-pool-canary               4/5   ready   pool 4 x 40\n"), "{plain}");
     assert!(plain.contains("budget ok: planned peak of 2400 connections fits the budget of 8000"), "{plain}");
     assert!(plain.contains("\nAdvice\n  production: peak utilization 12% of 40 over 9 analyses; 4 x 16"), "{plain}");
