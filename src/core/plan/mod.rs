@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn the_plan_says_which_gates_run_dry() {
         let yaml = include_str!("../../../examples/auth-api.yaml").replace(
-            "successRate: { promoteAtLeast: 99.5, rollbackBelow: 99.0 }",
+            "successRate: { promoteAtLeast: 99.5, rollbackBelow: 99.0, maxBelowStable: 0.5 }",
             "successRate: { promoteAtLeast: 99.5, rollbackBelow: 99.0, dryRun: true }",
         );
         let p = parse_policy(&yaml).expect("dryRun is part of the API");
@@ -286,7 +286,7 @@ mod tests {
         };
         let text = render_text(&report(&p, &given).unwrap());
         assert!(text.contains("successRate >= 99.5% (rollback < 99%, dry run)"), "{text}");
-        assert!(text.contains("p95LatencyMs <= 500ms (rollback > 1000ms),"), "{text}");
+        assert!(text.contains("p95LatencyMs <= 500ms (rollback > 1000ms, no more than 25% above stable),"), "{text}");
     }
 
     #[test]
