@@ -70,8 +70,12 @@ pub struct Options {
 /// Counters seen at the previous analysis, so the next one measures only its own interval.
 #[derive(Default, Debug, Clone)]
 pub struct Baseline {
+    /// Canary and stable pods alike, by uid.
     pub pods: HashMap<String, PoolHealth>,
     pub rejected_connections: Option<i64>,
+    /// Who the Redis server was at the last probe that reached it: a restart or a failover since
+    /// is the environment's doing.
+    pub redis_identity: Option<crate::core::analysis::redis::ServerIdentity>,
 }
 
 /// A policy's status as this process wrote or decided it last.

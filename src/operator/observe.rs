@@ -11,10 +11,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::{Baseline, Context, Result};
-use crate::core::analysis::redis::{RedisFault, RedisSignals, connection_errors};
-use crate::core::analysis::{evaluate, provider_failed};
+use crate::core::analysis::redis::{RedisFault, RedisSignals, connection_errors, redis_change};
+use crate::core::analysis::{Interval, judge, provider_failed};
 use crate::core::api::{
-    ACTION_ANNOTATION, AnalysisSpec, MetricsProvider, RedisPoolPolicy, RedisPoolPolicyStatus, TRACK_LABEL, canary_name,
+    ACTION_ANNOTATION, AnalysisBaseline, AnalysisSpec, MetricsProvider, RedisPoolPolicy, RedisPoolPolicyStatus,
+    TRACK_LABEL, canary_name,
 };
 use crate::core::deployments::{POLICY_LABEL, build_canary, canary_view, hpa_for, target_view};
 use crate::core::plan::{Seen, for_decision};
@@ -137,13 +138,16 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
     let build = target.and_then(|t| build_canary(policy, t, &env, canary_replicas.unwrap_or(0)).ok());
     let canary_view = canary.map(|c| canary_view(policy, c, build.as_ref()));
 
-    // The Redis server: for the budget before a rollout starts, and its rejections during one.
-    let redis = match (&spec.redis, needs_redis(spec, &status, target_result.as_ref().ok(), &desired.hash)) {
+    // The Redis server: for the budget before a rollout starts, its rejections during one, and
+    // for every analysis, whether it went away or changed (the environment's fault, not the pool's).
+    let due = analysis_due(spec, &status, now);
+    let ask_redis = needs_redis(spec, &status, target_result.as_ref().ok(), &desired.hash) || due.is_some();
+    let redis = match (&spec.redis, ask_redis) {
         (Some(settings), true) => Some(providers::redis_signals(&ctx.client, &ns, settings).await),
         _ => None,
     };
 
-    let (analysis, baseline) = match analysis_due(spec, &status, now) {
+    let (analysis, baseline) = match due {
         // A target that cannot be read has no pods of its own to watch.
         Some(Due::AfterPromotion) if target.is_none() => (None, None),
         Some(due) => {
@@ -209,9 +213,10 @@ struct Measure<'a> {
     gates: &'a AnalysisSpec,
 }
 
-/// Measures what is due: the canary of a step, or after a promotion the target's own pods
-/// (through their pods or Prometheus, and the Redis server); evaluates the gates and returns the
-/// counters seen, to be the next analysis's baseline.
+/// Measures what is due: the canary of a step (and, with `baseline: Stable`, the stable pods
+/// over the same interval), or after a promotion the target's own pods; asks whether the Redis
+/// server went away or changed; judges the gates and returns the counters seen, to be the next
+/// analysis's baseline.
 async fn analyse(
     policy: &RedisPoolPolicy,
     status: &RedisPoolPolicyStatus,
@@ -222,30 +227,97 @@ async fn analyse(
     let (of, redis, spec) = (m.due, m.redis, m.gates);
     let key = policy.uid().unwrap_or_default();
     let previous = ctx.baselines.lock().await.get(&key).cloned().unwrap_or_default();
+    let since = status.analysis.as_ref().map(|a| a.at.0);
+    let canary = measure(policy, ctx, ns, &m, Track::Measured(of), &previous, since).await;
+    let Measured { mut measurements, samples, errors } = match canary {
+        Ok(m) => m,
+        // The old baseline stays: the next analysis measures from there.
+        Err(e) => {
+            let e = e.to_string();
+            let run = AnalysisRun { of, analysis: provider_failed(spec, &e), provider_error: Some(e) };
+            return (run, None);
+        }
+    };
+    // The stable beside a step's canary. Its pods older than the last analysis (all of them, at
+    // the first) only set a baseline: their lifetime's counters are not this interval's.
+    let stable = match (of, spec.baseline) {
+        (Due::Step(_), AnalysisBaseline::Stable) => {
+            let since = Some(since.unwrap_or(jiff::Timestamp::now()));
+            measure(policy, ctx, ns, &m, Track::Stable, &previous, since).await.ok()
+        }
+        _ => None,
+    };
+    measurements.redis_connection_errors =
+        connection_errors(measurements.redis_connection_errors, redis, previous.rejected_connections);
+    let identity = redis.and_then(|r| r.as_ref().ok()).and_then(|s| s.identity.clone());
+    let weather = redis_weather(redis, previous.redis_identity.as_ref());
+    let interval =
+        Interval { canary: &measurements, stable: stable.as_ref().map(|s| &s.measurements), redis: weather.as_deref() };
+    let analysis = judge(spec, &interval);
+    // A probe that failed keeps the last count and identity it did see, so that rejections
+    // during an outage of the probe, and a restart behind it, are still seen by the next one.
+    let rejected =
+        redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections).or(previous.rejected_connections);
+    let mut pods = samples;
+    pods.extend(stable.map(|s| s.samples).unwrap_or_default());
+    let next = Baseline { pods, rejected_connections: rejected, redis_identity: identity.or(previous.redis_identity) };
+    (AnalysisRun { of, analysis, provider_error: errors }, Some(next))
+}
+
+/// Which pods a measurement is of.
+#[derive(Clone, Copy)]
+enum Track {
+    /// What the analysis is due for: a step's canary, or the target after a promotion.
+    Measured(Due),
+    /// The stable beside a step's canary: the target's own pods.
+    Stable,
+}
+
+/// How many stable pods the Pods provider asks: enough to tell the weather, bounded so that a
+/// large fleet does not cost one GET per pod per interval.
+const STABLE_SAMPLE: usize = 20;
+
+/// Measures one track through the policy's provider.
+async fn measure(
+    policy: &RedisPoolPolicy,
+    ctx: &Context,
+    ns: &str,
+    m: &Measure<'_>,
+    track: Track,
+    previous: &Baseline,
+    since: Option<jiff::Timestamp>,
+) -> std::result::Result<Measured, Unmeasured> {
     let metrics = &policy.spec.rollout.metrics;
     let target_name = &policy.spec.target_ref.name;
-    let measured = match metrics.provider {
+    match metrics.provider {
         MetricsProvider::Pods => {
-            let since = status.analysis.as_ref().map(|a| a.at.0);
-            let (what, ready) = match of {
-                Due::Step(_) => ("canary", canary_pods(ctx, ns, &policy.name_any()).await),
-                // After a promotion the target's own pods, which no cache holds: listed.
-                Due::AfterPromotion => {
+            let (what, ready) = match track {
+                Track::Measured(Due::Step(_)) => ("canary", canary_pods(ctx, ns, &policy.name_any()).await),
+                // The target's own pods, which no cache holds: listed.
+                Track::Measured(Due::AfterPromotion) => {
                     ("target", providers::list_ready_pods(&ctx.client, ns, "target", &target_selector(m.target)).await)
                 }
-            };
-            match ready {
-                Ok(ready) => {
-                    providers::measure_pods(&ctx.http, what, &ready, &metrics.pods, &previous.pods, since).await
+                Track::Stable => {
+                    let listed =
+                        providers::list_ready_pods(&ctx.client, ns, "stable", &target_selector(m.target)).await;
+                    // The same pods each time (by uid), so that their baselines carry over.
+                    (
+                        "stable",
+                        listed.map(|mut pods| {
+                            pods.sort_by(|a, b| a.uid.cmp(&b.uid));
+                            pods.truncate(STABLE_SAMPLE);
+                            pods
+                        }),
+                    )
                 }
-                Err(e) => Err(e),
-            }
+            };
+            providers::measure_pods(&ctx.http, what, &ready?, &metrics.pods, &previous.pods, since).await
         }
         MetricsProvider::Prometheus => {
             // Stable pods carry no track label: `label=""` selects exactly those in PromQL.
-            let (deployment, track) = match of {
-                Due::Step(_) => (canary_name(target_name), "canary"),
-                Due::AfterPromotion => (target_name.clone(), ""),
+            let (deployment, track) = match track {
+                Track::Measured(Due::Step(_)) => (canary_name(target_name), "canary"),
+                Track::Measured(Due::AfterPromotion) | Track::Stable => (target_name.clone(), ""),
             };
             let scope = crate::core::analysis::prometheus::Scope {
                 namespace: ns,
@@ -255,25 +327,25 @@ async fn analyse(
             };
             providers::measure_prometheus(&ctx.http, metrics.prometheus.as_ref(), &scope).await
         }
-    };
-    let Measured { mut measurements, samples, errors } = match measured {
-        Ok(m) => m,
-        // The old baseline stays: the next analysis measures from there.
-        Err(e) => {
-            let e = e.to_string();
-            let run = AnalysisRun { of, analysis: provider_failed(spec, &e), provider_error: Some(e) };
-            return (run, None);
+    }
+}
+
+/// What the operator's probe saw the Redis server go through since the last one, in words: it
+/// could not be reached, restarted, failed over, lost its master or is loading. None when it
+/// answered as before (or is not known to the policy).
+fn redis_weather(
+    redis: Option<&std::result::Result<RedisSignals, RedisFault>>,
+    before: Option<&crate::core::analysis::redis::ServerIdentity>,
+) -> Option<String> {
+    match redis? {
+        Ok(s) => redis_change(before, s.identity.as_ref()?).map(|c| c.to_string()),
+        Err(RedisFault::Unavailable(why)) => {
+            Some(format!("the operator's probe could not reach the Redis server: {why}"))
         }
-    };
-    measurements.redis_connection_errors =
-        connection_errors(measurements.redis_connection_errors, redis, previous.rejected_connections);
-    let analysis = evaluate(spec, &measurements);
-    // A probe that failed keeps the last count it did see, so rejections during an outage of the
-    // probe are still counted by the next one that succeeds.
-    let rejected =
-        redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections).or(previous.rejected_connections);
-    let next = Baseline { pods: samples, rejected_connections: rejected };
-    (AnalysisRun { of, analysis, provider_error: errors }, Some(next))
+        // The server refused the operator for want of client slots: that counts against the
+        // pool (a connection error), it is not weather.
+        Err(RedisFault::MaxClients(_)) => None,
+    }
 }
 
 /// Waits (bounded) until a cache has listed what it watches: a watch that RBAC forbids must

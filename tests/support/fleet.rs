@@ -80,10 +80,15 @@ fn advance(state: &mut PoolHealth, h: &Health) {
     };
 }
 
+/// What every pod reports instead of its own health while it is set: the weather (a Redis
+/// outage, a slow dependency) that canary and stable suffer alike.
+pub type Weather = Arc<Mutex<Option<Health>>>;
+
 /// Serves the contract for the pods of one namespace until dropped.
 pub struct Fleet {
     task: JoinHandle<()>,
     pub servers: Servers,
+    weather: Weather,
 }
 
 impl Fleet {
@@ -102,13 +107,15 @@ impl Fleet {
     ) -> Fleet {
         let servers = Servers::default();
         let s = servers.clone();
+        let weather = Weather::default();
+        let w = weather.clone();
         let task = tokio::spawn(async move {
             // Bounded: a test's fleet lives at most ten minutes.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
             let mut written = String::new();
             while tokio::time::Instant::now() < deadline {
                 if let Ok(list) = pods.list(&ListParams::default()).await {
-                    sync(&list.items, port, &behaviour, &s);
+                    sync(&list.items, port, &behaviour, &s, &w);
                     if let Some(file) = &sd_file {
                         let targets = sd_targets(&list.items, &s);
                         if targets != written {
@@ -123,7 +130,12 @@ impl Fleet {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        Fleet { task, servers }
+        Fleet { task, servers, weather }
+    }
+
+    /// Every pod reports `health` from its next scrape on (None: its own again).
+    pub fn set_weather(&self, health: Option<Health>) {
+        *self.weather.lock().unwrap() = health;
     }
 }
 
@@ -165,7 +177,7 @@ fn prometheus_text(s: &PoolHealth) -> String {
     out
 }
 
-fn sync(pods: &[Pod], port: u16, behaviour: &Behaviour, servers: &Servers) {
+fn sync(pods: &[Pod], port: u16, behaviour: &Behaviour, servers: &Servers, weather: &Weather) {
     let mut servers = servers.lock().unwrap();
     let running: HashMap<String, (&Pod, String)> = pods
         .iter()
@@ -197,9 +209,11 @@ fn sync(pods: &[Pod], port: u16, behaviour: &Behaviour, servers: &Servers) {
             latency_ms: Histogram { le: LE.to_vec(), counts: vec![0; LE.len()], count: 0, sum: 0.0 },
         }));
         // Either endpoint is a scrape: it advances the counters and reports them, in its format.
+        let weather = weather.clone();
         let scrape = Arc::new(move || {
+            let now = weather.lock().unwrap().clone().unwrap_or_else(|| health.clone());
             let mut s = state.lock().unwrap();
-            advance(&mut s, &health);
+            advance(&mut s, &now);
             s.clone()
         });
         let (json, text) = (scrape.clone(), scrape);

@@ -283,8 +283,18 @@ impl RedisServer {
     /// Stops the server and starts it again on the same port: a restart, as a person or an
     /// orchestrator does it.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Stops the server: its port refuses connections until [`Self::start_again`].
+    pub fn stop(&mut self) {
         // The old process goes first: the port must be free for the new one.
         self.process = None;
+    }
+
+    /// Starts a stopped server again on the same port (a new process: a new run_id).
+    pub fn start_again(&mut self) {
         self.process = Some(Self::run(self.port, &self.args));
     }
 
