@@ -117,3 +117,37 @@ async fn a_fault_the_canary_alone_shows_still_rolls_back_beside_the_stable() {
     let g = a.gates.iter().find(|g| g.gate == Gate::PoolExhaustionEvents).unwrap();
     assert_eq!(g.stable, Some(0.0), "the stable was measured beside the canary: {a:?}");
 }
+
+/// A real Sentinel setup (one master, one replica, three sentinels on loopback): a
+/// `SENTINEL FAILOVER` in the middle of a soak turns the server the policy names into a replica.
+/// The operator's probe names the failover, the analysis is Inconclusive, nothing is counted
+/// against the pool, and the rollout completes.
+#[tokio::test]
+async fn a_sentinel_failover_mid_soak_is_named_and_sat_out() {
+    let sentinel = SentinelSet::start();
+    let env = Env::new("failover", 10).await;
+    let fleet = env.fleet(all_pods(Health::good()));
+    let mut p = soaking_policy("8s");
+    p["spec"]["redis"] = serde_json::json!({"address": sentinel.master.address(), "maxClients": 100000});
+    env.apply(p).await;
+    env.wait_status("auth-api", "the second step soaking", Duration::from_secs(90), mid_soak).await;
+
+    // While the master moves, every pod's requests fail for a moment.
+    fleet.set_weather(Some(Health { success_rate: 90.0, redis_errors_per_scrape: 20, ..Health::good() }));
+    sentinel.failover();
+    let inconclusive = env
+        .wait_status("auth-api", "an analysis naming the failover", Duration::from_secs(30), |s| {
+            s.analysis.as_ref().is_some_and(|a| {
+                a.verdict == Verdict::Inconclusive && a.environment.as_deref().is_some_and(|e| e.contains("failover"))
+            })
+        })
+        .await;
+    fleet.set_weather(None);
+    let evidence = inconclusive.analysis.unwrap().environment.unwrap();
+    assert!(evidence.contains("changed role from master to replica"), "{evidence}");
+
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+    let events = env.events().await;
+    assert!(events.iter().any(|(r, m)| r == "AnalysisInconclusive" && m.contains("failover")), "{events:?}");
+    assert!(!events.iter().any(|(r, _)| r == "AnalysisFailed" || r == "RollingBack"), "{events:?}");
+}

@@ -303,6 +303,97 @@ impl RedisServer {
     }
 }
 
+/// A Sentinel setup on loopback, as production runs one: a master, one replica and three
+/// sentinels (Debian's `redis-sentinel`) watching them with a quorum of two. Everything stops
+/// when it is dropped.
+pub struct SentinelSet {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<(u16, Daemon)>,
+}
+
+impl SentinelSet {
+    pub const NAME: &'static str = "mymaster";
+
+    /// Starts the servers and the sentinels, and waits until the sentinels know the replica (a
+    /// failover needs one to promote).
+    pub fn start() -> Self {
+        let master = RedisServer::start(&[]);
+        let replica = RedisServer::start(&[("replicaof", &format!("127.0.0.1 {}", master.port))]);
+        let sentinels = (0..3)
+            .map(|_| {
+                let port = free_port();
+                let dir = std::env::temp_dir().join(format!("rpo-sentinel-{port}-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                // Sentinel rewrites its configuration file: it must be its own, and writable.
+                let conf = dir.join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {} 2\n\
+                         sentinel down-after-milliseconds {1} 1000\nsentinel failover-timeout {1} 5000\n\
+                         sentinel parallel-syncs {1} 1\n",
+                        dir.display(),
+                        Self::NAME,
+                        master.port
+                    ),
+                )
+                .unwrap();
+                let child = Command::new("redis-sentinel")
+                    .arg(&conf)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-sentinel is installed (.ci/run installs it)");
+                (port, Daemon { child, dir })
+            })
+            .collect();
+        let set = SentinelSet { master, replica, sentinels };
+        let replica = set.replica.port.to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let known = set.ask(&["SENTINEL", "REPLICAS", Self::NAME]).is_some_and(|out| out.contains(&replica));
+            if known {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the sentinels never learnt of the replica on port {replica}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        set
+    }
+
+    /// Asks the first sentinel `args`; its answer, when it answered.
+    pub fn ask(&self, args: &[&str]) -> Option<String> {
+        let (port, _) = &self.sentinels[0];
+        let out =
+            Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `SENTINEL FAILOVER`, as an operator of Redis forces one, then waits until the old
+    /// replica serves as master.
+    pub fn failover(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.ask(&["SENTINEL", "FAILOVER", Self::NAME]).unwrap_or_default();
+            if answer.trim() == "OK" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "SENTINEL FAILOVER was never accepted: {answer}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let replica = self.replica.port.to_string();
+        loop {
+            let out = Command::new("redis-cli").args(["-p", &replica, "ROLE"]).output().unwrap();
+            if String::from_utf8_lossy(&out.stdout).starts_with("master") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the replica on port {replica} was never promoted");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// The helm built by hack/build-tools.
 /// A real Prometheus (Debian's `prometheus`) on a free loopback port, scraping the targets of a
 /// `file_sd_configs` file every second; killed when dropped.

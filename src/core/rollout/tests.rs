@@ -243,6 +243,8 @@ struct Sim {
     /// is not promised until the target is back at its size (the claim holder, or the next
     /// rollout, sizes it).
     untracked_canary_deleted: bool,
+    /// What Inconclusive analyses name as the environment's fault, instead of the default.
+    evidence: Option<String>,
 }
 
 impl Sim {
@@ -267,6 +269,7 @@ impl Sim {
             settled: true,
             hand_scaled: false,
             untracked_canary_deleted: false,
+            evidence: None,
         }
     }
 
@@ -324,7 +327,10 @@ impl Sim {
     }
 
     fn reconcile_full(&mut self, verdict: Verdict, action: Option<ManualAction>, deleting: bool) -> Decision {
-        let run = analysis_due(&self.spec, &self.status, self.now).map(|due| analysis(due, verdict));
+        let mut run = analysis_due(&self.spec, &self.status, self.now).map(|due| analysis(due, verdict));
+        if let Some(r) = run.as_mut().filter(|r| r.analysis.verdict == Verdict::Inconclusive) {
+            r.analysis.environment = self.evidence.clone().or(r.analysis.environment.take());
+        }
         let observed = self.world.observe();
         let desired = self.desired();
         let d = decide(&self.input(&desired, &observed, run.as_ref(), action, deleting));
@@ -700,6 +706,27 @@ fn an_inconclusive_environment_holds_the_soak_and_pages_once_past_the_deadline()
     assert_eq!(degraded.status, "False");
     sim.run_until(Verdict::Pass, 400, |s| s.status.phase == Phase::Succeeded);
     assert_eq!(sim.count("AnalysisFailed"), 0);
+}
+
+/// A failover in the middle of an outage is news: one Event for the outage, one for the failover,
+/// none for the outage's numbers moving.
+#[test]
+fn new_evidence_in_a_spell_of_weather_is_said_once() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 100, |s| s.soaked_at_least(20));
+    for i in 0..6 {
+        sim.evidence = Some(format!("the stable breached the same thresholds in the same interval: successRate {i}%"));
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Inconclusive, None);
+    }
+    for _ in 0..4 {
+        sim.evidence = Some("the Redis server changed role from master to replica (a failover)".into());
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Inconclusive, None);
+    }
+    let said: Vec<&String> = sim.events.iter().filter(|(r, _)| *r == "AnalysisInconclusive").map(|(_, m)| m).collect();
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(said[0].contains("the stable breached") && said[1].contains("failover"), "{said:?}");
 }
 
 /// One interval of weather in a soak costs that interval, not the rollout: the next pass

@@ -60,6 +60,13 @@ impl Machine<'_> {
             let msg = messages::analysis_failed(&a.gates, after_promotion, consecutive_failures, limit);
             self.event(Reason::AnalysisFailed, msg);
         }
+        // What kind of fault the evidence names (its words before the numbers): a failover in
+        // the middle of an outage is news, the outage's numbers moving are not.
+        let kind = |e: Option<&str>| e.map(|e| e.split([':', '(']).next().unwrap_or(e).trim().to_string());
+        self.weather_news = a.verdict == Verdict::Inconclusive
+            && prev.as_ref().is_none_or(|p| {
+                p.verdict != Verdict::Inconclusive || kind(p.environment.as_deref()) != kind(a.environment.as_deref())
+            });
         self.see_pool(hash, &a.gates);
         self.status.analysis = Some(AnalysisStatus {
             at: Time(now),

@@ -35,6 +35,7 @@ pub fn decide(input: &Input) -> Decision {
         budget: effective_budget(input),
         handed_over: None,
         verdicts_met: Vec::new(),
+        weather_news: false,
     };
     m.status.observed_generation = Some(input.generation);
     m.status.environment = Some(input.desired.environment.clone());
@@ -181,6 +182,9 @@ struct Machine<'a> {
     handed_over: Option<ScalingStatus>,
     /// The required verdicts a starting rollout met, for its message.
     verdicts_met: Vec<String>,
+    /// The analysis recorded now is Inconclusive on new evidence (the first of a spell, or
+    /// another kind of fault than the one before): worth an Event.
+    weather_news: bool,
 }
 
 impl Machine<'_> {

@@ -71,6 +71,13 @@ impl Machine<'_> {
                 let msg = messages::analysis_inconclusive(label, evidence, SignedDuration::from_secs(soaked), &pause);
                 self.event(Reason::AnalysisInconclusive, msg);
             }
+            // Still at fault, on new evidence (a failover in the middle of an outage): said too.
+            (true, None, Some(_)) if self.weather_news => {
+                let evidence = a.environment.as_deref().unwrap_or("no evidence recorded");
+                let soaked = SignedDuration::from_secs(soak.soaked_seconds);
+                let msg = messages::analysis_inconclusive(label, evidence, soaked, &pause);
+                self.event(Reason::AnalysisInconclusive, msg);
+            }
             (false, None, Some(since)) if a.at.0 > since.0 => {
                 self.status.soak = Some(SoakStatus {
                     running_since: Some(Time(now)),
