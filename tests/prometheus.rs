@@ -50,6 +50,22 @@ async fn promotes_on_what_prometheus_measured() {
     assert!(util.is_some_and(|u| (u - 20.0).abs() < 1.0), "utilization {util:?} (the pods report 20%)");
     let (p95, _, _) = gate(&s, Gate::P95LatencyMs).unwrap();
     assert!(p95.is_some_and(|v| v > 0.0 && v <= 10.0), "p95 {p95:?} (every request in the 10 ms bucket)");
+    // The stable beside it, through the same queries with the stable's (empty) track.
+    let s = env
+        .wait_status(
+            "auth-api",
+            "an analysis with the stable measured through Prometheus",
+            Duration::from_secs(60),
+            |s| {
+                s.analysis
+                    .as_ref()
+                    .is_some_and(|a| a.gates.iter().any(|g| g.gate == Gate::SuccessRate && g.stable == Some(100.0)))
+            },
+        )
+        .await;
+    let a = s.analysis.unwrap();
+    let util = a.gates.iter().find(|g| g.gate == Gate::PoolUtilization).unwrap();
+    assert!(util.stable.is_some_and(|u| (u - 20.0).abs() < 1.0), "the stable's utilization: {util:?}");
     env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
 }
 

@@ -151,3 +151,20 @@ async fn a_sentinel_failover_mid_soak_is_named_and_sat_out() {
     assert!(events.iter().any(|(r, m)| r == "AnalysisInconclusive" && m.contains("failover")), "{events:?}");
     assert!(!events.iter().any(|(r, _)| r == "AnalysisFailed" || r == "RollingBack"), "{events:?}");
 }
+
+/// The canary alone refused by Redis with "max number of clients reached", the stable not: its
+/// pool does not fit the server, and the first such analysis beside a measured stable rolls
+/// back, whatever failureLimit (here 20) says.
+#[tokio::test]
+async fn max_clients_on_the_canary_alone_rolls_back_at_once() {
+    let env = Env::new("maxclients", 10).await;
+    let _fleet = env.fleet(canary_pods(Health { max_clients_errors_per_scrape: 4, ..Health::good() }));
+    let mut p = soaking_policy("5s");
+    p["spec"]["rollout"]["analysis"]["failureLimit"] = serde_json::json!(20);
+    env.apply(p).await;
+    let status = env.wait_phase("auth-api", Phase::RolledBack, Duration::from_secs(90)).await;
+    let reason = status.failed.unwrap().reason;
+    assert!(reason.contains("max number of clients") && reason.contains("at once"), "{reason}");
+    let a = status.analysis.unwrap();
+    assert!(a.consecutive_failures < 20, "rolled back before failureLimit: {a:?}");
+}

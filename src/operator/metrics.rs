@@ -219,4 +219,19 @@ mod tests {
         m.forget("ns", "a");
         assert_eq!(phase_lines(&m), [r#"redis_pool_operator_policy_phase{namespace="ns",policy="b",phase="Idle"} 1"#]);
     }
+
+    /// Degraded pages through a gauge an alert can read: 1 while degraded, 0 after, gone with the policy.
+    #[test]
+    fn degraded_is_a_gauge_per_policy() {
+        let m = Metrics::default();
+        let line = |m: &Metrics| {
+            m.encode().lines().find(|l| l.starts_with("redis_pool_operator_policy_degraded{")).map(str::to_string)
+        };
+        m.set_degraded("ns", "a", true);
+        assert_eq!(line(&m).as_deref(), Some(r#"redis_pool_operator_policy_degraded{namespace="ns",policy="a"} 1"#));
+        m.set_degraded("ns", "a", false);
+        assert_eq!(line(&m).as_deref(), Some(r#"redis_pool_operator_policy_degraded{namespace="ns",policy="a"} 0"#));
+        m.forget("ns", "a");
+        assert_eq!(line(&m), None);
+    }
 }

@@ -28,6 +28,8 @@ pub struct Health {
     /// Pool exhaustion events counted on the first scrape only (a burst long past).
     pub exhaustion_on_first_scrape: u64,
     pub redis_errors_per_scrape: u64,
+    /// Of those, refused by the server with "max number of clients reached".
+    pub max_clients_errors_per_scrape: u64,
 }
 
 impl Health {
@@ -40,6 +42,7 @@ impl Health {
             exhaustion_per_scrape: 0,
             exhaustion_on_first_scrape: 0,
             redis_errors_per_scrape: 0,
+            max_clients_errors_per_scrape: 0,
         }
     }
 }
@@ -60,7 +63,8 @@ fn advance(state: &mut PoolHealth, h: &Health) {
         c.pool_exhaustion_events_total += h.exhaustion_on_first_scrape;
     }
     c.pool_exhaustion_events_total += h.exhaustion_per_scrape;
-    c.redis_connection_errors_total += h.redis_errors_per_scrape;
+    c.redis_connection_errors_total += h.redis_errors_per_scrape + h.max_clients_errors_per_scrape;
+    c.redis_max_clients_errors_total += h.max_clients_errors_per_scrape;
     let bucket = LE.iter().position(|le| h.latency_ms <= *le).unwrap_or(LE.len() - 1);
     let hist = &mut state.latency_ms;
     for (i, count) in hist.counts.iter_mut().enumerate() {
