@@ -3,6 +3,7 @@
 //! [`Objects::fresh`]). Other policies and HPAs come from the caches too; the Redis server and
 //! the canary's health are measured when due.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -243,10 +244,16 @@ async fn analyse(
     let stable = match (of, spec.baseline) {
         (Due::Step(_), AnalysisBaseline::Stable) => {
             let since = Some(since.unwrap_or(jiff::Timestamp::now()));
-            measure(policy, ctx, ns, &m, Track::Stable, &previous, since).await.ok()
+            measure(policy, ctx, ns, &m, Track::Stable, &previous, since).await
         }
-        _ => None,
+        _ => Err(Unmeasured::NoReadyPods("stable".into())),
     };
+    // A stable that could not be measured keeps its baselines for the next look.
+    let kept = match &stable {
+        Err(Unmeasured::NoReadyPods(_)) | Ok(_) => HashMap::new(),
+        Err(_) => previous.pods.clone(),
+    };
+    let stable = stable.ok();
     measurements.redis_connection_errors =
         connection_errors(measurements.redis_connection_errors, redis, previous.rejected_connections);
     let identity = redis.and_then(|r| r.as_ref().ok()).and_then(|s| s.identity.clone());
@@ -258,7 +265,8 @@ async fn analyse(
     // during an outage of the probe, and a restart behind it, are still seen by the next one.
     let rejected =
         redis.and_then(|r| r.as_ref().ok()).map(|s| s.rejected_connections).or(previous.rejected_connections);
-    let mut pods = samples;
+    let mut pods = kept;
+    pods.extend(samples);
     pods.extend(stable.map(|s| s.samples).unwrap_or_default());
     let next = Baseline { pods, rejected_connections: rejected, redis_identity: identity.or(previous.redis_identity) };
     (AnalysisRun { of, analysis, provider_error: errors }, Some(next))
@@ -331,17 +339,21 @@ async fn measure(
 }
 
 /// What the operator's probe saw the Redis server go through since the last one, in words: it
-/// could not be reached, restarted, failed over, lost its master or is loading. None when it
-/// answered as before (or is not known to the policy).
+/// could no longer be reached, restarted, failed over, lost its master or is loading. None when
+/// it answered as before (or is not known to the policy, or was never reached).
 fn redis_weather(
     redis: Option<&std::result::Result<RedisSignals, RedisFault>>,
     before: Option<&crate::core::analysis::redis::ServerIdentity>,
 ) -> Option<String> {
     match redis? {
         Ok(s) => redis_change(before, s.identity.as_ref()?).map(|c| c.to_string()),
-        Err(RedisFault::Unavailable(why)) => {
+        // Weather only for a server this operator has reached before: one it never could (a wrong
+        // password, a missing Secret, a blocked port) is a misconfiguration, not an outage, and
+        // must not hide the canary's own faults.
+        Err(RedisFault::Unavailable(why)) if before.is_some() => {
             Some(format!("the operator's probe could not reach the Redis server: {why}"))
         }
+        Err(RedisFault::Unavailable(_)) => None,
         // The server refused the operator for want of client slots: that counts against the
         // pool (a connection error), it is not weather.
         Err(RedisFault::MaxClients(_)) => None,

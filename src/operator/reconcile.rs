@@ -162,7 +162,11 @@ async fn record(
     }
     let s = &decision.status;
     ctx.metrics.set_phase(&ns, &name, s.phase, s.weight.unwrap_or(0), s.replicas.as_ref().map_or(0, |r| r.canary));
-    ctx.metrics.set_degraded(&ns, &name, crate::core::rollout::conditions::is_true(s, "Degraded"));
+    ctx.metrics.set_degraded(
+        &ns,
+        &name,
+        crate::core::rollout::conditions::is_true(s, crate::core::rollout::conditions::ENVIRONMENT_DEGRADED),
+    );
     if !write.writes() {
         ctx.remember_status(o.policy(), None, (write == StatusWrite::Later).then(|| s.clone()));
     } else {

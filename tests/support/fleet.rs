@@ -84,9 +84,17 @@ fn advance(state: &mut PoolHealth, h: &Health) {
     };
 }
 
-/// What every pod reports instead of its own health while it is set: the weather (a Redis
-/// outage, a slow dependency) that canary and stable suffer alike.
-pub type Weather = Arc<Mutex<Option<Health>>>;
+/// What pods report instead of their own health while it is set: the weather (a Redis outage, a
+/// slow dependency) that canary and stable suffer alike. Canary pods and stable pods each have
+/// their own, so that a test can let weather come and go without an analysis ever seeing the
+/// canary in it and the stable not.
+#[derive(Default)]
+pub struct WeatherState {
+    pub canary: Option<Health>,
+    pub stable: Option<Health>,
+}
+
+pub type Weather = Arc<Mutex<WeatherState>>;
 
 /// Serves the contract for the pods of one namespace until dropped.
 pub struct Fleet {
@@ -139,7 +147,26 @@ impl Fleet {
 
     /// Every pod reports `health` from its next scrape on (None: its own again).
     pub fn set_weather(&self, health: Option<Health>) {
-        *self.weather.lock().unwrap() = health;
+        *self.weather.lock().unwrap() = WeatherState { canary: health.clone(), stable: health };
+    }
+
+    /// Changes the weather by hand.
+    pub fn weather_mut(&self, change: impl FnOnce(&mut WeatherState)) {
+        change(&mut self.weather.lock().unwrap());
+    }
+
+    /// Weather that comes in and goes out stable first and canary last, and back: an analysis
+    /// that measures in between sees the canary no worse than the stable, never the reverse,
+    /// however the canary and stable scrapes fall around the change.
+    pub async fn weather_for(&self, health: Health, spell: Duration) {
+        let gap = Duration::from_millis(1500);
+        self.weather.lock().unwrap().stable = Some(health.clone());
+        tokio::time::sleep(gap).await;
+        self.weather.lock().unwrap().canary = Some(health);
+        tokio::time::sleep(spell).await;
+        self.weather.lock().unwrap().canary = None;
+        tokio::time::sleep(gap).await;
+        self.weather.lock().unwrap().stable = None;
     }
 }
 
@@ -214,8 +241,12 @@ fn sync(pods: &[Pod], port: u16, behaviour: &Behaviour, servers: &Servers, weath
         }));
         // Either endpoint is a scrape: it advances the counters and reports them, in its format.
         let weather = weather.clone();
+        let is_canary =
+            pod.metadata.labels.as_ref().and_then(|l| l.get("redispool.io/track")).is_some_and(|t| t == "canary");
         let scrape = Arc::new(move || {
-            let now = weather.lock().unwrap().clone().unwrap_or_else(|| health.clone());
+            let w = weather.lock().unwrap();
+            let now = if is_canary { w.canary.clone() } else { w.stable.clone() }.unwrap_or_else(|| health.clone());
+            drop(w);
             let mut s = state.lock().unwrap();
             advance(&mut s, &now);
             s.clone()

@@ -47,26 +47,50 @@ pub fn judge(
     g
 }
 
+/// How much worse than the stable the canary may be for a breach they share to still be the
+/// environment's: half as often again (per request), or half as slow again, or ten points of
+/// pool utilization. Beyond that the canary is worse in its own right, whatever the weather.
+const ALIKE_RATIO: f64 = 1.5;
+const ALIKE_UTILIZATION_POINTS: f64 = 10.0;
+
 /// Whether the stable breached the canary's rollback threshold in the same interval, and the
-/// canary is not worse than it: the fault is the environment's.
+/// canary is not materially worse than it: the fault is the environment's.
 fn shared(spec: &AnalysisSpec, gate: Gate, stable: &GateResult, cm: &Measurements, sm: &Measurements) -> bool {
     let confidence = spec.confidence / 100.0;
-    let counts = |max: i64, c: Option<i64>, s: Option<i64>| {
-        let (Some(c), Some(s)) = (c, s) else { return false };
+    // Events (or failed requests) per unit of exposure: the stable breaches when its count at the
+    // canary's exposure does, and the canary's are not significantly more frequent than
+    // ALIKE_RATIO times the stable's.
+    let counts = |breached: &dyn Fn(f64) -> bool, c: Option<i64>, s: Option<i64>| {
+        let (Some(c), Some(s)) = (c.and_then(|c| u64::try_from(c).ok()), s.and_then(|s| u64::try_from(s).ok())) else {
+            return false;
+        };
         let Some((ce, se)) = exposures(cm, sm) else { return false };
-        // The stable's count at the canary's exposure breaches the same max...
-        let scaled = s as f64 * ce / se;
-        // ...and the canary's count is not significantly above the stable's.
-        scaled > max as f64 && !more_often(c as u64, ce, s as u64, se, confidence)
+        breached(s as f64 * ce / se) && !more_often(c, ce, s, se * ALIKE_RATIO.recip(), confidence)
+    };
+    let value = |m: &Measurements| match gate {
+        Gate::P95LatencyMs => m.p95_latency_ms,
+        Gate::PoolUtilization => m.pool_utilization,
+        _ => None,
     };
     match gate {
         Gate::PoolExhaustionEvents => {
-            counts(spec.pool_exhaustion_events.max, cm.pool_exhaustion_events, sm.pool_exhaustion_events)
+            let max = spec.pool_exhaustion_events.max as f64;
+            counts(&|scaled| scaled > max, cm.pool_exhaustion_events, sm.pool_exhaustion_events)
         }
         Gate::RedisConnectionErrors => {
-            counts(spec.redis_connection_errors.max, cm.redis_connection_errors, sm.redis_connection_errors)
+            let max = spec.redis_connection_errors.max as f64;
+            counts(&|scaled| scaled > max, cm.redis_connection_errors, sm.redis_connection_errors)
         }
-        Gate::SuccessRate | Gate::P95LatencyMs | Gate::PoolUtilization => stable.verdict == Verdict::Fail,
+        Gate::SuccessRate => {
+            stable.verdict == Verdict::Fail && counts(&|_| true, cm.failed_requests, sm.failed_requests)
+        }
+        Gate::P95LatencyMs => {
+            stable.verdict == Verdict::Fail && value(cm).zip(value(sm)).is_some_and(|(c, s)| c <= s * ALIKE_RATIO)
+        }
+        Gate::PoolUtilization => {
+            stable.verdict == Verdict::Fail
+                && value(cm).zip(value(sm)).is_some_and(|(c, s)| c <= s + ALIKE_UTILIZATION_POINTS)
+        }
     }
 }
 
@@ -83,14 +107,21 @@ fn exposures(cm: &Measurements, sm: &Measurements) -> Option<(f64, f64)> {
 /// at `confidence` (one-sided): the conditional binomial test of two Poisson rates. Given
 /// `c + s` events at equal rates, the canary's share is Binomial(c + s, ce / (ce + se)).
 pub fn more_often(c: u64, ce: f64, s: u64, se: f64, confidence: f64) -> bool {
-    let n = c + s;
     if c == 0 || ce <= 0.0 || se <= 0.0 {
         return false;
     }
-    binomial_upper_tail(c, n, ce / (ce + se)) < 1.0 - confidence
+    let n = c.saturating_add(s);
+    let p = ce / (ce + se);
+    // At or below its expected share the canary is not more frequent, whatever the test says
+    // (and the tail from there is at least about a half).
+    if c as f64 <= n as f64 * p {
+        return false;
+    }
+    binomial_upper_tail(c, n, p) < 1.0 - confidence
 }
 
-/// P(X >= k) for X ~ Binomial(n, p), summed in log space (no underflow at large n).
+/// P(X >= k) for X ~ Binomial(n, p), summed in log space (no underflow at large n). From above
+/// the mean the terms only shrink: the sum stops once they no longer matter.
 pub fn binomial_upper_tail(k: u64, n: u64, p: f64) -> f64 {
     if k == 0 {
         return 1.0;
@@ -102,21 +133,31 @@ pub fn binomial_upper_tail(k: u64, n: u64, p: f64) -> f64 {
         return 1.0;
     }
     let (lp, lq) = (p.ln(), (1.0 - p).ln());
-    // log P(X = k), then each next term by the ratio of successive probabilities.
-    let ln_choose = |n: u64, k: u64| -> f64 { (1..=k).map(|i| ((n - k + i) as f64 / i as f64).ln()).sum() };
-    let mut term = ln_choose(n, k) + k as f64 * lp + (n - k) as f64 * lq;
-    let mut sum = 0.0;
+    // ln C(n, k) from the log-gamma of its factorials.
+    let ln_choose = ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k);
+    let first = ln_choose + k as f64 * lp + (n - k) as f64 * lq;
+    // Relative to the first term, so that a tail far below f64's range still sums exactly.
+    let (mut rel, mut sum) = (0.0f64, 0.0f64);
     for i in k..=n {
-        sum += term.exp();
-        if i < n {
-            term += ((n - i) as f64 / (i + 1) as f64).ln() + lp - lq;
+        sum += rel.exp();
+        if i == n {
+            break;
         }
-        // The remaining terms shrink geometrically once past the mode: stop when negligible.
-        if (i as f64) > n as f64 * p && term.exp() < sum * 1e-17 {
+        rel += ((n - i) as f64 / (i + 1) as f64).ln() + lp - lq;
+        if (i as f64) > n as f64 * p && rel < sum.ln() - 40.0 {
             break;
         }
     }
-    sum.min(1.0)
+    (first + sum.ln()).exp().min(1.0)
+}
+
+/// ln(n!): exact sums for small n, Stirling's series beyond (relative error below 1e-12).
+fn ln_factorial(n: u64) -> f64 {
+    if n < 64 {
+        return (2..=n).map(|i| (i as f64).ln()).sum();
+    }
+    let x = n as f64;
+    x * x.ln() - x + 0.5 * (2.0 * std::f64::consts::PI * x).ln() + 1.0 / (12.0 * x) - 1.0 / (360.0 * x.powi(3))
 }
 
 /// The gate's bound relative to the stable, judged: Pass within it, Fail beyond it with the
@@ -152,6 +193,11 @@ fn relative(spec: &AnalysisSpec, gate: Gate, cm: &Measurements, sm: &Measurement
         }
         Gate::P95LatencyMs => {
             let margin = spec.p95_latency_ms.max_above_stable_percent?;
+            // A percentile of a handful of requests is noise, on either side.
+            let enough = |m: &Measurements| m.requests.is_some_and(|r| r >= spec.min_requests.max(1));
+            if !enough(cm) || !enough(sm) {
+                return None;
+            }
             let (c, s) = (cm.p95_latency_ms?, sm.p95_latency_ms?);
             let bound = s * (1.0 + margin / 100.0);
             let said = format!("{c:.1}ms beside the stable's {s:.1}ms");
@@ -275,6 +321,13 @@ mod tests {
         // Large n: no underflow, and the tail past the mean is small but not zero.
         let far = binomial_upper_tail(1200, 10_000, 0.1);
         assert!(far > 0.0 && far < 1e-10, "{far}");
+        // A million trials, fifteen standard deviations out: summed from the first term on, and
+        // stopped long before the millionth.
+        let tiny = binomial_upper_tail(1_500, 1_000_000, 0.001);
+        assert!(tiny > 0.0 && tiny < 1e-30, "{tiny}");
+        // Below the expected share the canary is never "more often", however many events.
+        assert!(!more_often(100, 1.0, 900, 9.0, 0.95));
+        assert!(more_often(200, 1.0, 900, 9.0, 0.95));
         assert!((binomial_upper_tail(1000, 10_000, 0.1) - 0.5048759163).abs() < 1e-8);
     }
 
@@ -304,6 +357,27 @@ mod tests {
         // The same errors per request on both sides: the environment's.
         let alike = m(2700, 0, 40.0, 30.0, 0, 270, 9);
         assert_eq!(verdict(&spec, &worse, &alike), (Verdict::Inconclusive, Some(Gate::RedisConnectionErrors)));
+    }
+
+    /// A breach the stable shares excuses only a canary that fared alike: at 40% beside a
+    /// stable at 98.9% (both below the 99% rollback threshold), the canary fails in its own right.
+    #[test]
+    fn a_shared_breach_excuses_only_a_canary_that_fared_alike() {
+        let spec = AnalysisSpec::default();
+        let stable = m(27000, 297, 40.0, 30.0, 0, 0, 9);
+        assert_eq!(
+            verdict(&spec, &m(3000, 1800, 40.0, 30.0, 0, 0, 1), &stable),
+            (Verdict::Fail, Some(Gate::SuccessRate))
+        );
+        assert_eq!(verdict(&spec, &m(3000, 36, 40.0, 30.0, 0, 0, 1), &stable).0, Verdict::Inconclusive);
+        // Latency: slow everywhere, the canary not half as slow again.
+        let slow = m(27000, 0, 1400.0, 30.0, 0, 0, 9);
+        assert_eq!(verdict(&spec, &m(3000, 0, 1500.0, 30.0, 0, 0, 1), &slow).0, Verdict::Inconclusive);
+        assert_eq!(verdict(&spec, &m(3000, 0, 2500.0, 30.0, 0, 0, 1), &slow).0, Verdict::Fail);
+        // Utilization: the pool a change alters; ten points beyond the stable's is the canary's.
+        let busy = m(27000, 0, 40.0, 85.0, 0, 0, 9);
+        assert_eq!(verdict(&spec, &m(3000, 0, 40.0, 90.0, 0, 0, 1), &busy).0, Verdict::Inconclusive);
+        assert_eq!(verdict(&spec, &m(3000, 0, 40.0, 100.0, 0, 0, 1), &busy).0, Verdict::Fail);
     }
 
     /// Exhaustion is compared per unit of exposure: one canary event beside nine stable ones at
@@ -402,11 +476,20 @@ mod tests {
         assert_eq!(a.verdict, Verdict::Fail);
         assert!(a.at_once.unwrap().contains("max number of clients"));
         let healthy = m(300, 0, 40.0, 30.0, 0, 0, 1);
+        let failing = m(300, 60, 40.0, 30.0, 0, 60, 1);
+        let outage = m(2700, 540, 40.0, 30.0, 0, 540, 9);
         let change = "the Redis server restarted (run_id a is now b)";
-        for c in [&healthy, &m(300, 60, 40.0, 30.0, 0, 60, 1)] {
-            let a = judge_interval(&spec, &Interval { canary: c, stable: Some(&stable), redis: Some(change) });
-            assert_eq!((a.verdict, a.environment.as_deref()), (Verdict::Inconclusive, Some(change)));
-        }
+        let judged = |c: &Measurements, s: Option<&Measurements>| {
+            let a = judge_interval(&spec, &Interval { canary: c, stable: s, redis: Some(change) });
+            (a.verdict, a.environment)
+        };
+        // Whatever the gates read, as long as the stable fared alike (or was not measured).
+        let inconclusive = (Verdict::Inconclusive, Some(change.to_string()));
+        assert_eq!(judged(&healthy, Some(&stable)), inconclusive);
+        assert_eq!(judged(&failing, Some(&outage)), inconclusive);
+        assert_eq!(judged(&failing, None), inconclusive);
+        // The canary failing beside a stable that did not: its own fault, weather or not.
+        assert_eq!(judged(&failing, Some(&stable)), (Verdict::Fail, None));
     }
 
     #[test]

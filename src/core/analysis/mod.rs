@@ -230,8 +230,8 @@ pub fn evaluate(spec: &AnalysisSpec, m: &Measurements) -> Analysis {
 /// and whether a breach is the environment's (see [`beside`]); then combines them: any Fail ->
 /// Fail; else any Inconclusive -> Inconclusive; else any Hold or NoData -> Hold (or Fail for
 /// NoData when `onNoData: Fail`); else Pass. A Redis server that went away or changed makes
-/// the whole interval Inconclusive, unless the canary alone was refused for want of client
-/// slots, which rolls back at once.
+/// the whole interval Inconclusive, unless the canary failed a gate the stable beside it did
+/// not, or the canary alone was refused for want of client slots, which rolls back at once.
 pub fn judge(spec: &AnalysisSpec, i: &Interval) -> Analysis {
     let gates = Gate::ALL
         .iter()
@@ -245,11 +245,14 @@ pub fn judge(spec: &AnalysisSpec, i: &Interval) -> Analysis {
         })
         .collect();
     let mut analysis = combine(spec.on_no_data, gates);
+    // A gate the canary fails beside a stable that passed it (or was not alike) is the canary's
+    // own fault: no weather excuses it.
+    let own_fault = analysis.gates.iter().any(|g| !g.dry_run && g.verdict == Verdict::Fail && g.stable.is_some());
     if let Some(why) = i.stable.and_then(|s| beside::canary_refused(i.canary, s)) {
         analysis.verdict = Verdict::Fail;
         analysis.decided_by = Some(Gate::RedisConnectionErrors);
         analysis.at_once = Some(why);
-    } else if let Some(redis) = i.redis {
+    } else if let Some(redis) = i.redis.filter(|_| !own_fault) {
         analysis.verdict = Verdict::Inconclusive;
         analysis.environment = Some(redis.to_string());
     } else if analysis.verdict == Verdict::Inconclusive {

@@ -114,7 +114,7 @@ mod tests {
         let q = PrometheusQueries::default();
         assert_eq!(
             render(&q.requests, &s),
-            r#"sum(increase(http_requests_total{namespace="saas",redispool_io_track="canary"}[30s]))"#
+            r#"sum(increase(http_requests_total{namespace="saas",redispool_io_track="canary",pod=~"auth-api-pool-canary-[a-z0-9]+-[a-z0-9]+"}[30s]))"#
         );
         assert!(render(&q.failed_requests, &s).contains(r#"code=~"5..""#));
     }

@@ -127,8 +127,8 @@ pub struct SuccessRateGate {
     /// points, at `confidence`; until the requests say either way, hold (status says how many
     /// more it needs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0")
-        .message("successRate.maxBelowStable is percentage points in 0..100, like 0.5"))]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 100.0")
+        .message("successRate.maxBelowStable is percentage points above 0 and at most 100, like 0.5 (0 could never be shown)"))]
     pub max_below_stable: Option<f64>,
     /// Measured, recorded and shown like any other gate, but never deciding: how a new gate or
     /// threshold is calibrated on real traffic before it counts.
@@ -258,8 +258,9 @@ pub struct PrometheusMetrics {
         .message("spec.rollout.metrics.prometheus.address must be an http(s) URL"))]
     #[schemars(length(max = 1024))]
     pub address: String,
-    /// PromQL per signal. `{{namespace}}`, `{{deployment}}` (the canary), `{{track}}` and
-    /// `{{interval}}` are filled in; each query must return one number.
+    /// PromQL per signal. `{{namespace}}`, `{{deployment}}` (the canary's, or the target's for the
+    /// stable beside it), `{{track}}` (`canary`, or empty for the stable) and `{{interval}}` are
+    /// filled in; each query must return one number.
     #[serde(default)]
     pub queries: PrometheusQueries,
 }
@@ -301,8 +302,11 @@ impl Default for PrometheusQueries {
 }
 
 // Defaults over the contract's /metrics names, for pods scraped with their labels as
-// `redispool_io_track` (the usual `labelmap` of pod labels) and `namespace`.
-const SEL: &str = r#"namespace="{{namespace}}",redispool_io_track="{{track}}""#;
+// `redispool_io_track` (the usual `labelmap` of pod labels), `namespace` and `pod`. The pod
+// name pins the Deployment (`<name>-<replicaset hash>-<suffix>`): the stable's empty track alone
+// would select every other workload of the namespace too.
+const SEL: &str =
+    r#"namespace="{{namespace}}",redispool_io_track="{{track}}",pod=~"{{deployment}}-[a-z0-9]+-[a-z0-9]+""#;
 fn q_requests() -> String {
     format!("sum(increase(http_requests_total{{{SEL}}}[{{{{interval}}}}]))")
 }

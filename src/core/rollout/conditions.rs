@@ -7,7 +7,8 @@ use crate::core::analysis::Verdict;
 use crate::core::api::{Phase, RedisPoolPolicyStatus, ScalingMode};
 use crate::core::sizing::Budget;
 
-/// Sets Ready, Progressing, Healthy, BudgetOk, RedisReachable, Autoscaled and EnvOwned. A
+/// Sets Ready, Progressing, Healthy, BudgetOk, RedisReachable, EnvironmentDegraded (once it
+/// happened), Autoscaled and EnvOwned. A
 /// condition's lastTransitionTime moves only when its status flips, and messages carry only
 /// stable facts, so a steady state produces an identical status (and no write).
 pub(super) fn set_conditions(status: &mut RedisPoolPolicyStatus, input: &Input, budget: &Budget) {
@@ -63,7 +64,11 @@ fn state(ok: Option<bool>) -> &'static str {
     }
 }
 
-/// Degraded: the environment has been at fault (analyses Inconclusive) for longer than
+/// The condition that says the environment has been at fault for longer than progressDeadline
+/// (not the phase `Degraded`, which is a promotion the target has not rolled out).
+pub const ENVIRONMENT_DEGRADED: &str = "EnvironmentDegraded";
+
+/// EnvironmentDegraded: the environment has been at fault (analyses Inconclusive) for longer than
 /// `progressDeadline`. Set once it is first true, then kept, False, when it recovers.
 fn degraded(status: &mut RedisPoolPolicyStatus, input: &Input) {
     let since = status.soak.as_ref().and_then(|s| s.environment_since.as_ref()).map(|t| t.0);
@@ -73,10 +78,10 @@ fn degraded(status: &mut RedisPoolPolicyStatus, input: &Input) {
         Some(d) if d > deadline => {
             let evidence = status.analysis.as_ref().and_then(|a| a.environment.clone()).unwrap_or_default();
             let msg = messages::degraded(&input.spec.rollout.analysis.progress_deadline, &evidence);
-            upsert(status, input, "Degraded", "True", "EnvironmentAtFault", &msg)
+            upsert(status, input, ENVIRONMENT_DEGRADED, "True", "EnvironmentAtFault", &msg)
         }
-        _ if status.conditions.iter().any(|c| c.type_ == "Degraded") => {
-            upsert(status, input, "Degraded", "False", "EnvironmentHealthy", messages::NOT_DEGRADED)
+        _ if status.conditions.iter().any(|c| c.type_ == ENVIRONMENT_DEGRADED) => {
+            upsert(status, input, ENVIRONMENT_DEGRADED, "False", "EnvironmentHealthy", messages::NOT_DEGRADED)
         }
         _ => {}
     }

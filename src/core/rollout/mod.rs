@@ -304,6 +304,9 @@ pub fn analysis_due(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus, 
     }
     // A soak stopped for missing canary pods waits for them; one stopped by the environment
     // keeps analysing, to see it recover.
+    if status.soak.as_ref().is_some_and(|s| s.running_since.is_none() && s.unavailable_since.is_some()) {
+        return None;
+    }
     if status.soak.as_ref().is_some_and(|s| s.running_since.is_none() && s.environment_since.is_none()) {
         return None;
     }

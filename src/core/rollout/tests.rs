@@ -692,7 +692,7 @@ fn an_inconclusive_environment_holds_the_soak_and_pages_once_past_the_deadline()
     assert!(a.environment.as_deref().unwrap().contains("the stable breached"), "{a:?}");
     assert_eq!(sim.count("AnalysisInconclusive"), 1, "one Event when the clock stops: {:?}", sim.reasons());
     assert_eq!(sim.count("EnvironmentDegraded"), 1, "pages once: {:?}", sim.reasons());
-    let degraded = sim.status.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    let degraded = sim.status.conditions.iter().find(|c| c.type_ == "EnvironmentDegraded").unwrap();
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "EnvironmentAtFault"));
     assert!(sim.status.message.as_deref().unwrap().contains("not blaming the configuration"));
     let soak = sim.status.soak.clone().unwrap();
@@ -702,10 +702,38 @@ fn an_inconclusive_environment_holds_the_soak_and_pages_once_past_the_deadline()
     sim.advance(5);
     sim.reconcile_with(Verdict::Pass, None);
     assert_eq!(sim.count("EnvironmentRecovered"), 1);
-    let degraded = sim.status.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    let degraded = sim.status.conditions.iter().find(|c| c.type_ == "EnvironmentDegraded").unwrap();
     assert_eq!(degraded.status, "False");
     sim.run_until(Verdict::Pass, 400, |s| s.status.phase == Phase::Succeeded);
     assert_eq!(sim.count("AnalysisFailed"), 0);
+}
+
+/// A canary that loses its pods during a spell of weather still rolls back once they have been
+/// missing for progressDeadline: the weather excuses the analyses, not missing pods.
+#[test]
+fn canary_pods_lost_in_the_weather_still_roll_back_at_the_deadline() {
+    let mut sim = Sim::new(10);
+    sim.run_until(Verdict::Pass, 100, |s| s.soaked_at_least(20));
+    sim.run_until(Verdict::Inconclusive, 20, |s| s.status.soak.as_ref().unwrap().environment_since.is_some());
+    if let Some(c) = &mut sim.world.canary {
+        c.available = 0;
+    }
+    let lost = sim.now;
+    for _ in 0..200 {
+        sim.now += SignedDuration::from_secs(5);
+        sim.reconcile_with(Verdict::Inconclusive, None);
+        if let Some(c) = &mut sim.world.canary {
+            c.available = 0;
+        }
+        if sim.status.phase == Phase::RollingBack || sim.status.phase == Phase::RolledBack {
+            break;
+        }
+    }
+    assert!(matches!(sim.status.phase, Phase::RollingBack | Phase::RolledBack), "{:?}", sim.status.message);
+    let took = sim.now.duration_since(lost).as_secs();
+    assert!((300..=310).contains(&took), "rolled back {took}s after the pods went missing (deadline 300s)");
+    // While the pods were missing no analysis was recorded: the soak waits for its pods.
+    assert!(sim.status.analysis.as_ref().unwrap().at.0 <= lost, "{:?}", sim.status.analysis);
 }
 
 /// A failover in the middle of an outage is news: one Event for the outage, one for the failover,

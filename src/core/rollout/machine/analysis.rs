@@ -67,6 +67,7 @@ impl Machine<'_> {
             && prev.as_ref().is_none_or(|p| {
                 p.verdict != Verdict::Inconclusive || kind(p.environment.as_deref()) != kind(a.environment.as_deref())
             });
+        self.judged_from = prev.as_ref().map(|p| p.at.0);
         self.see_pool(hash, &a.gates);
         self.status.analysis = Some(AnalysisStatus {
             at: Time(now),

@@ -36,6 +36,7 @@ pub fn decide(input: &Input) -> Decision {
         handed_over: None,
         verdicts_met: Vec::new(),
         weather_news: false,
+        judged_from: None,
     };
     m.status.observed_generation = Some(input.generation);
     m.status.environment = Some(input.desired.environment.clone());
@@ -185,6 +186,8 @@ struct Machine<'a> {
     /// The analysis recorded now is Inconclusive on new evidence (the first of a spell, or
     /// another kind of fault than the one before): worth an Event.
     weather_news: bool,
+    /// When the interval of the analysis recorded now began: the analysis before it.
+    judged_from: Option<Timestamp>,
 }
 
 impl Machine<'_> {

@@ -216,7 +216,7 @@ impl Machine<'_> {
             }
             return Next::Done;
         };
-        let (soaked, since) = match (soak.running_since, soak.unavailable_since) {
+        let (soaked, since) = match (soak.running_since.clone(), soak.unavailable_since.clone()) {
             (Some(run), _) => {
                 let soaked = soak.soaked_seconds + now.duration_since(run.0).as_secs().max(0);
                 self.status.soak = Some(SoakStatus {
@@ -231,7 +231,12 @@ impl Machine<'_> {
                 (soaked, now)
             }
             (None, Some(t)) => (soak.soaked_seconds, t.0),
-            (None, None) => (soak.soaked_seconds, now),
+            // Stopped for the weather (or by a status from before this clock): the missing pods'
+            // deadline starts now, so a canary that dies during an outage still rolls back.
+            (None, None) => {
+                self.status.soak = Some(SoakStatus { unavailable_since: Some(Time(now)), ..soak.clone() });
+                (soak.soaked_seconds, now)
+            }
         };
         let down = self.held_for(since);
         let paused_at = SignedDuration::from_secs(soaked);

@@ -8,8 +8,13 @@ impl Machine<'_> {
     pub(super) fn soak_runs(&mut self, step: usize, step_label: &str) -> Timestamp {
         let now = self.now();
         match (self.status.step_started_at.clone(), self.status.soak.clone()) {
-            // Running, or stopped by the environment (the analyses restart it, not the pods).
-            (Some(started), Some(soak)) if soak.running_since.is_some() || soak.environment_since.is_some() => {
+            (Some(started), Some(soak)) if soak.running_since.is_some() => started.0,
+            // Stopped by the environment: the analyses restart it, not the pods; pods that went
+            // missing during the spell are back.
+            (Some(started), Some(soak)) if soak.environment_since.is_some() => {
+                if soak.unavailable_since.is_some() {
+                    self.status.soak = Some(SoakStatus { unavailable_since: None, ..soak });
+                }
                 started.0
             }
             (Some(started), Some(soak)) => {
@@ -58,7 +63,9 @@ impl Machine<'_> {
         let pause = self.pause_label(step);
         match (a.verdict == Verdict::Inconclusive, soak.running_since, soak.environment_since) {
             (true, Some(run), _) => {
-                let judged_from = a.at.0 - durations(self.input.spec).interval;
+                // The interval this analysis judged began at the one before it (or one interval
+                // ago, without one): up to there the soak counts.
+                let judged_from = self.judged_from.unwrap_or(a.at.0 - durations(self.input.spec).interval);
                 let credit = judged_from.duration_since(run.0).as_secs().max(0);
                 let soaked = soak.soaked_seconds + credit;
                 self.status.soak = Some(SoakStatus {
@@ -78,14 +85,11 @@ impl Machine<'_> {
                 let msg = messages::analysis_inconclusive(label, evidence, soaked, &pause);
                 self.event(Reason::AnalysisInconclusive, msg);
             }
-            (false, None, Some(since)) if a.at.0 > since.0 => {
-                self.status.soak = Some(SoakStatus {
-                    running_since: Some(Time(now)),
-                    environment_since: None,
-                    // A hold-zone deadline counts from here: the weather was not the canary's.
-                    held_until: Some(Time(now)),
-                    ..soak
-                });
+            // Only an analysis that measured something ends the spell (not a provider's outage).
+            (false, None, Some(since)) if a.at.0 > since.0 && a.gates.iter().any(|g| g.value.is_some()) => {
+                // The hold zone's deadline needs no help: it counts judged soak time, and the
+                // clock stood still through the weather.
+                self.status.soak = Some(SoakStatus { running_since: Some(Time(now)), environment_since: None, ..soak });
                 let soaked = SignedDuration::from_secs(soak.soaked_seconds);
                 let msg = messages::environment_recovered(label, now.duration_since(since.0), soaked, &pause);
                 self.event(Reason::EnvironmentRecovered, msg);
@@ -102,7 +106,10 @@ impl Machine<'_> {
         let away = self.held_for(since.0);
         if away > self.deadline() {
             let msg = messages::environment_degraded(label, away, self.deadline_label(), &evidence);
-            let paged = crate::core::rollout::conditions::is_true(self.input.status, "Degraded");
+            let paged = crate::core::rollout::conditions::is_true(
+                self.input.status,
+                crate::core::rollout::conditions::ENVIRONMENT_DEGRADED,
+            );
             if !paged {
                 self.event(Reason::EnvironmentDegraded, msg.clone());
             }
