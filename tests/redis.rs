@@ -118,19 +118,26 @@ async fn tls_and_acl_failures_say_what_to_fix() {
     wait_redis(&env, "auth-api", "False", "if it speaks only TLS, set spec.redis.tls: true").await;
 
     // Right CA (from a ConfigMap this time), right name, right password: but the user may not
-    // run CONFIG GET, so maxclients is unknown and the condition says what to set. The server
-    // still answers INFO, so the rollout goes on (as with a server that hides maxclients).
+    // run CONFIG GET, as on managed Redis. Redis 7 says maxclients in INFO clients, which the
+    // user may read: the budget is checked against it, and the condition says where it came from.
     let mut r = tls_redis(&redis.address());
     r["tlsOptions"] = serde_json::json!({"caRef": {"configMap": "redis-ca"}, "serverName": "redis.test"});
     set_redis(&env, "auth-api", r.clone()).await;
-    let m = wait_redis(&env, "auth-api", "True", "maxclients unknown").await;
-    assert!(m.contains("may not run CONFIG GET (NOPERM): set spec.redis.maxClients"), "{m}");
+    let m = wait_redis(&env, "auth-api", "True", "read from INFO clients").await;
+    assert!(
+        m.contains("maxclients 5000 (read from INFO clients; user \"pool-operator\" may not run CONFIG GET (NOPERM))"),
+        "{m}"
+    );
+    env.wait_status("auth-api", "the budget checked against INFO's maxclients", Duration::from_secs(45), |s| {
+        s.conditions.iter().any(|c| c.type_ == "BudgetOk" && c.message.contains("budget of 4000"))
+    })
+    .await;
 
-    // With maxClients the budget is checked again: 80% of 5000.
-    r["maxClients"] = serde_json::json!(5000);
+    // spec.redis.maxClients overrides what the server says: 80% of 6000.
+    r["maxClients"] = serde_json::json!(6000);
     set_redis(&env, "auth-api", r).await;
     env.wait_status("auth-api", "the budget checked against maxClients", Duration::from_secs(45), |s| {
-        s.conditions.iter().any(|c| c.type_ == "BudgetOk" && c.status == "True" && c.message.contains("budget of 4000"))
+        s.conditions.iter().any(|c| c.type_ == "BudgetOk" && c.status == "True" && c.message.contains("budget of 4800"))
     })
     .await;
 
@@ -309,4 +316,36 @@ async fn restarts_and_failovers_of_a_real_server_are_named() {
         redis_change(Some(&cut_off), &promoted),
         Some(RedisChange::RoleChanged { before: "replica".into(), now: "master".into() })
     );
+}
+
+/// A connection storm: a server at its `maxclients` refuses every new connection. The operator's
+/// probe keeps one connection per server, so it still sees the server through the storm (when
+/// the budget matters most), while a new client is refused with the server's own words.
+#[tokio::test]
+async fn the_probe_keeps_its_connection_through_a_storm() {
+    use redis_pool_operator::core::analysis::redis::{RedisFault, RedisTarget};
+    use redis_pool_operator::providers::redis::probe;
+    use tokio::io::AsyncWriteExt;
+    let redis = RedisServer::start(&[("maxclients", "8")]);
+    let target = RedisTarget { address: redis.address(), ..Default::default() };
+    let calm = probe(&target, Duration::from_secs(3)).await.expect("the server answers");
+    assert_eq!(calm.max_clients, Some(8));
+    // The storm: clients take every slot and hold it (bounded: 20 connections, dropped below).
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(redis.address()).await {
+            let _ = s.write_all(b"PING\r\n").await;
+            held.push(s);
+        }
+    }
+    // Another client (the default user named: another connection) is refused, in Redis's words.
+    let stranger = RedisTarget { address: redis.address(), username: Some("default".into()), ..Default::default() };
+    match probe(&stranger, Duration::from_secs(3)).await {
+        Err(RedisFault::MaxClients(m)) => assert!(m.contains("max number of clients"), "{m}"),
+        other => panic!("a new connection to a full server was not refused for want of slots: {other:?}"),
+    }
+    // The probe's own connection still answers, and sees the crowd.
+    let storm = probe(&target, Duration::from_secs(3)).await.expect("the probe's connection answers in the storm");
+    assert!(storm.connected_clients >= 8, "{} clients connected", storm.connected_clients);
+    drop(held);
 }

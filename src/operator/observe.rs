@@ -258,8 +258,15 @@ async fn analyse(
         connection_errors(measurements.redis_connection_errors, redis, previous.rejected_connections);
     let identity = redis.and_then(|r| r.as_ref().ok()).and_then(|s| s.identity.clone());
     let weather = redis_weather(redis, previous.redis_identity.as_ref());
-    let interval =
-        Interval { canary: &measurements, stable: stable.as_ref().map(|s| &s.measurements), redis: weather.as_deref() };
+    let interval = Interval {
+        canary: &measurements,
+        stable: stable.as_ref().map(|s| &s.measurements),
+        redis: weather.as_deref(),
+        refused: match (of, redis) {
+            (Due::Step(_), Some(Err(RedisFault::MaxClients(m)))) => Some(m.as_str()),
+            _ => None,
+        },
+    };
     let analysis = judge(spec, &interval);
     // A probe that failed keeps the last count and identity it did see, so that rejections
     // during an outage of the probe, and a restart behind it, are still seen by the next one.

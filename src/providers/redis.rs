@@ -1,8 +1,9 @@
 //! The `Redis` provider: asks the server, via the `redis` crate over a connection we open
 //! ourselves (plain TCP, or TLS with rustls), so that certificate failures can be told apart
-//! and explained. `CONFIG GET maxclients` sizes the budget; `INFO` gives connected and rejected
-//! connections; `PING` proves the round trip.
+//! and explained. `CONFIG GET maxclients` (or, where CONFIG is forbidden, `INFO clients`) sizes
+//! the budget; `INFO` gives connected and rejected connections; `PING` proves the round trip.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::core::analysis::redis::{
     RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, config_denied, explain_reply, info_field,
-    redact,
+    max_clients, redact,
 };
 
 /// Asks the server, within `timeout`. Errors name the address and the reason, never the password.
@@ -32,10 +33,51 @@ pub async fn probe(target: &RedisTarget, timeout: Duration) -> Result<RedisSigna
     }
 }
 
+/// Open probe connections, one per server and credentials: a server at its `maxclients`
+/// refuses new connections, and the probe must still see it then (a connection storm at deploy
+/// time is exactly when the budget matters). Keyed by a digest, so no credential is a key.
+static CONNECTIONS: std::sync::LazyLock<tokio::sync::Mutex<HashMap<u64, MultiplexedConnection>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whom a connection is for: the address, the user, the password and the TLS material.
+fn connection_key(target: &RedisTarget) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&target.address, &target.username, &target.password).hash(&mut h);
+    if let Some(tls) = &target.tls {
+        (&tls.ca.as_ref().map(|c| &c.0), &tls.server_name, &tls.client).hash(&mut h);
+    }
+    h.finish()
+}
+
 async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
+    let key = connection_key(target);
+    let kept = CONNECTIONS.lock().await.get(&key).cloned();
+    if let Some(mut conn) = kept {
+        // Bounded apart from the whole probe's timeout: a half-open connection that never answers
+        // must make way for a new one within this probe, not hold every later probe up.
+        match tokio::time::timeout(Duration::from_secs(1), ask(&mut conn, target)).await {
+            Ok(Ok(signals)) => return Ok(signals),
+            // A broken connection (the server restarted, the network dropped it): a new one.
+            _ => {
+                CONNECTIONS.lock().await.remove(&key);
+            }
+        }
+    }
+    let mut conn = connect(target).await?;
+    let signals = ask(&mut conn, target).await?;
+    CONNECTIONS.lock().await.insert(key, conn);
+    Ok(signals)
+}
+
+/// A new connection to the server, authenticated.
+async fn connect(target: &RedisTarget) -> Result<MultiplexedConnection, RedisFault> {
     let unavailable = RedisFault::Unavailable;
     let (host, port) = target.host_port();
     let tcp = TcpStream::connect((host, port)).await.map_err(|e| unavailable(format!("cannot connect: {e}")))?;
+    if target.tls.is_none() {
+        turned_away(&tcp).await?;
+    }
     let mut settings = redis::RedisConnectionInfo::default();
     if let Some(u) = &target.username {
         settings = settings.set_username(u);
@@ -43,23 +85,44 @@ async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
     if let Some(p) = &target.password {
         settings = settings.set_password(p);
     }
-    let mut conn = match &target.tls {
-        None => multiplexed(&settings, tcp, target).await?,
+    match &target.tls {
+        None => multiplexed(&settings, tcp, target).await,
         Some(tls) => {
             let stream = tls_handshake(tcp, host, tls).await.map_err(|e| unavailable(e.0))?;
-            multiplexed(&settings, stream, target).await?
+            multiplexed(&settings, stream, target).await
         }
-    };
+    }
+}
+
+/// A server at its `maxclients` says so the moment it accepts, then closes: read before a word
+/// is sent, or the close arrives as a reset that hides its reason. A server with room says
+/// nothing until asked, so the wait is short.
+async fn turned_away(tcp: &TcpStream) -> Result<(), RedisFault> {
+    let mut said = [0u8; 128];
+    match tokio::time::timeout(Duration::from_millis(100), tcp.peek(&mut said)).await {
+        Ok(Ok(n)) if n > 0 => {
+            let said = String::from_utf8_lossy(&said[..n]);
+            match said.contains("max number of clients") {
+                true => Err(RedisFault::MaxClients(said.trim().trim_start_matches('-').to_string())),
+                false => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What the server says over `conn`.
+async fn ask(conn: &mut MultiplexedConnection, target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
+    let mut conn = conn.clone();
     let start = Instant::now();
     let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| reply_fault(&e, target))?;
     let ping = start.elapsed();
-    // Managed Redis and least-privilege ACL users often forbid CONFIG; then spec.redis.maxClients
-    // must say it, and the condition says so.
-    let (max_clients, max_clients_note) =
-        match redis::cmd("CONFIG").arg("GET").arg("maxclients").query_async::<Vec<String>>(&mut conn).await {
-            Ok(pair) => (pair.get(1).and_then(|v| v.parse().ok()), None),
-            Err(e) => (None, Some(config_denied(e.code(), target))),
-        };
+    // Managed Redis and least-privilege ACL users often forbid CONFIG; INFO then says it (Redis
+    // 7, Valkey), or spec.redis.maxClients must, and the condition says which.
+    let config = match redis::cmd("CONFIG").arg("GET").arg("maxclients").query_async::<Vec<String>>(&mut conn).await {
+        Ok(pair) => Ok(pair.get(1).and_then(|v| v.parse().ok())),
+        Err(e) => Err(config_denied(e.code(), target)),
+    };
     let info: String = redis::cmd("INFO")
         .arg("clients")
         .arg("stats")
@@ -69,6 +132,7 @@ async fn probe_inner(target: &RedisTarget) -> Result<RedisSignals, RedisFault> {
         .query_async(&mut conn)
         .await
         .map_err(|e| reply_fault(&e, target))?;
+    let (max_clients, max_clients_note) = max_clients(config, &info);
     Ok(RedisSignals {
         max_clients,
         max_clients_note,

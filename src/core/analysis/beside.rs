@@ -245,16 +245,16 @@ pub fn relative_bound(spec: &AnalysisSpec, gate: Gate) -> Option<String> {
     }
 }
 
-/// The canary alone was refused by the server for want of client slots while the stable was
-/// not: its pool is the one that does not fit, whatever `failureLimit` says.
-pub fn canary_refused(cm: &Measurements, sm: &Measurements) -> Option<String> {
-    match (cm.max_clients_errors, sm.max_clients_errors) {
-        (Some(c), Some(0)) if c > 0 => Some(format!(
-            "the canary's connections were refused {c} times with \"max number of clients reached\" and the \
-             stable's never: the new pool does not fit the server's maxclients"
-        )),
-        _ => None,
-    }
+/// The canary was refused by the server for want of client slots: the fleet with its pool does
+/// not fit, whatever `failureLimit` says (the stable's count, when measured, is said beside).
+pub fn canary_refused(cm: &Measurements, sm: Option<&Measurements>) -> Option<String> {
+    let c = cm.max_clients_errors.filter(|&c| c > 0)?;
+    let stable = match sm.and_then(|s| s.max_clients_errors) {
+        Some(0) => " and the stable's never: the new pool does not fit the server's maxclients".to_string(),
+        Some(s) => format!(" (the stable's {s} times): with this canary the fleet does not fit maxclients"),
+        None => ": with this canary the fleet does not fit maxclients".to_string(),
+    };
+    Some(format!("the canary's connections were refused {c} times with \"max number of clients reached\"{stable}"))
 }
 
 /// The evidence of an interval whose breaches the stable shared, for the Event and condition.
@@ -299,7 +299,7 @@ mod tests {
     }
 
     fn verdict(spec: &AnalysisSpec, canary: &Measurements, stable: &Measurements) -> (Verdict, Option<Gate>) {
-        let a = judge_interval(spec, &Interval { canary, stable: Some(stable), redis: None });
+        let a = judge_interval(spec, &Interval { canary, stable: Some(stable), redis: None, refused: None });
         (a.verdict, a.decided_by)
     }
 
@@ -340,7 +340,7 @@ mod tests {
         let canary = m(300, 60, 40.0, 30.0, 0, 60, 1);
         let stable = m(2700, 540, 40.0, 30.0, 0, 540, 9);
         assert_eq!(verdict(&spec, &canary, &stable), (Verdict::Inconclusive, Some(Gate::SuccessRate)));
-        let a = judge_interval(&spec, &Interval { canary: &canary, stable: Some(&stable), redis: None });
+        let a = judge_interval(&spec, &Interval { canary: &canary, stable: Some(&stable), redis: None, refused: None });
         let why = a.environment.unwrap();
         assert!(
             why.contains("successRate 80.00% (canary 80.00%)") && why.contains("redisConnectionErrors 540"),
@@ -412,7 +412,7 @@ mod tests {
         };
         let canary = m(150, 1, 40.0, 30.0, 0, 0, 1);
         let stable = m(1350, 0, 40.0, 30.0, 0, 0, 9);
-        let a = judge_interval(&spec, &Interval { canary: &canary, stable: Some(&stable), redis: None });
+        let a = judge_interval(&spec, &Interval { canary: &canary, stable: Some(&stable), redis: None, refused: None });
         let g = &a.gates[0];
         assert_eq!((a.verdict, g.verdict), (Verdict::Hold, Verdict::Hold), "{g:?}");
         assert!(g.message.contains("more canary requests"), "{}", g.message);
@@ -472,15 +472,27 @@ mod tests {
         let mut canary = m(300, 3, 40.0, 30.0, 0, 3, 1);
         canary.max_clients_errors = Some(3);
         let stable = m(2700, 0, 40.0, 30.0, 0, 0, 9);
-        let a = judge_interval(&spec, &Interval { canary: &canary, stable: Some(&stable), redis: None });
+        let a = judge_interval(&spec, &Interval { canary: &canary, stable: Some(&stable), redis: None, refused: None });
         assert_eq!(a.verdict, Verdict::Fail);
         assert!(a.at_once.unwrap().contains("max number of clients"));
+        // The stable refused too: the server is full with this canary; it still goes at once.
+        let mut full = stable.clone();
+        full.max_clients_errors = Some(30);
+        let a = judge_interval(&spec, &Interval { canary: &canary, stable: Some(&full), redis: None, refused: None });
+        assert!(a.at_once.unwrap().contains("the stable's 30 times"));
+        // The operator's own probe refused: at once, with the server's words, weather or not.
+        let healthy = m(300, 0, 40.0, 30.0, 0, 0, 1);
+        let words = "max number of clients reached";
+        let i = Interval { canary: &healthy, stable: Some(&stable), redis: Some("a restart"), refused: Some(words) };
+        let a = judge_interval(&spec, &i);
+        assert_eq!(a.verdict, Verdict::Fail);
+        assert!(a.at_once.unwrap().contains("refused a new connection of the operator's probe (max number"));
         let healthy = m(300, 0, 40.0, 30.0, 0, 0, 1);
         let failing = m(300, 60, 40.0, 30.0, 0, 60, 1);
         let outage = m(2700, 540, 40.0, 30.0, 0, 540, 9);
         let change = "the Redis server restarted (run_id a is now b)";
         let judged = |c: &Measurements, s: Option<&Measurements>| {
-            let a = judge_interval(&spec, &Interval { canary: c, stable: s, redis: Some(change) });
+            let a = judge_interval(&spec, &Interval { canary: c, stable: s, redis: Some(change), refused: None });
             (a.verdict, a.environment)
         };
         // Whatever the gates read, as long as the stable fared alike (or was not measured).

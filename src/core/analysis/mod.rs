@@ -219,11 +219,14 @@ pub struct Interval<'a> {
     pub canary: &'a Measurements,
     pub stable: Option<&'a Measurements>,
     pub redis: Option<&'a str>,
+    /// The server refused the operator's own new connection for want of client slots ("max
+    /// number of clients reached"), in its words.
+    pub refused: Option<&'a str>,
 }
 
 /// The canary alone, as without a baseline.
 pub fn evaluate(spec: &AnalysisSpec, m: &Measurements) -> Analysis {
-    judge(spec, &Interval { canary: m, stable: None, redis: None })
+    judge(spec, &Interval { canary: m, stable: None, redis: None, refused: None })
 }
 
 /// Judges one interval: every gate's absolute thresholds, its bound relative to the stable,
@@ -231,7 +234,9 @@ pub fn evaluate(spec: &AnalysisSpec, m: &Measurements) -> Analysis {
 /// Fail; else any Inconclusive -> Inconclusive; else any Hold or NoData -> Hold (or Fail for
 /// NoData when `onNoData: Fail`); else Pass. A Redis server that went away or changed makes
 /// the whole interval Inconclusive, unless the canary failed a gate the stable beside it did
-/// not, or the canary alone was refused for want of client slots, which rolls back at once.
+/// not. A server that refused a connection for want of client slots ("max number of clients
+/// reached", to the canary or to the operator's probe) rolls back at once: the budget did not
+/// hold.
 pub fn judge(spec: &AnalysisSpec, i: &Interval) -> Analysis {
     let gates = Gate::ALL
         .iter()
@@ -248,7 +253,13 @@ pub fn judge(spec: &AnalysisSpec, i: &Interval) -> Analysis {
     // A gate the canary fails beside a stable that passed it (or was not alike) is the canary's
     // own fault: no weather excuses it.
     let own_fault = analysis.gates.iter().any(|g| !g.dry_run && g.verdict == Verdict::Fail && g.stable.is_some());
-    if let Some(why) = i.stable.and_then(|s| beside::canary_refused(i.canary, s)) {
+    let refused = i.refused.map(|m| {
+        format!(
+            "the Redis server refused a new connection of the operator's probe ({m}): the fleet with this canary \
+             does not fit maxclients"
+        )
+    });
+    if let Some(why) = beside::canary_refused(i.canary, i.stable).or(refused) {
         analysis.verdict = Verdict::Fail;
         analysis.decided_by = Some(Gate::RedisConnectionErrors);
         analysis.at_once = Some(why);

@@ -196,11 +196,31 @@ pub fn explain_reply(code: Option<&str>, detail: &str, target: &RedisTarget) -> 
 /// Why `maxclients` stays unknown when `CONFIG GET` is refused: what to set instead.
 pub fn config_denied(code: Option<&str>, target: &RedisTarget) -> String {
     match code {
-        Some("NOPERM") => format!(
-            "user {:?} may not run CONFIG GET (NOPERM): set spec.redis.maxClients to the server's maxclients",
-            target.user()
-        ),
-        _ => "the server refused CONFIG GET maxclients: set spec.redis.maxClients to the server's maxclients".into(),
+        Some("NOPERM") => format!("user {:?} may not run CONFIG GET (NOPERM)", target.user()),
+        _ => "the server refused CONFIG GET maxclients".into(),
+    }
+}
+
+/// The server's `maxclients`: from `CONFIG GET` when it was allowed (`config`: Ok), else from
+/// `INFO clients`, which Redis 7 and Valkey report and least-privilege users may read (managed
+/// services forbid CONFIG); with a note that says where it came from, or what to set.
+pub fn max_clients(config: Result<Option<i64>, String>, info: &str) -> (Option<i64>, Option<String>) {
+    match config {
+        Ok(Some(m)) => (Some(m), None),
+        Ok(None) => match info_field(info, "maxclients") {
+            Some(m) => (Some(m), Some("read from INFO clients".into())),
+            None => (None, Some("neither CONFIG GET nor INFO reported it: set spec.redis.maxClients".into())),
+        },
+        Err(denied) => match info_field(info, "maxclients") {
+            Some(m) => (Some(m), Some(format!("read from INFO clients; {denied}"))),
+            None => (
+                None,
+                Some(format!(
+                    "{denied}: set spec.redis.maxClients to the server's maxclients (Redis 7 and Valkey report it in \
+                     INFO clients; this server does not)"
+                )),
+            ),
+        },
     }
 }
 
@@ -285,7 +305,10 @@ mod tests {
         assert!(explain_reply(Some("NOAUTH"), "", &t).contains("set spec.redis.passwordSecretRef"));
         assert_eq!(explain_reply(Some("ERR"), "ERR something", &t), "ERR something");
         let denied = config_denied(Some("NOPERM"), &t);
-        assert!(denied.contains("may not run CONFIG GET") && denied.contains("spec.redis.maxClients"), "{denied}");
+        assert_eq!(denied, "user \"pool-operator\" may not run CONFIG GET (NOPERM)");
+        // What to set is said only when INFO does not tell maxclients either.
+        let (_, note) = max_clients(Err(denied), "");
+        assert!(note.unwrap().contains("set spec.redis.maxClients"));
         assert_eq!(t.host_port(), ("r", 6380));
         assert_eq!(RedisTarget { address: "r".into(), ..Default::default() }.host_port(), ("r", 6379));
     }
@@ -330,5 +353,22 @@ mod tests {
             redis_change(None, &cut_off).unwrap().to_string(),
             "the Redis replica's link to its master 127.0.0.1:6380 is down"
         );
+    }
+
+    /// Managed Redis forbids CONFIG; Redis 7 and Valkey still say maxclients in INFO clients.
+    #[test]
+    fn maxclients_comes_from_config_else_info_else_a_refusal_that_says_what_to_set() {
+        let info7 = "# Clients\r\nconnected_clients:3\r\nmaxclients:5000\r\n";
+        let info6 = "# Clients\r\nconnected_clients:3\r\n";
+        let denied = || Err("user \"pool-operator\" may not run CONFIG GET (NOPERM)".to_string());
+        assert_eq!(max_clients(Ok(Some(10000)), info7), (Some(10000), None), "CONFIG wins");
+        let (m, note) = max_clients(denied(), info7);
+        assert_eq!(m, Some(5000));
+        assert_eq!(note.unwrap(), "read from INFO clients; user \"pool-operator\" may not run CONFIG GET (NOPERM)");
+        let (m, note) = max_clients(denied(), info6);
+        assert_eq!(m, None);
+        let note = note.unwrap();
+        assert!(note.contains("NOPERM") && note.contains("set spec.redis.maxClients"), "{note}");
+        assert_eq!(max_clients(Ok(None), info7).0, Some(5000));
     }
 }

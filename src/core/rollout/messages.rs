@@ -375,7 +375,10 @@ pub const NOTHING_IN_FLIGHT: &str = "no rollout in flight";
 
 pub fn redis_answers(address: &str, max_clients: Option<i64>, note: Option<&str>) -> String {
     match max_clients {
-        Some(m) => format!("{address} answers; maxclients {m}"),
+        Some(m) => match note {
+            Some(n) => format!("{address} answers; maxclients {m} ({n})"),
+            None => format!("{address} answers; maxclients {m}"),
+        },
         None => format!("{address} answers; maxclients unknown: {}", note.unwrap_or("set spec.redis.maxClients")),
     }
 }
