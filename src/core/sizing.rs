@@ -188,6 +188,9 @@ pub struct Budget {
     /// their sum with this plan's own peak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<SharedUse>,
+    /// The Redis Cluster node the budget binds on (the least room), when there are several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -209,7 +212,14 @@ impl Budget {
             ok: limit.is_none_or(|l| peak_connections <= l),
             unchecked: None,
             shared: None,
+            node: None,
         }
+    }
+
+    /// The budget of one node of several (a Redis Cluster node, each holding every pool).
+    pub fn on_node(mut self, node: Option<String>) -> Self {
+        self.node = node;
+        self
     }
 
     /// The same server's budget, counting what others on it need too (see `shared_budget`).
@@ -220,6 +230,7 @@ impl Budget {
         }
         Budget {
             shared: Some(SharedUse { own_peak, breakdown: demand.breakdown }),
+            node: self.node.clone(),
             ..Budget::check(demand.total, self.max_clients, self.utilization)
         }
     }
@@ -234,6 +245,13 @@ impl Budget {
     }
 
     pub fn explain(&self) -> String {
+        match &self.node {
+            Some(node) => format!("on cluster node {node}, the tightest: {}", self.explain_one()),
+            None => self.explain_one(),
+        }
+    }
+
+    fn explain_one(&self) -> String {
         if let Some(why) = &self.unchecked {
             return format!(
                 "cannot check the Redis connection budget ({why}); set spec.redis.maxClients or make the server reachable"

@@ -17,7 +17,7 @@ use kube::{Client, ResourceExt};
 use crate::core::analysis::Measurements;
 use crate::core::analysis::contract::{PoolHealth, Sample, aggregate};
 use crate::core::analysis::redis::{RedisFault, RedisSignals, RedisTarget, TlsMaterial};
-use crate::core::api::{CaRef, PodsMetrics, PrometheusMetrics, RedisSettings};
+use crate::core::api::{CaRef, PodsMetrics, PrometheusMetrics, RedisSettings, RedisTopology};
 
 /// Why a measurement could not be made. Messages reach status and Events: no URL in them
 /// carries credentials.
@@ -202,9 +202,17 @@ pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) 
         }
     };
     let target = RedisTarget { address: settings.address.clone(), username: settings.username.clone(), password, tls };
-    let mut signals = redis::probe(&target, Duration::from_secs(3)).await?;
+    let timeout = Duration::from_secs(3);
+    let mut signals = match settings.topology {
+        RedisTopology::Standalone => redis::probe(&target, timeout).await?,
+        RedisTopology::Cluster => redis::probe_cluster(&target, timeout, settings.read_from_replicas).await?,
+    };
     if let Some(m) = settings.max_clients {
+        // Every node alike: the spec says what the servers do not.
+        signals.nodes.iter_mut().for_each(|n| n.max_clients = Some(m));
+        let tight = crate::core::analysis::redis::tightest(&signals.nodes).cloned();
         signals.max_clients = Some(m);
+        signals.connected_clients = tight.map_or(signals.connected_clients, |n| n.connected_clients);
         signals.max_clients_note = None;
     }
     Ok(signals)

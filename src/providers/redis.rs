@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::core::analysis::redis::{
-    RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, config_denied, explain_reply, info_field,
-    max_clients, redact,
+    NodeSignals, RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, cluster_nodes, config_denied,
+    explain_reply, info_field, max_clients, pool_nodes, redact, tightest,
 };
 
 /// Asks the server, within `timeout`. Errors name the address and the reason, never the password.
@@ -30,6 +30,85 @@ pub async fn probe(target: &RedisTarget, timeout: Duration) -> Result<RedisSigna
             }
         }),
         Err(_) => Err(RedisFault::Unavailable(format!("redis {}: no answer within {timeout:?}", target.address))),
+    }
+}
+
+/// Asks a Redis Cluster through `seed`: the seed itself, then `CLUSTER NODES`, then every node
+/// that holds the application's pools (masters, and replicas with `read_from_replicas`), with
+/// the same credentials and TLS. The signals are those of the node with the least room, and
+/// every such node is listed. A seed that is not a cluster node is refused, naming the field.
+pub async fn probe_cluster(
+    seed: &RedisTarget,
+    timeout: Duration,
+    read_from_replicas: bool,
+) -> Result<RedisSignals, RedisFault> {
+    let first = probe(seed, timeout).await?;
+    let reply = cluster_nodes_reply(seed, timeout).await?;
+    let nodes = pool_nodes(cluster_nodes(&reply), read_from_replicas);
+    if nodes.is_empty() {
+        return Err(RedisFault::Unavailable(format!(
+            "redis {}: CLUSTER NODES names no serving node that holds pools",
+            seed.address
+        )));
+    }
+    let asked = nodes.into_iter().map(|node| async move {
+        let target = RedisTarget { address: node.address.clone(), ..seed.clone() };
+        (node, probe(&target, timeout).await)
+    });
+    let mut signals = Vec::new();
+    for (node, answer) in futures::future::join_all(asked).await {
+        match answer {
+            Ok(s) => signals.push(NodeSignals {
+                node,
+                max_clients: s.max_clients,
+                connected_clients: s.connected_clients,
+                rejected_connections: s.rejected_connections,
+            }),
+            // A node that cannot be asked cannot be promised a budget.
+            Err(RedisFault::MaxClients(m)) => return Err(RedisFault::MaxClients(m)),
+            Err(RedisFault::Unavailable(m)) => {
+                return Err(RedisFault::Unavailable(format!("cluster node {}: {m}", node.label())));
+            }
+        }
+    }
+    let tight = tightest(&signals).expect("at least one node").clone();
+    let note =
+        format!("cluster node {} has the least room of the {} that hold pools", tight.node.label(), signals.len());
+    Ok(RedisSignals {
+        max_clients: tight.max_clients,
+        max_clients_note: Some(match &first.max_clients_note {
+            Some(n) => format!("{note}; {n}"),
+            None => note,
+        }),
+        connected_clients: tight.connected_clients,
+        rejected_connections: signals.iter().map(|n| n.rejected_connections).sum(),
+        ping: first.ping,
+        identity: first.identity,
+        nodes: signals,
+    })
+}
+
+/// `CLUSTER NODES` of the seed, over the probe's connection to it (fresh from [`probe`]).
+async fn cluster_nodes_reply(seed: &RedisTarget, timeout: Duration) -> Result<String, RedisFault> {
+    let conn = CONNECTIONS.lock().await.get(&connection_key(seed)).cloned();
+    let Some(mut conn) = conn else {
+        return Err(RedisFault::Unavailable(format!("redis {}: the probe's connection went away", seed.address)));
+    };
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("NODES");
+    match tokio::time::timeout(timeout, cmd.query_async::<String>(&mut conn)).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) if e.to_string().contains("cluster support disabled") => Err(RedisFault::Unavailable(format!(
+            "spec.redis.topology is Cluster but {} is not a cluster node (cluster support disabled): point \
+             spec.redis.address at a node of the cluster, or set topology: Standalone",
+            seed.address
+        ))),
+        Ok(Err(e)) => {
+            Err(RedisFault::Unavailable(redact(&format!("redis {}: CLUSTER NODES: {e}", seed.address), seed)))
+        }
+        Err(_) => {
+            Err(RedisFault::Unavailable(format!("redis {}: CLUSTER NODES: no answer within {timeout:?}", seed.address)))
+        }
     }
 }
 
@@ -140,6 +219,7 @@ async fn ask(conn: &mut MultiplexedConnection, target: &RedisTarget) -> Result<R
         rejected_connections: info_field(&info, "rejected_connections").unwrap_or(0),
         ping,
         identity: ServerIdentity::from_info(&info),
+        nodes: Vec::new(),
     })
 }
 

@@ -303,6 +303,51 @@ impl RedisServer {
     }
 }
 
+/// A Redis Cluster on loopback: one master per entry of `max_clients` (each node its own
+/// `maxclients`), slots spread by `redis-cli --cluster create`. Everything stops when dropped.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(max_clients: &[&str]) -> Self {
+        let nodes: Vec<RedisServer> = max_clients
+            .iter()
+            .map(|m| {
+                RedisServer::start(&[("cluster-enabled", "yes"), ("maxclients", m), ("cluster-node-timeout", "2000")])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(RedisServer::address).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed (.ci/run installs it)");
+        assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.nodes.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+            assert!(Instant::now() < deadline, "the cluster never reached cluster_state:ok");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        cluster
+    }
+}
+
+impl RedisServer {
+    /// `redis-cli` against this server; its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli is installed (.ci/run installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 /// A Sentinel setup on loopback, as production runs one: a master, one replica and three
 /// sentinels (Debian's `redis-sentinel`) watching them with a quorum of two. Everything stops
 /// when it is dropped.

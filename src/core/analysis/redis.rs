@@ -15,6 +15,72 @@ pub struct RedisSignals {
     pub ping: Duration,
     /// Who the server is and what it serves (None when `INFO` did not say).
     pub identity: Option<ServerIdentity>,
+    /// A cluster's nodes that hold the application's pools, each as its own server says it
+    /// (empty for a standalone server). The fields above are then of the tightest of them.
+    pub nodes: Vec<NodeSignals>,
+}
+
+/// One Redis Cluster node and what it says of its clients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeSignals {
+    pub node: ClusterNode,
+    pub max_clients: Option<i64>,
+    pub connected_clients: i64,
+    pub rejected_connections: i64,
+}
+
+/// A node of `CLUSTER NODES`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub id: String,
+    /// `host:port` clients connect to.
+    pub address: String,
+    pub master: bool,
+    /// Flagged `fail` or `noaddr`: not serving.
+    pub failed: bool,
+}
+
+impl ClusterNode {
+    /// How people read a node: its address and the start of its id.
+    pub fn label(&self) -> String {
+        let role = if self.master { "master" } else { "replica" };
+        let id: String = self.id.chars().take(8).collect();
+        format!("{} ({role} {id})", self.address)
+    }
+}
+
+/// The nodes of a `CLUSTER NODES` reply: `<id> <ip:port@cport[,hostname]> <flags> ...` a line
+/// each. Lines that do not read as a node are skipped.
+pub fn cluster_nodes(reply: &str) -> Vec<ClusterNode> {
+    reply
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let id = fields.next()?.to_string();
+            let address = fields.next()?.split(['@', ',']).next()?.to_string();
+            let flags: Vec<&str> = fields.next()?.split(',').collect();
+            let has = |f: &str| flags.contains(&f);
+            // A node without an address yet (`:0`) has not joined: nothing to ask.
+            (!address.starts_with(':')).then(|| ClusterNode {
+                id,
+                address,
+                master: has("master"),
+                failed: has("fail") || has("noaddr"),
+            })
+        })
+        .collect()
+}
+
+/// The nodes that hold the application's pools: every serving master, and the replicas when
+/// the application reads from them.
+pub fn pool_nodes(nodes: Vec<ClusterNode>, read_from_replicas: bool) -> Vec<ClusterNode> {
+    nodes.into_iter().filter(|n| !n.failed && (n.master || read_from_replicas)).collect()
+}
+
+/// The node the budget binds on: the least room for this fleet's pools, each node holding all
+/// of them. A node whose `maxclients` is unknown binds first (nothing can be promised there).
+pub fn tightest(nodes: &[NodeSignals]) -> Option<&NodeSignals> {
+    nodes.iter().min_by_key(|n| n.max_clients.map_or(i64::MIN, |m| m - n.connected_clients))
 }
 
 /// Who the Redis server is and what it serves now, from `INFO server`, `replication` and
@@ -257,6 +323,7 @@ mod tests {
                 max_clients_note: None,
                 connected_clients: 3,
                 rejected_connections: rejected,
+                nodes: Vec::new(),
                 ping: Duration::ZERO,
                 identity: None,
             })
@@ -370,5 +437,50 @@ mod tests {
         let note = note.unwrap();
         assert!(note.contains("NOPERM") && note.contains("set spec.redis.maxClients"), "{note}");
         assert_eq!(max_clients(Ok(None), info7).0, Some(5000));
+    }
+
+    const NODES: &str = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383
+6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005,redis-5.local slave 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 connected
+824fe116063bc5fcf9f4ffd895bc17aee7731ac3 127.0.0.1:30006@31006 master,fail - 1426238316232 0 6 disconnected
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+
+    /// The example reply of the Redis documentation's CLUSTER NODES page, with a hostname and
+    /// a failed master added.
+    #[test]
+    fn cluster_nodes_are_read_from_the_reply() {
+        let nodes = cluster_nodes(NODES);
+        assert_eq!(nodes.len(), 6);
+        assert_eq!(nodes[3].address, "127.0.0.1:30005", "the cluster bus port and hostname are not the client's");
+        let masters: Vec<String> = pool_nodes(nodes.clone(), false).into_iter().map(|n| n.address).collect();
+        assert_eq!(
+            masters,
+            ["127.0.0.1:30002", "127.0.0.1:30003", "127.0.0.1:30001"],
+            "the failed master holds nothing"
+        );
+        assert_eq!(pool_nodes(nodes.clone(), true).len(), 5, "replicas too when the application reads from them");
+        assert_eq!(nodes[5].label(), "127.0.0.1:30001 (master e7d1eecc)");
+    }
+
+    #[test]
+    fn the_tightest_node_has_the_least_room() {
+        let node = |port: u16, max: Option<i64>, connected: i64| NodeSignals {
+            node: ClusterNode {
+                id: format!("id{port}"),
+                address: format!("127.0.0.1:{port}"),
+                master: true,
+                failed: false,
+            },
+            max_clients: max,
+            connected_clients: connected,
+            rejected_connections: 0,
+        };
+        let nodes = [node(1, Some(10000), 10), node(2, Some(2000), 1500), node(3, Some(1000), 10)];
+        assert_eq!(tightest(&nodes).unwrap().node.address, "127.0.0.1:2", "2000 - 1500 is less room than 1000 - 10");
+        let unknown = [node(1, Some(10000), 10), node(2, None, 0)];
+        assert_eq!(tightest(&unknown).unwrap().node.address, "127.0.0.1:2");
     }
 }

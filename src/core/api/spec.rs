@@ -226,6 +226,24 @@ pub struct RedisSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("spec.redis.maxClients must be >= 1"))]
     pub max_clients: Option<i64>,
+    /// What `address` is: one server (`Standalone`), or a seed node of a Redis Cluster
+    /// (`Cluster`), whose nodes the operator discovers at each probe. Cluster clients keep a pool
+    /// per node, so every node that serves the application holds the whole fleet's pools, each
+    /// against its own `maxclients`: the budget must hold on every one.
+    #[serde(default)]
+    pub topology: RedisTopology,
+    /// The application reads from replicas too (cluster clients with replica reads): replicas
+    /// then hold pools and are budgeted like masters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_from_replicas: bool,
+}
+
+/// What `spec.redis.address` is.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RedisTopology {
+    #[default]
+    Standalone,
+    Cluster,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]

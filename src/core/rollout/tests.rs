@@ -823,6 +823,7 @@ fn the_live_redis_server_decides_the_budget() {
             rejected_connections: 0,
             ping: std::time::Duration::ZERO,
             identity: None,
+            nodes: Vec::new(),
         })
     };
     let desired = sim.desired();

@@ -78,7 +78,11 @@ pub fn effective_budget(input: &Input) -> Budget {
     let b = &input.desired.plan.budget;
     let pinned = input.spec.redis.as_ref().is_some_and(|r| r.max_clients.is_some());
     let own = match &input.observed.redis {
-        Some(Ok(signals)) if !pinned => Budget::check(b.peak_connections, signals.max_clients, b.utilization),
+        // Every cluster node holds every pool: the node with the least room decides, named.
+        Some(Ok(signals)) if !pinned || !signals.nodes.is_empty() => {
+            let node = crate::core::analysis::redis::tightest(&signals.nodes).map(|n| n.node.label());
+            Budget::check(b.peak_connections, signals.max_clients, b.utilization).on_node(node)
+        }
         Some(Err(e)) if !pinned && !input.status.phase.is_active() => return b.clone().unknown(e.to_string()),
         _ => b.clone(),
     };

@@ -1,0 +1,67 @@
+//! Redis as production runs it: the budget holds on every node of a Redis Cluster. The operator
+//! process against a real control plane, kwok pods with scripted pool health, and real
+//! redis-servers in cluster mode (Debian's `redis-server`, `redis-cli --cluster create`).
+
+mod support;
+
+use std::time::Duration;
+
+use redis_pool_operator::core::api::Phase;
+use support::fleet::Health;
+use support::scenario::*;
+use support::*;
+
+/// Cluster clients keep a pool per node, so every master holds the whole fleet's pools against
+/// its own `maxclients`. A rollout that fits the large nodes but not the small one is Blocked,
+/// naming that node; once the node has room, it starts by itself and promotes.
+#[tokio::test]
+async fn every_cluster_node_must_fit_and_the_tightest_is_named() {
+    let cluster = RedisCluster::start(&["10000", "10000", "1000"]);
+    let small = cluster.nodes[2].address();
+    let env = Env::new("cluster", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    // The seed is a large node: the small one is found through CLUSTER NODES.
+    p["spec"]["redis"] = serde_json::json!({"address": cluster.nodes[0].address(), "topology": "Cluster"});
+    env.apply(p).await;
+    let status = env.wait_phase("auth-api", Phase::Blocked, Duration::from_secs(30)).await;
+    let budget = status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
+    assert_eq!(budget.status, "False", "{budget:?}");
+    assert!(
+        budget.message.contains(&format!("on cluster node {small} (master"))
+            && budget.message.contains("1000 maxclients"),
+        "the small node is named with its numbers: {}",
+        budget.message
+    );
+    let reachable = status.conditions.iter().find(|c| c.type_ == "RedisReachable").unwrap();
+    assert!(reachable.message.contains("least room of the 3 that hold pools"), "{}", reachable.message);
+    assert!(env.canary().await.is_none(), "nothing starts on a node that cannot hold it");
+
+    // The small node gets room: the rollout starts by itself and completes.
+    cluster.nodes[2].cli(&["CONFIG", "SET", "maxclients", "10000"]);
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+}
+
+/// A seed that is a standalone server is refused, naming the field and the fix.
+#[tokio::test]
+async fn a_cluster_seed_that_is_a_standalone_server_is_refused() {
+    let standalone = RedisServer::start(&[]);
+    let env = Env::new("notcluster", 10).await;
+    let mut p = policy("auth-api");
+    p["spec"]["redis"] = serde_json::json!({"address": standalone.address(), "topology": "Cluster"});
+    env.apply(p).await;
+    let status = env
+        .wait_status("auth-api", "RedisReachable False naming the topology", Duration::from_secs(30), |s| {
+            s.conditions.iter().any(|c| c.type_ == "RedisReachable" && c.status == "False")
+        })
+        .await;
+    let reachable = status.conditions.iter().find(|c| c.type_ == "RedisReachable").unwrap();
+    assert!(
+        reachable.message.contains("spec.redis.topology is Cluster but")
+            && reachable.message.contains("is not a cluster node")
+            && reachable.message.contains("topology: Standalone"),
+        "{}",
+        reachable.message
+    );
+    assert!(env.canary().await.is_none());
+}
