@@ -36,6 +36,7 @@ async fn every_cluster_node_must_fit_and_the_tightest_is_named() {
     let reachable = status.conditions.iter().find(|c| c.type_ == "RedisReachable").unwrap();
     assert!(reachable.message.contains("least room of the 3 that hold pools"), "{}", reachable.message);
     assert!(env.canary().await.is_none(), "nothing starts on a node that cannot hold it");
+    eprintln!("BudgetOk {}: {}\nRedisReachable {}: {}", budget.status, budget.message, reachable.status, reachable.message);
 
     // The small node gets room: the rollout starts by itself and completes.
     cluster.nodes[2].cli(&["CONFIG", "SET", "maxclients", "10000"]);
