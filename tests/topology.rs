@@ -36,7 +36,10 @@ async fn every_cluster_node_must_fit_and_the_tightest_is_named() {
     let reachable = status.conditions.iter().find(|c| c.type_ == "RedisReachable").unwrap();
     assert!(reachable.message.contains("least room of the 3 that hold pools"), "{}", reachable.message);
     assert!(env.canary().await.is_none(), "nothing starts on a node that cannot hold it");
-    eprintln!("BudgetOk {}: {}\nRedisReachable {}: {}", budget.status, budget.message, reachable.status, reachable.message);
+    eprintln!(
+        "BudgetOk {}: {}\nRedisReachable {}: {}",
+        budget.status, budget.message, reachable.status, reachable.message
+    );
 
     // The small node gets room: the rollout starts by itself and completes.
     cluster.nodes[2].cli(&["CONFIG", "SET", "maxclients", "10000"]);
@@ -65,4 +68,62 @@ async fn a_cluster_seed_that_is_a_standalone_server_is_refused() {
         reachable.message
     );
     assert!(env.canary().await.is_none());
+}
+
+/// Redis Sentinel: the budget is checked on the master the sentinels name now. The master is too
+/// small for the rollout (Blocked); after `SENTINEL FAILOVER` the next probe checks the new
+/// master, which has room, and the rollout starts by itself and completes.
+#[tokio::test]
+async fn with_sentinel_the_budget_follows_the_master() {
+    let sentinel = SentinelSet::start_with(&[("maxclients", "1000")], &[("maxclients", "10000")]);
+    let env = Env::new("sentinel", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["redis"] = serde_json::json!({
+        "address": sentinel.sentinel_address(0),
+        "topology": "Sentinel",
+        "sentinel": {"masterName": SentinelSet::NAME, "addresses": [sentinel.sentinel_address(1)]}
+    });
+    env.apply(p).await;
+    let status = env.wait_phase("auth-api", Phase::Blocked, Duration::from_secs(30)).await;
+    let reachable = status.conditions.iter().find(|c| c.type_ == "RedisReachable").unwrap();
+    let master = sentinel.master.address();
+    assert!(
+        reachable
+            .message
+            .contains(&format!("maxclients 1000 (master of \"mymaster\" at {master}, per the sentinel at")),
+        "{}",
+        reachable.message
+    );
+    let sentinel = tokio::task::spawn_blocking(move || {
+        sentinel.failover();
+        sentinel
+    })
+    .await
+    .unwrap();
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+    let reachable = env.status("auth-api").await.conditions.into_iter().find(|c| c.type_ == "RedisReachable");
+    let new_master = sentinel.replica.address();
+    assert!(reachable.is_some_and(|c| c.message.contains(&format!("at {new_master}"))), "the new master is checked");
+}
+
+/// A master name the sentinels do not monitor is refused, naming the field.
+#[tokio::test]
+async fn an_unknown_sentinel_master_name_is_refused() {
+    let sentinel = SentinelSet::start();
+    let env = Env::new("sentinelname", 10).await;
+    let mut p = policy("auth-api");
+    p["spec"]["redis"] = serde_json::json!({
+        "address": sentinel.sentinel_address(0),
+        "topology": "Sentinel",
+        "sentinel": {"masterName": "nosuchmaster"}
+    });
+    env.apply(p).await;
+    let status = env
+        .wait_status("auth-api", "RedisReachable False naming the master name", Duration::from_secs(30), |s| {
+            s.conditions.iter().any(|c| c.type_ == "RedisReachable" && c.status == "False")
+        })
+        .await;
+    let m = status.conditions.into_iter().find(|c| c.type_ == "RedisReachable").unwrap().message;
+    assert!(m.contains("spec.redis.sentinel.masterName \"nosuchmaster\" is not a master"), "{m}");
 }

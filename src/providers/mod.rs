@@ -206,6 +206,32 @@ pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) 
     let mut signals = match settings.topology {
         RedisTopology::Standalone => redis::probe(&target, timeout).await?,
         RedisTopology::Cluster => redis::probe_cluster(&target, timeout, settings.read_from_replicas).await?,
+        RedisTopology::Sentinel => {
+            let Some(sentinel) = &settings.sentinel else {
+                return Err(RedisFault::Unavailable("topology Sentinel needs spec.redis.sentinel.masterName".into()));
+            };
+            let password = match &sentinel.password_secret_ref {
+                None => None,
+                Some(r) => {
+                    let bytes =
+                        secret_key(client, ns, &r.name, &r.key, "spec.redis.sentinel.passwordSecretRef").await?;
+                    Some(String::from_utf8(bytes).map_err(|_| {
+                        RedisFault::Unavailable(format!("Secret {ns}/{} key {:?} is not UTF-8", r.name, r.key))
+                    })?)
+                }
+            };
+            // The sentinels speak TLS when the servers do, with the same CA.
+            let sentinels: Vec<RedisTarget> = std::iter::once(&settings.address)
+                .chain(&sentinel.addresses)
+                .map(|address| RedisTarget {
+                    address: address.clone(),
+                    username: sentinel.username.clone(),
+                    password: password.clone(),
+                    tls: target.tls.clone(),
+                })
+                .collect();
+            redis::probe_sentinel(&sentinels, &sentinel.master_name, &target, timeout).await?
+        }
     };
     if let Some(m) = settings.max_clients {
         // Every node alike: the spec says what the servers do not.

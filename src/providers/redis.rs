@@ -88,6 +88,77 @@ pub async fn probe_cluster(
     })
 }
 
+/// Asks the sentinels (in turn, until one answers) where the master of `master_name` is now,
+/// then asks that master (with `data`'s credentials and TLS). A name no sentinel knows is
+/// refused, naming the field.
+pub async fn probe_sentinel(
+    sentinels: &[RedisTarget],
+    master_name: &str,
+    data: &RedisTarget,
+    timeout: Duration,
+) -> Result<RedisSignals, RedisFault> {
+    let mut why = Vec::new();
+    for sentinel in sentinels {
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(master_name);
+        match command::<Option<(String, String)>>(sentinel, cmd, timeout).await {
+            Ok(Some((host, port))) => {
+                let master = RedisTarget { address: format!("{host}:{port}"), ..data.clone() };
+                let mut signals = probe(&master, timeout).await?;
+                let note = format!(
+                    "master of {master_name:?} at {}, per the sentinel at {}",
+                    master.address, sentinel.address
+                );
+                signals.max_clients_note = Some(match signals.max_clients_note {
+                    Some(n) => format!("{note}; {n}"),
+                    None => note,
+                });
+                return Ok(signals);
+            }
+            Ok(None) => {
+                return Err(RedisFault::Unavailable(format!(
+                    "spec.redis.sentinel.masterName {master_name:?} is not a master the sentinel at {} monitors: \
+                     use the name of its 'sentinel monitor' line",
+                    sentinel.address
+                )));
+            }
+            Err(e) => why.push(format!("sentinel {}: {e}", sentinel.address)),
+        }
+    }
+    Err(RedisFault::Unavailable(format!("no sentinel answered: {}", why.join("; "))))
+}
+
+/// One command over the probe's connection to `target` (opened, and kept, when there is none).
+async fn command<T: redis::FromRedisValue>(
+    target: &RedisTarget,
+    cmd: redis::Cmd,
+    timeout: Duration,
+) -> Result<T, RedisFault> {
+    let key = connection_key(target);
+    let kept = CONNECTIONS.lock().await.get(&key).cloned();
+    let mut conn = match kept {
+        Some(c) => c,
+        None => {
+            let c = tokio::time::timeout(timeout, connect(target))
+                .await
+                .map_err(|_| RedisFault::Unavailable(format!("no answer within {timeout:?}")))??;
+            CONNECTIONS.lock().await.insert(key, c.clone());
+            c
+        }
+    };
+    match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            CONNECTIONS.lock().await.remove(&key);
+            Err(reply_fault(&e, target))
+        }
+        Err(_) => {
+            CONNECTIONS.lock().await.remove(&key);
+            Err(RedisFault::Unavailable(format!("no answer within {timeout:?}")))
+        }
+    }
+}
+
 /// `CLUSTER NODES` of the seed, over the probe's connection to it (fresh from [`probe`]).
 async fn cluster_nodes_reply(seed: &RedisTarget, timeout: Duration) -> Result<String, RedisFault> {
     let conn = CONNECTIONS.lock().await.get(&connection_key(seed)).cloned();
@@ -218,7 +289,7 @@ async fn ask(conn: &mut MultiplexedConnection, target: &RedisTarget) -> Result<R
         connected_clients: info_field(&info, "connected_clients").unwrap_or(0),
         rejected_connections: info_field(&info, "rejected_connections").unwrap_or(0),
         ping,
-        identity: ServerIdentity::from_info(&info),
+        identity: ServerIdentity::from_info(&info).map(|i| ServerIdentity { address: target.address.clone(), ..i }),
         nodes: Vec::new(),
     })
 }

@@ -363,8 +363,16 @@ impl SentinelSet {
     /// Starts the servers and the sentinels, and waits until the sentinels know the replica (a
     /// failover needs one to promote).
     pub fn start() -> Self {
-        let master = RedisServer::start(&[]);
-        let replica = RedisServer::start(&[("replicaof", &format!("127.0.0.1 {}", master.port))]);
+        Self::start_with(&[], &[])
+    }
+
+    /// With extra directives for the master and the replica (e.g. their `maxclients`).
+    pub fn start_with(master: &[(&str, &str)], replica: &[(&str, &str)]) -> Self {
+        let master = RedisServer::start(master);
+        let follow = format!("127.0.0.1 {}", master.port);
+        let mut replica_config = vec![("replicaof", follow.as_str())];
+        replica_config.extend_from_slice(replica);
+        let replica = RedisServer::start(&replica_config);
         let sentinels = (0..3)
             .map(|_| {
                 let port = free_port();
@@ -405,6 +413,11 @@ impl SentinelSet {
             std::thread::sleep(Duration::from_millis(250));
         }
         set
+    }
+
+    /// The address of sentinel `i` (of three).
+    pub fn sentinel_address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.sentinels[i].0)
     }
 
     /// Asks the first sentinel `args`; its answer, when it answered.

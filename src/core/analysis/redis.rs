@@ -99,6 +99,9 @@ pub struct ServerIdentity {
     pub master_link_up: Option<bool>,
     /// Loading its dataset: it answers, but not with data.
     pub loading: bool,
+    /// The address it was reached at (set by the probe): a Sentinel failover moves the master,
+    /// and the pools with it, to another one.
+    pub address: String,
 }
 
 impl ServerIdentity {
@@ -118,6 +121,7 @@ impl ServerIdentity {
             master_link_up: (role == "replica").then(|| text("master_link_status").as_deref() == Some("up")),
             master: master.filter(|_| role == "replica"),
             loading: info_field(info, "loading") == Some(1),
+            address: String::new(),
         })
     }
 }
@@ -126,6 +130,8 @@ impl ServerIdentity {
 /// analysis judges the environment, not the pool configuration.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RedisChange {
+    #[error("the master moved from {before} to {now} (a Sentinel failover)")]
+    MasterMoved { before: String, now: String },
     #[error("the Redis server restarted (run_id {before} is now {now})")]
     Restarted { before: String, now: String },
     #[error("the Redis server changed role from {before} to {now} (a failover)")]
@@ -141,6 +147,9 @@ pub enum RedisChange {
 /// How the server changed since the probe before (`before`), or what it is going through now.
 pub fn redis_change(before: Option<&ServerIdentity>, now: &ServerIdentity) -> Option<RedisChange> {
     if let Some(b) = before {
+        if !b.address.is_empty() && !now.address.is_empty() && b.address != now.address {
+            return Some(RedisChange::MasterMoved { before: b.address.clone(), now: now.address.clone() });
+        }
         if b.run_id != now.run_id {
             return Some(RedisChange::Restarted { before: b.run_id.clone(), now: now.run_id.clone() });
         }
@@ -413,6 +422,12 @@ mod tests {
         assert_eq!(said, RedisChange::RoleChanged { before: "master".into(), now: "replica".into() });
         let promoted_elsewhere = ServerIdentity { replid: "bbbb2222".into(), ..master.clone() };
         assert!(matches!(redis_change(Some(&master), &promoted_elsewhere), Some(RedisChange::Failover { .. })));
+        let moved = ServerIdentity { address: "127.0.0.1:6380".into(), run_id: "other".into(), ..master.clone() };
+        let was = ServerIdentity { address: "127.0.0.1:6379".into(), ..master.clone() };
+        assert_eq!(
+            redis_change(Some(&was), &moved).unwrap().to_string(),
+            "the master moved from 127.0.0.1:6379 to 127.0.0.1:6380 (a Sentinel failover)"
+        );
         let loading = ServerIdentity { loading: true, ..master.clone() };
         assert_eq!(redis_change(Some(&master), &loading), Some(RedisChange::Loading));
         let cut_off = ServerIdentity { master_link_up: Some(false), ..ServerIdentity::from_info(REPLICA).unwrap() };

@@ -192,6 +192,8 @@ impl Default for RetrySettings {
 #[x_kube(validation = Rule::new("!has(self.tlsOptions) || self.tls")
     .message("spec.redis.tlsOptions is set but spec.redis.tls is false; set tls: true or remove tlsOptions")
     .field_path(".tlsOptions"))]
+#[x_kube(validation = Rule::new("has(self.topology) && self.topology == 'Sentinel' ? has(self.sentinel) : !has(self.sentinel)")
+    .message("spec.redis.sentinel goes with topology: Sentinel (the sentinels' masterName); set both or neither"))]
 pub struct RedisSettings {
     /// `host:port` of the Redis server, as the operator can reach it.
     #[x_kube(validation = Rule::new("self.matches('^[^:/\\\\s]+:[0-9]{1,5}$')")
@@ -236,6 +238,31 @@ pub struct RedisSettings {
     /// then hold pools and are budgeted like masters.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_from_replicas: bool,
+    /// With `topology: Sentinel`: which master the sentinels watch, and how to ask them.
+    /// `address` is then a sentinel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelSettings>,
+}
+
+/// How to find the master through Redis Sentinel.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SentinelSettings {
+    /// The name the sentinels monitor the master under (`sentinel monitor <name> ...`).
+    #[x_kube(validation = Rule::new("size(self) >= 1").message("spec.redis.sentinel.masterName must not be empty"))]
+    #[schemars(length(max = 253))]
+    pub master_name: String,
+    /// More sentinels, `host:port`, asked in turn when `address` does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub addresses: Vec<String>,
+    /// The sentinels' own ACL user and password, when they require one (`requirepass` on the
+    /// sentinels is separate from the servers').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
 }
 
 /// What `spec.redis.address` is.
@@ -244,6 +271,9 @@ pub enum RedisTopology {
     #[default]
     Standalone,
     Cluster,
+    /// `address` is a sentinel: the budget is checked on the master it names now, and a
+    /// failover moves it (and the pools) to the new one at the next probe.
+    Sentinel,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
