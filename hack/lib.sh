@@ -19,6 +19,7 @@ ensure_system_packages() {
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v redis-cli >/dev/null || need+=(redis-tools)
   command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
+  command -v nutcracker >/dev/null || [[ -x /usr/sbin/nutcracker ]] || need+=(nutcracker)
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
   command -v prometheus >/dev/null || need+=(prometheus)

@@ -127,3 +127,38 @@ async fn an_unknown_sentinel_master_name_is_refused() {
     let m = status.conditions.into_iter().find(|c| c.type_ == "RedisReachable").unwrap().message;
     assert!(m.contains("spec.redis.sentinel.masterName \"nosuchmaster\" is not a master"), "{m}");
 }
+
+/// twemproxy in front of Redis: the pools connect to the proxy, so the budget is the proxy's
+/// client limit (`maxClients`), and the status says plainly what is not checked: the servers
+/// behind it. Over the limit, Blocked; with room, promoted.
+#[tokio::test]
+async fn behind_a_proxy_the_budget_is_the_proxys_limit() {
+    let redis = RedisServer::start(&[]);
+    let proxy = Twemproxy::start(&redis.address());
+    let env = Env::new("proxy", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["redis"] = serde_json::json!({"address": proxy.address(), "topology": "Proxy", "maxClients": 1000});
+    env.apply(p).await;
+    let status = env.wait_phase("auth-api", Phase::Blocked, Duration::from_secs(30)).await;
+    let reachable = status.conditions.iter().find(|c| c.type_ == "RedisReachable").unwrap();
+    assert_eq!(reachable.status, "True", "twemproxy answers PING: {}", reachable.message);
+    assert!(
+        reachable.message.contains("the proxy's client limit") && reachable.message.contains("not checked"),
+        "{}",
+        reachable.message
+    );
+    let mut redis_spec = p_redis(&env).await;
+    redis_spec["maxClients"] = serde_json::json!(10000);
+    let patch = serde_json::json!({"spec": {"redis": redis_spec}});
+    env.policies()
+        .patch("auth-api", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+}
+
+async fn p_redis(env: &Env) -> serde_json::Value {
+    let p = env.policies().get("auth-api").await.unwrap();
+    serde_json::to_value(p.spec.redis.unwrap()).unwrap()
+}

@@ -206,6 +206,7 @@ pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) 
     let mut signals = match settings.topology {
         RedisTopology::Standalone => redis::probe(&target, timeout).await?,
         RedisTopology::Cluster => redis::probe_cluster(&target, timeout, settings.read_from_replicas).await?,
+        RedisTopology::Proxy => redis::probe_proxy(&target, timeout).await?,
         RedisTopology::Sentinel => {
             let Some(sentinel) = &settings.sentinel else {
                 return Err(RedisFault::Unavailable("topology Sentinel needs spec.redis.sentinel.masterName".into()));
@@ -239,7 +240,11 @@ pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) 
         let tight = crate::core::analysis::redis::tightest(&signals.nodes).cloned();
         signals.max_clients = Some(m);
         signals.connected_clients = tight.map_or(signals.connected_clients, |n| n.connected_clients);
-        signals.max_clients_note = None;
+        signals.max_clients_note = (settings.topology == RedisTopology::Proxy).then(|| {
+            "the proxy's client limit, from spec.redis.maxClients; the servers behind the proxy are not sized by \
+             the pool and not checked"
+                .to_string()
+        });
     }
     Ok(signals)
 }

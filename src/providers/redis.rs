@@ -128,6 +128,27 @@ pub async fn probe_sentinel(
     Err(RedisFault::Unavailable(format!("no sentinel answered: {}", why.join("; "))))
 }
 
+/// Asks a proxy: only `PING` (twemproxy closes the connection on `INFO` and `CONFIG`). The
+/// budget is the proxy's client limit, which the spec gives.
+pub async fn probe_proxy(target: &RedisTarget, timeout: Duration) -> Result<RedisSignals, RedisFault> {
+    let start = Instant::now();
+    let _: String = command(target, redis::cmd("PING"), timeout).await.map_err(|e| match e {
+        RedisFault::Unavailable(m) => {
+            RedisFault::Unavailable(redact(&format!("proxy {}: {m}", target.address), target))
+        }
+        other => other,
+    })?;
+    Ok(RedisSignals {
+        max_clients: None,
+        max_clients_note: None,
+        connected_clients: 0,
+        rejected_connections: 0,
+        ping: start.elapsed(),
+        identity: None,
+        nodes: Vec::new(),
+    })
+}
+
 /// One command over the probe's connection to `target` (opened, and kept, when there is none).
 async fn command<T: redis::FromRedisValue>(
     target: &RedisTarget,
@@ -235,6 +256,9 @@ async fn connect(target: &RedisTarget) -> Result<MultiplexedConnection, RedisFau
     if let Some(p) = &target.password {
         settings = settings.set_password(p);
     }
+    // Only the commands the probe needs: a proxy (twemproxy) closes the connection on any it
+    // does not know, CLIENT SETINFO among them.
+    settings = settings.set_skip_set_lib_name();
     match &target.tls {
         None => multiplexed(&settings, tcp, target).await,
         Some(tls) => {

@@ -348,6 +348,53 @@ impl RedisServer {
     }
 }
 
+/// twemproxy (Debian's `nutcracker`) on loopback in front of `backend`; stopped when dropped.
+pub struct Twemproxy {
+    pub port: u16,
+    _process: Daemon,
+}
+
+impl Twemproxy {
+    pub fn start(backend: &str) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("rpo-twemproxy-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("nutcracker.yml");
+        std::fs::write(
+            &conf,
+            format!("pool:\n  listen: 127.0.0.1:{port}\n  redis: true\n  servers:\n    - {backend}:1\n"),
+        )
+        .unwrap();
+        let binary = ["/usr/sbin/nutcracker", "nutcracker"]
+            .into_iter()
+            .find(|b| std::path::Path::new(b).exists() || *b == "nutcracker")
+            .unwrap();
+        // Its stats port binds loopback too (it would take 0.0.0.0 by default).
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-a", "127.0.0.1", "-s", &free_port().to_string()])
+            .arg("-o")
+            .arg(dir.join("nutcracker.log"))
+            .arg("-p")
+            .arg(dir.join("nutcracker.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nutcracker is installed (.ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nutcracker did not listen on 127.0.0.1:{port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Twemproxy { port, _process: Daemon { child, dir } }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
 /// A Sentinel setup on loopback, as production runs one: a master, one replica and three
 /// sentinels (Debian's `redis-sentinel`) watching them with a quorum of two. Everything stops
 /// when it is dropped.

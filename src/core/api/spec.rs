@@ -192,6 +192,10 @@ impl Default for RetrySettings {
 #[x_kube(validation = Rule::new("!has(self.tlsOptions) || self.tls")
     .message("spec.redis.tlsOptions is set but spec.redis.tls is false; set tls: true or remove tlsOptions")
     .field_path(".tlsOptions"))]
+#[x_kube(validation = Rule::new("!has(self.topology) || self.topology != 'Proxy' || has(self.maxClients)")
+    .message("spec.redis.maxClients is required with topology: Proxy: the proxy's client limit is the budget (a proxy does not say it)"))]
+#[x_kube(validation = Rule::new("!has(self.topology) || self.topology != 'Proxy' || !has(self.readFromReplicas) || !self.readFromReplicas")
+    .message("spec.redis.readFromReplicas is for topology: Cluster; behind a proxy the pools connect to the proxy only"))]
 #[x_kube(validation = Rule::new("has(self.topology) && self.topology == 'Sentinel' ? has(self.sentinel) : !has(self.sentinel)")
     .message("spec.redis.sentinel goes with topology: Sentinel (the sentinels' masterName); set both or neither"))]
 pub struct RedisSettings {
@@ -274,6 +278,10 @@ pub enum RedisTopology {
     /// `address` is a sentinel: the budget is checked on the master it names now, and a
     /// failover moves it (and the pools) to the new one at the next probe.
     Sentinel,
+    /// `address` is a proxy (twemproxy, Envoy's Redis proxy, Redis Enterprise's): the pools
+    /// connect to it, and the budget is its client limit (`maxClients`, required). The proxy's
+    /// own connections to the servers behind it do not follow the pool size and are not checked.
+    Proxy,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
