@@ -86,6 +86,7 @@ pub fn target_view(policy: &RedisPoolPolicy, deploy: &Deployment, hpa: Option<Hp
         connections_per_pod: crate::core::render::observed_connections_per_pod(&policy.spec.env_names, &env),
         template_hash: template_hash(&policy.spec.env_names, &spec.template),
         max_unavailable: max_unavailable(deploy),
+        max_surge: max_surge(deploy),
         unusable,
         replicas_writer: replicas_writer(deploy),
         env_writers,
@@ -246,6 +247,20 @@ pub fn max_unavailable(deploy: &Deployment) -> i32 {
         Some(IntOrString::Int(n)) => n.clamp(0, replicas),
         Some(IntOrString::String(s)) => percent(&s).map_or(0, |p| replicas * p / 100),
         None => replicas * 25 / 100,
+    }
+}
+
+/// The Deployment's own `maxSurge` (25% by default); `Recreate` surges nothing.
+pub fn max_surge(deploy: &Deployment) -> crate::core::sizing::Surge {
+    use crate::core::sizing::Surge;
+    let strategy = deploy.spec.strategy.as_ref();
+    if strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate") {
+        return Surge::Pods(0);
+    }
+    match strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.max_surge.clone()) {
+        Some(IntOrString::Int(n)) => Surge::Pods(n),
+        Some(IntOrString::String(s)) => percent(&s).map_or(Surge::Percent(25), Surge::Percent),
+        None => Surge::Percent(25),
     }
 }
 
@@ -629,5 +644,22 @@ mod tests {
         assert_eq!(max_unavailable(&d), 2, "default 25% of 10, rounded down");
         d.spec.strategy = Some(serde_json::from_value(serde_json::json!({"type": "Recreate"})).unwrap());
         assert_eq!(max_unavailable(&d), 10);
+    }
+
+    /// The target's own maxSurge is what its rolling update adds during a promotion: rounded up
+    /// (as the Deployment controller does), 25% by default, nothing for Recreate.
+    #[test]
+    fn max_surge_rules() {
+        use crate::core::sizing::Surge;
+        let mut d = target();
+        let strategy = |v| Some(serde_json::from_value(v).unwrap());
+        d.spec.strategy = strategy(serde_json::json!({"rollingUpdate": {"maxSurge": "50%"}}));
+        assert_eq!((max_surge(&d), max_surge(&d).resolve(10)), (Surge::Percent(50), 5));
+        d.spec.strategy = strategy(serde_json::json!({"rollingUpdate": {"maxSurge": 4}}));
+        assert_eq!(max_surge(&d).resolve(10), 4);
+        d.spec.strategy = None;
+        assert_eq!(max_surge(&d).resolve(10), 3, "25% of 10, rounded up");
+        d.spec.strategy = strategy(serde_json::json!({"type": "Recreate"}));
+        assert_eq!(max_surge(&d).resolve(10), 0);
     }
 }

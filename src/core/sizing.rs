@@ -171,6 +171,23 @@ pub fn default_surge(total: i32) -> i32 {
     ((total + 3) / 4).max(1)
 }
 
+/// A Deployment's `maxSurge`: the extra pods its rolling update may run beside the old ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surge {
+    Pods(i32),
+    /// Of the replicas, rounded up (as the Deployment controller does).
+    Percent(i32),
+}
+
+impl Surge {
+    pub fn resolve(self, total: i32) -> i32 {
+        match self {
+            Surge::Pods(n) => n.max(0),
+            Surge::Percent(p) => (total * p.max(0) + 99) / 100,
+        }
+    }
+}
+
 /// Whether a plan's peak fits the Redis server.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -295,6 +312,9 @@ pub struct RolloutPlan {
     pub fleet: Fleet,
     pub steps: Vec<StepPlan>,
     pub promotion_peak_connections: i64,
+    /// Pods the target's own rolling update may add during the promotion (its `maxSurge`,
+    /// else the default 25%).
+    pub promotion_surge: i32,
     pub budget: Budget,
 }
 
@@ -306,9 +326,10 @@ impl RolloutPlan {
         fleet: Fleet,
         old_per_pod: Option<i64>,
         max_clients: Option<i64>,
+        surge: Option<Surge>,
     ) -> Self {
         let total = fleet.replicas();
-        let surge = default_surge(total);
+        let surge = surge.map_or_else(|| default_surge(total), |s| s.resolve(total));
         let pool = PoolPlan::new(tier, total);
         let new = pool.connections_per_pod;
         let old = old_per_pod.unwrap_or(new);
@@ -327,6 +348,7 @@ impl RolloutPlan {
             fleet,
             steps,
             promotion_peak_connections: promotion,
+            promotion_surge: surge,
             budget: Budget::check(peak, max_clients, utilization),
         }
     }
@@ -452,6 +474,24 @@ mod tests {
         assert_eq!(beside(10, 10).actual_weight, 9);
     }
 
+    /// Beside an HPA's stable, the promotion runs the target's rolling update while old pods
+    /// remain: a target that surges 100% doubles its pods for a while, and the peak says so.
+    #[test]
+    fn the_promotion_peak_counts_the_targets_own_surge() {
+        let tier =
+            Tier { name: "production".into(), workers: 4, connections_per_worker: 40, replicas: None, gates: None };
+        let spec: RedisPoolPolicySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"name": "auth-api"}, "tiers": [{"name": "production", "workers": 4, "connectionsPerWorker": 40}]
+        }))
+        .unwrap();
+        let fleet = Fleet::Beside { max_stable: 20 };
+        let default = RolloutPlan::new(&spec, &tier, fleet, None, None, None);
+        let doubling = RolloutPlan::new(&spec, &tier, fleet, None, None, Some(Surge::Percent(100)));
+        assert_eq!((default.promotion_surge, doubling.promotion_surge), (5, 20));
+        // 15 more pods of 160 connections each.
+        assert_eq!(doubling.promotion_peak_connections - default.promotion_peak_connections, 15 * 160);
+    }
+
     #[test]
     fn an_hpa_plan_counts_max_replicas() {
         let tier =
@@ -462,7 +502,7 @@ mod tests {
             "redis": {"address": "redis:6379", "maxClientsUtilization": 0.8}
         }))
         .unwrap();
-        let plan = RolloutPlan::new(&spec, &tier, Fleet::Beside { max_stable: 20 }, Some(60), Some(10_000));
+        let plan = RolloutPlan::new(&spec, &tier, Fleet::Beside { max_stable: 20 }, Some(60), Some(10_000), None);
         let got: Vec<(i32, i32, i64)> =
             plan.steps.iter().map(|s| (s.canary_replicas, s.stable_replicas, s.peak_connections)).collect();
         // 10%: 20 x 60 + 2 x 160; 50%: 20 x 60 + 20 x 160; 100%: the same beside-the-stable peak.

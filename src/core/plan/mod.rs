@@ -110,10 +110,25 @@ pub fn plan(policy: &RedisPoolPolicy, input: &PlanInput) -> Result<Planned, Plan
         environment: environment.into(),
         hash: config_hash(&env),
         env,
-        plan: RolloutPlan::new(spec, t, fleet, input.current_connections_per_pod, input.max_clients),
+        plan: RolloutPlan::new(
+            spec,
+            t,
+            fleet,
+            input.current_connections_per_pod,
+            input.max_clients,
+            surge_of(input.replicas),
+        ),
         tier: t.clone(),
         replicas_source,
     })
+}
+
+/// The target's own `maxSurge`, when the plan observes the target (else the default).
+fn surge_of(replicas: Replicas) -> Option<crate::core::sizing::Surge> {
+    match replicas {
+        Replicas::Observed { target, .. } => target.map(|t| t.max_surge),
+        Replicas::Given { .. } => None,
+    }
 }
 
 fn fleet_of(t: &Tier, replicas: Replicas) -> Result<(Fleet, ReplicasSource), PlanError> {
@@ -192,7 +207,7 @@ pub fn for_decision(
             let environment = spec.environment.as_deref().or(seen.default_environment).unwrap_or_default();
             let nothing =
                 Tier { name: String::new(), workers: 0, connections_per_worker: 0, replicas: Some(0), gates: None };
-            let plan = RolloutPlan::new(spec, &nothing, Fleet::Split { total: 0, running: 0 }, None, None);
+            let plan = RolloutPlan::new(spec, &nothing, Fleet::Split { total: 0, running: 0 }, None, None, None);
             let stand_in = Desired { environment: environment.into(), hash: String::new(), plan, tier_replicas: None };
             (stand_in, vec![], view.ok_or(NoTarget::Unplannable(why)))
         }
@@ -222,6 +237,7 @@ mod tests {
             connections_per_pod: Some(60),
             template_hash: "tpl".into(),
             max_unavailable: 2,
+            max_surge: crate::core::sizing::Surge::Percent(25),
             unusable: None,
             replicas_writer: None,
             env_writers: vec![],

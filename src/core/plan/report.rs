@@ -229,7 +229,11 @@ pub fn render_text(r: &PlanReport) -> String {
             st.peak_connections
         );
     }
-    let _ = writeln!(s, "promotion peak connections: {}", r.plan.promotion_peak_connections);
+    let _ = writeln!(
+        s,
+        "promotion peak connections: {} (the target's rolling update may add {} surge pods beside its old ones)",
+        r.plan.promotion_peak_connections, r.plan.promotion_surge
+    );
     let b = &r.plan.budget;
     let verdict = if b.ok { "ok" } else { "EXCEEDED" };
     let _ = writeln!(s, "budget {verdict}: {}", b.explain());

@@ -59,6 +59,8 @@ pub struct TargetView {
     pub template_hash: String,
     /// The target's own `maxUnavailable`, resolved against its replicas.
     pub max_unavailable: i32,
+    /// The target's own `maxSurge`: what its rolling update adds during a promotion.
+    pub max_surge: crate::core::sizing::Surge,
     /// Why the operator cannot manage this target's pool: the container is missing, or a pool
     /// env var is set from a ConfigMap or Secret (`valueFrom`), which the operator must not
     /// overwrite.

@@ -106,6 +106,7 @@ impl World {
                 connections_per_pod: None,
                 template_hash: "tpl-a".into(),
                 max_unavailable: default_surge(total).min(total),
+                max_surge: crate::core::sizing::Surge::Percent(25),
                 unusable: None,
                 replicas_writer: None,
                 env_writers: vec![],
@@ -294,7 +295,7 @@ impl Sim {
         Desired {
             environment: tier.name.clone(),
             hash: self.hash.clone(),
-            plan: RolloutPlan::new(&self.spec, tier, fleet, None, self.max_clients),
+            plan: RolloutPlan::new(&self.spec, tier, fleet, None, self.max_clients, None),
             tier_replicas: tier.replicas,
         }
     }
