@@ -162,3 +162,38 @@ async fn p_redis(env: &Env) -> serde_json::Value {
     let p = env.policies().get("auth-api").await.unwrap();
     serde_json::to_value(p.spec.redis.unwrap()).unwrap()
 }
+
+/// Two policies that name different seeds of one Redis Cluster draw on one budget: every node
+/// holds both fleets' pools. Each plan peaks at 3200 against 6250 per node (x 0.8 = 5000): one
+/// at a time fits (beside the other's 1600 steady), both at once do not, so the second waits for
+/// room, naming the first, and rolls out once the first is done.
+#[tokio::test]
+async fn two_policies_on_different_seeds_of_one_cluster_share_its_budget() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::PostParams;
+    let cluster = RedisCluster::start(&["6250", "6250", "6250"]);
+    let env = Env::new("cluster-shared", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut second: Deployment = env.target().await;
+    second.metadata = kube::api::ObjectMeta { name: Some("search-api".into()), ..Default::default() };
+    second.status = None;
+    env.deployments().create(&PostParams::default(), &second).await.unwrap();
+    let on_seed = |name: &str, target: &str, seed: String| {
+        let mut p = policy(name);
+        p["spec"]["targetRef"]["name"] = serde_json::json!(target);
+        p["spec"]["redis"] = serde_json::json!({"address": seed, "topology": "Cluster"});
+        p
+    };
+    env.apply(on_seed("auth", TARGET, cluster.nodes[0].address())).await;
+    env.wait_status("auth", "the first rollout to start", Duration::from_secs(60), |s| s.phase.is_active()).await;
+    env.apply(on_seed("search", "search-api", cluster.nodes[1].address())).await;
+    let blocked = env.wait_phase("search", Phase::Blocked, Duration::from_secs(60)).await;
+    let message = blocked.message.unwrap_or_default();
+    let ns = env.ns.name.clone();
+    assert!(
+        message.contains("waiting for room on the Redis server")
+            && message.contains(&format!("{ns}/auth (rolling out)")),
+        "{message}"
+    );
+    env.wait_phase("search", Phase::Succeeded, Duration::from_secs(150)).await;
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use crate::core::api::{RedisConnections, RedisPoolPolicy};
+use crate::core::api::{RedisConnections, RedisPoolPolicy, RedisTopology};
 use crate::core::shared_budget::{Peer, group_key};
 
 #[derive(Default)]
@@ -19,9 +19,17 @@ pub struct Budgets {
     recorded: Mutex<HashMap<String, (String, Peer)>>,
 }
 
-/// The budget group of a policy with `spec.redis`.
+/// The budget group of a policy with `spec.redis`. A Redis Cluster is one budget whichever seed
+/// a policy names: once a probe has seen the cluster, its identity is the group.
 pub fn group_of(policy: &RedisPoolPolicy) -> Option<String> {
-    policy.spec.redis.as_ref().map(|r| group_key(&policy.namespace().unwrap_or_default(), r))
+    let redis = policy.spec.redis.as_ref()?;
+    let cluster = (redis.topology == RedisTopology::Cluster && redis.budget_group.is_none())
+        .then(|| crate::providers::redis::cluster_of(&redis.address))
+        .flatten();
+    Some(match cluster {
+        Some(id) => format!("cluster/{id}"),
+        None => group_key(&policy.namespace().unwrap_or_default(), redis),
+    })
 }
 
 fn peer(policy: &RedisPoolPolicy, c: &RedisConnections, active: bool) -> Peer {

@@ -44,7 +44,9 @@ pub async fn probe_cluster(
 ) -> Result<RedisSignals, RedisFault> {
     let first = probe(seed, timeout).await?;
     let reply = cluster_nodes_reply(seed, timeout).await?;
-    let nodes = pool_nodes(cluster_nodes(&reply), read_from_replicas);
+    let all = cluster_nodes(&reply);
+    remember_cluster(&seed.address, &all);
+    let nodes = pool_nodes(all, read_from_replicas);
     if nodes.is_empty() {
         return Err(RedisFault::Unavailable(format!(
             "redis {}: CLUSTER NODES names no serving node that holds pools",
@@ -177,6 +179,25 @@ async fn command<T: redis::FromRedisValue>(
             CONNECTIONS.lock().await.remove(&key);
             Err(RedisFault::Unavailable(format!("no answer within {timeout:?}")))
         }
+    }
+}
+
+/// The Redis Clusters the probes have seen: each node's address -> the cluster's identity (its
+/// lowest node id). Two policies that name different seeds of one cluster draw on one budget.
+static CLUSTERS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The identity of the Redis Cluster `address` is a node of, once a probe has seen it.
+pub fn cluster_of(address: &str) -> Option<String> {
+    CLUSTERS.lock().expect("cluster identities").get(address).cloned()
+}
+
+/// Remembers which cluster each of `nodes` belongs to.
+fn remember_cluster(seed: &str, nodes: &[crate::core::analysis::redis::ClusterNode]) {
+    let Some(id) = nodes.iter().map(|n| n.id.as_str()).min() else { return };
+    let mut clusters = CLUSTERS.lock().expect("cluster identities");
+    for address in nodes.iter().map(|n| n.address.as_str()).chain([seed]) {
+        clusters.insert(address.to_string(), id.to_string());
     }
 }
 
