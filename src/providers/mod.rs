@@ -17,7 +17,7 @@ use kube::{Client, ResourceExt};
 use crate::core::analysis::Measurements;
 use crate::core::analysis::contract::{PoolHealth, Sample, aggregate};
 use crate::core::analysis::redis::{RedisFault, RedisSignals, RedisTarget, TlsMaterial};
-use crate::core::api::{CaRef, PodsMetrics, PrometheusMetrics, RedisSettings, RedisTopology};
+use crate::core::api::{CaRef, PodsMetrics, PrometheusMetrics, RedisSettings, RedisTopology, SecretKeyRef};
 
 /// Why a measurement could not be made. Messages reach status and Events: no URL in them
 /// carries credentials.
@@ -160,47 +160,13 @@ pub async fn measure_prometheus(
     Ok(Measured { measurements, samples: HashMap::new(), errors: None })
 }
 
-/// Asks the Redis server of `settings`, with the password, CA and client certificate from the
-/// Secrets and ConfigMaps it names. No message names the password or the key.
+/// Asks the Redis server of `settings` (through its topology: one server, a cluster's nodes,
+/// the master the sentinels name, or a proxy), with the password, CA and client certificate from
+/// the Secrets and ConfigMaps it names. No message names the password or the key.
 pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) -> Result<RedisSignals, RedisFault> {
     let password =
-        match &settings.password_secret_ref {
-            None => None,
-            Some(r) => {
-                let bytes = secret_key(client, ns, &r.name, &r.key, "spec.redis.passwordSecretRef").await?;
-                Some(String::from_utf8(bytes).map_err(|_| {
-                    RedisFault::Unavailable(format!("Secret {ns}/{} key {:?} is not UTF-8", r.name, r.key))
-                })?)
-            }
-        };
-    let tls = match (settings.tls, settings.tls_options.clone().unwrap_or_default()) {
-        (false, _) => None,
-        (true, o) => {
-            let ca = match &o.ca_ref {
-                None => None,
-                Some(CaRef { secret: Some(name), key, .. }) => Some((
-                    secret_key(client, ns, name, key, "spec.redis.tlsOptions.caRef").await?,
-                    format!("the CA in Secret {ns}/{name} key {key:?}"),
-                )),
-                Some(CaRef { config_map: Some(name), key, .. }) => Some((
-                    config_map_key(client, ns, name, key).await?,
-                    format!("the CA in ConfigMap {ns}/{name} key {key:?}"),
-                )),
-                Some(_) => None,
-            };
-            let client_pair = match &o.client_cert_secret {
-                None => None,
-                Some(name) => {
-                    let what = "spec.redis.tlsOptions.clientCertSecret";
-                    Some((
-                        secret_key(client, ns, name, "tls.crt", what).await?,
-                        secret_key(client, ns, name, "tls.key", what).await?,
-                    ))
-                }
-            };
-            Some(TlsMaterial { ca, server_name: o.server_name.clone(), client: client_pair })
-        }
-    };
+        secret_password(client, ns, settings.password_secret_ref.as_ref(), "spec.redis.passwordSecretRef").await?;
+    let tls = tls_material(client, ns, settings).await?;
     let target = RedisTarget { address: settings.address.clone(), username: settings.username.clone(), password, tls };
     let timeout = Duration::from_secs(3);
     let mut signals = match settings.topology {
@@ -211,16 +177,8 @@ pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) 
             let Some(sentinel) = &settings.sentinel else {
                 return Err(RedisFault::Unavailable("topology Sentinel needs spec.redis.sentinel.masterName".into()));
             };
-            let password = match &sentinel.password_secret_ref {
-                None => None,
-                Some(r) => {
-                    let bytes =
-                        secret_key(client, ns, &r.name, &r.key, "spec.redis.sentinel.passwordSecretRef").await?;
-                    Some(String::from_utf8(bytes).map_err(|_| {
-                        RedisFault::Unavailable(format!("Secret {ns}/{} key {:?} is not UTF-8", r.name, r.key))
-                    })?)
-                }
-            };
+            let field = "spec.redis.sentinel.passwordSecretRef";
+            let password = secret_password(client, ns, sentinel.password_secret_ref.as_ref(), field).await?;
             // The sentinels speak TLS when the servers do, with the same CA.
             let sentinels: Vec<RedisTarget> = std::iter::once(&settings.address)
                 .chain(&sentinel.addresses)
@@ -235,18 +193,66 @@ pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) 
         }
     };
     if let Some(m) = settings.max_clients {
-        // Every node alike: the spec says what the servers do not.
-        signals.nodes.iter_mut().for_each(|n| n.max_clients = Some(m));
-        let tight = crate::core::analysis::redis::tightest(&signals.nodes).cloned();
-        signals.max_clients = Some(m);
-        signals.connected_clients = tight.map_or(signals.connected_clients, |n| n.connected_clients);
-        signals.max_clients_note = (settings.topology == RedisTopology::Proxy).then(|| {
-            "the proxy's client limit, from spec.redis.maxClients; the servers behind the proxy are not sized by \
-             the pool and not checked"
-                .to_string()
-        });
+        pin_max_clients(&mut signals, m, settings.topology);
     }
     Ok(signals)
+}
+
+/// `spec.redis.maxClients` instead of what the servers say: on every node alike.
+fn pin_max_clients(signals: &mut RedisSignals, max_clients: i64, topology: RedisTopology) {
+    signals.nodes.iter_mut().for_each(|n| n.max_clients = Some(max_clients));
+    let tight = crate::core::analysis::redis::tightest(&signals.nodes).cloned();
+    signals.max_clients = Some(max_clients);
+    signals.connected_clients = tight.map_or(signals.connected_clients, |n| n.connected_clients);
+    signals.max_clients_note = (topology == RedisTopology::Proxy).then(|| {
+        "the proxy's client limit, from spec.redis.maxClients; the servers behind the proxy are not sized by the \
+         pool and not checked"
+            .to_string()
+    });
+}
+
+/// The password a `field` names in a Secret, as UTF-8 (never quoted in a message).
+async fn secret_password(
+    client: &Client,
+    ns: &str,
+    secret: Option<&SecretKeyRef>,
+    field: &str,
+) -> Result<Option<String>, RedisFault> {
+    let Some(r) = secret else { return Ok(None) };
+    let bytes = secret_key(client, ns, &r.name, &r.key, field).await?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| RedisFault::Unavailable(format!("Secret {ns}/{} key {:?} is not UTF-8", r.name, r.key)))
+}
+
+/// The CA and client certificate `spec.redis.tlsOptions` names, when the server speaks TLS.
+async fn tls_material(client: &Client, ns: &str, settings: &RedisSettings) -> Result<Option<TlsMaterial>, RedisFault> {
+    let o = match (settings.tls, settings.tls_options.clone().unwrap_or_default()) {
+        (false, _) => return Ok(None),
+        (true, o) => o,
+    };
+    let ca = match &o.ca_ref {
+        None => None,
+        Some(CaRef { secret: Some(name), key, .. }) => Some((
+            secret_key(client, ns, name, key, "spec.redis.tlsOptions.caRef").await?,
+            format!("the CA in Secret {ns}/{name} key {key:?}"),
+        )),
+        Some(CaRef { config_map: Some(name), key, .. }) => {
+            Some((config_map_key(client, ns, name, key).await?, format!("the CA in ConfigMap {ns}/{name} key {key:?}")))
+        }
+        Some(_) => None,
+    };
+    let client_pair = match &o.client_cert_secret {
+        None => None,
+        Some(name) => {
+            let what = "spec.redis.tlsOptions.clientCertSecret";
+            Some((
+                secret_key(client, ns, name, "tls.crt", what).await?,
+                secret_key(client, ns, name, "tls.key", what).await?,
+            ))
+        }
+    };
+    Ok(Some(TlsMaterial { ca, server_name: o.server_name.clone(), client: client_pair }))
 }
 
 /// One key of a Secret, or a fault that names the Secret, the key and the field that refers to

@@ -128,6 +128,19 @@ fn required_from(ns: &str, from: &crate::core::api::PolicyRef) -> String {
     }
 }
 
+/// A tier's gates for people: each with its thresholds, relative bound and dry run.
+fn gates_line(gates: &[GateThresholds]) -> String {
+    let gates: Vec<String> = gates
+        .iter()
+        .map(|g| {
+            let dry = if g.dry_run { ", dry run" } else { "" };
+            let relative = g.relative.as_ref().map(|r| format!(", {r}")).unwrap_or_default();
+            format!("{} {} (rollback {}{relative}{dry})", g.gate, g.promote, g.rollback)
+        })
+        .collect();
+    gates.join(", ")
+}
+
 /// What the canary is judged beside, for people.
 fn baseline_line(b: &BaselineView) -> String {
     match b.compare_with {
@@ -172,16 +185,7 @@ pub fn render_text(r: &PlanReport) -> String {
         },
         p.steady_connections()
     );
-    let gates: Vec<String> = r
-        .gates
-        .iter()
-        .map(|g| {
-            let dry = if g.dry_run { ", dry run" } else { "" };
-            let relative = g.relative.as_ref().map(|r| format!(", {r}")).unwrap_or_default();
-            format!("{} {} (rollback {}{relative}{dry})", g.gate, g.promote, g.rollback)
-        })
-        .collect();
-    let _ = writeln!(s, "gates ({}): {}", p.tier, gates.join(", "));
+    let _ = writeln!(s, "gates ({}): {}", p.tier, gates_line(&r.gates));
     let _ = writeln!(s, "{}", baseline_line(&r.baseline));
     let w = &r.worker_pool;
     let _ = writeln!(
