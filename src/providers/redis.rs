@@ -172,7 +172,11 @@ async fn command<T: redis::FromRedisValue>(
     match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
-            CONNECTIONS.lock().await.remove(&key);
+            // A server's error reply leaves the connection as good as it was; only a broken
+            // one makes way for a new one.
+            if e.is_io_error() || e.is_connection_dropped() {
+                CONNECTIONS.lock().await.remove(&key);
+            }
             Err(reply_fault(&e, target))
         }
         Err(_) => {
@@ -203,26 +207,19 @@ fn remember_cluster(seed: &str, nodes: &[crate::core::analysis::redis::ClusterNo
 
 /// `CLUSTER NODES` of the seed, over the probe's connection to it (fresh from [`probe`]).
 async fn cluster_nodes_reply(seed: &RedisTarget, timeout: Duration) -> Result<String, RedisFault> {
-    let conn = CONNECTIONS.lock().await.get(&connection_key(seed)).cloned();
-    let Some(mut conn) = conn else {
-        return Err(RedisFault::Unavailable(format!("redis {}: the probe's connection went away", seed.address)));
-    };
     let mut cmd = redis::cmd("CLUSTER");
     cmd.arg("NODES");
-    match tokio::time::timeout(timeout, cmd.query_async::<String>(&mut conn)).await {
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(e)) if e.to_string().contains("cluster support disabled") => Err(RedisFault::Unavailable(format!(
+    command::<String>(seed, cmd, timeout).await.map_err(|fault| match fault {
+        RedisFault::Unavailable(m) if m.contains("cluster support disabled") => RedisFault::Unavailable(format!(
             "spec.redis.topology is Cluster but {} is not a cluster node (cluster support disabled): point \
              spec.redis.address at a node of the cluster, or set topology: Standalone",
             seed.address
-        ))),
-        Ok(Err(e)) => {
-            Err(RedisFault::Unavailable(redact(&format!("redis {}: CLUSTER NODES: {e}", seed.address), seed)))
+        )),
+        RedisFault::Unavailable(m) => {
+            RedisFault::Unavailable(redact(&format!("redis {}: CLUSTER NODES: {m}", seed.address), seed))
         }
-        Err(_) => {
-            Err(RedisFault::Unavailable(format!("redis {}: CLUSTER NODES: no answer within {timeout:?}", seed.address)))
-        }
-    }
+        other => other,
+    })
 }
 
 /// Open probe connections, one per server and credentials: a server at its `maxclients`
