@@ -15,19 +15,6 @@ use support::fleet::Health;
 use support::scenario::*;
 use support::*;
 
-const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-redispool");
-
-/// Runs the plugin against this binary's cluster in `ns`, off the test's runtime thread.
-async fn plugin(ns: &str, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(PLUGIN);
-    cmd.arg("--kubeconfig").arg(&cluster().kubeconfig).args(["-n", ns]).args(args).env("NO_COLOR", "1");
-    tokio::task::spawn_blocking(move || cmd.output().expect("run kubectl-redispool")).await.unwrap()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -41,6 +41,19 @@ async fn every_cluster_node_must_fit_and_the_tightest_is_named() {
         budget.status, budget.message, reachable.status, reachable.message
     );
 
+    // `plan NAME` asks the nodes itself and prints the budget of each: only the small one is over.
+    let o = plugin(&env.ns.name, &["plan", "auth-api"]).await;
+    let text = out(&o);
+    eprintln!("{text}");
+    assert_eq!(o.status.code(), Some(3), "over budget: {text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("127.0.0.1:")).collect();
+    assert_eq!(rows.len(), 3, "a row per master: {text}");
+    for row in rows {
+        let verdict = if row.starts_with(&small) { "OVER" } else { "fits" };
+        assert!(row.contains(" master ") && row.ends_with(verdict), "{row}");
+    }
+    assert!(text.contains("redis: cluster seen through seed") && text.contains("a pool per node"), "{text}");
+
     // The small node gets room: the rollout starts by itself and completes.
     cluster.nodes[2].cli(&["CONFIG", "SET", "maxclients", "10000"]);
     env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;

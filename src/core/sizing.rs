@@ -208,6 +208,9 @@ pub struct Budget {
     /// The Redis Cluster node the budget binds on (the least room), when there are several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Every Redis Cluster node that holds pools, each with its own budget (see `node_budget`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::core::node_budget::NodeBudget>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -230,6 +233,7 @@ impl Budget {
             unchecked: None,
             shared: None,
             node: None,
+            nodes: Vec::new(),
         }
     }
 
@@ -248,6 +252,7 @@ impl Budget {
         Budget {
             shared: Some(SharedUse { own_peak, breakdown: demand.breakdown }),
             node: self.node.clone(),
+            nodes: self.nodes.clone(),
             ..Budget::check(demand.total, self.max_clients, self.utilization)
         }
     }
@@ -262,9 +267,15 @@ impl Budget {
     }
 
     pub fn explain(&self) -> String {
+        let over = self.nodes.iter().filter(|n| !n.ok).count();
         match &self.node {
-            Some(node) => format!("on cluster node {node}, the tightest: {}", self.explain_one()),
-            None => self.explain_one(),
+            Some(node) if self.unchecked.is_none() && over > 1 => {
+                format!("on cluster node {node}, the tightest of {over} nodes over: {}", self.explain_one())
+            }
+            Some(node) if self.unchecked.is_none() => {
+                format!("on cluster node {node}, the tightest: {}", self.explain_one())
+            }
+            _ => self.explain_one(),
         }
     }
 

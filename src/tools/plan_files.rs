@@ -49,6 +49,7 @@ pub fn run_plan(args: &PlanArgs) -> u8 {
         replicas: Replicas::Given { replicas: args.replicas, hpa_max: args.hpa_max_replicas },
         current_connections_per_pod: args.current_connections_per_pod,
         max_clients: args.max_clients,
+        redis_nodes: &[],
     };
     let (mut invalid, mut over_budget) = (false, false);
     let mut reports = Vec::new();

@@ -673,3 +673,17 @@ pub async fn service_account_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
     .unwrap();
     path
 }
+
+pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-redispool");
+
+/// Runs the plugin against this binary's cluster in `ns`, off the test's runtime thread.
+pub async fn plugin(ns: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(PLUGIN);
+    cmd.arg("--kubeconfig").arg(&cluster().kubeconfig).args(["-n", ns]).args(args).env("NO_COLOR", "1");
+    tokio::task::spawn_blocking(move || cmd.output().expect("run kubectl-redispool")).await.unwrap()
+}
+
+/// What a command printed on stdout.
+pub fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

@@ -196,6 +196,8 @@ impl Default for RetrySettings {
     .message("spec.redis.maxClients is required with topology: Proxy: the proxy's client limit is the budget (a proxy does not say it)"))]
 #[x_kube(validation = Rule::new("!has(self.topology) || self.topology != 'Proxy' || !has(self.readFromReplicas) || !self.readFromReplicas")
     .message("spec.redis.readFromReplicas is for topology: Cluster; behind a proxy the pools connect to the proxy only"))]
+#[x_kube(validation = Rule::new("!has(self.clusterPools) || (has(self.topology) && self.topology == 'Cluster')")
+    .message("spec.redis.clusterPools is for topology: Cluster (how a cluster client's pool maps to the nodes); remove it or set topology: Cluster"))]
 #[x_kube(validation = Rule::new("has(self.topology) && self.topology == 'Sentinel' ? has(self.sentinel) : !has(self.sentinel)")
     .message("spec.redis.sentinel goes with topology: Sentinel (the sentinels' masterName); set both or neither"))]
 pub struct RedisSettings {
@@ -242,6 +244,11 @@ pub struct RedisSettings {
     /// then hold pools and are budgeted like masters.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_from_replicas: bool,
+    /// With `topology: Cluster`: how the application's pool maps to the nodes. `PerNode` (the
+    /// default: go-redis, Jedis, redis-py-cluster keep a pool per node) puts the whole pool on
+    /// every node; `Spread` (one pool spread over the nodes) puts an even share on each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_pools: Option<ClusterPools>,
     /// With `topology: Sentinel`: which master the sentinels watch, and how to ask them.
     /// `address` is then a sentinel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,6 +274,16 @@ pub struct SentinelSettings {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+}
+
+/// How a cluster client's pool maps to the nodes.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClusterPools {
+    /// A pool per node: every node holds pods x workers x connections.
+    #[default]
+    PerNode,
+    /// One pool spread over the nodes: each holds its even share (rounded up).
+    Spread,
 }
 
 /// What `spec.redis.address` is.

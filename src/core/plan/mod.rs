@@ -7,11 +7,13 @@ mod report;
 use serde::Serialize;
 
 pub use report::{
-    GateThresholds, PlanReport, RequiredView, SharedGroup, chain_checks, render_text, report, shared_groups,
+    GateThresholds, PlanReport, RequiredView, SharedGroup, chain_checks, node_table, render_text, report, shared_groups,
 };
 
+use crate::core::analysis::redis::NodeSignals;
 use crate::core::api::validation::Invalid;
 use crate::core::api::{RedisPoolPolicy, RedisPoolPolicySpec, RedisPoolPolicyStatus, Tier, WorkerPool};
+use crate::core::node_budget::{Ask, per_node};
 use crate::core::render::{config_hash, render_env};
 use crate::core::rollout::{Desired, NoTarget, TargetView, Unplannable, Unusable, fleet, tier_replicas_pending};
 pub use crate::core::sizing::PlanError;
@@ -29,6 +31,9 @@ pub struct PlanInput<'a> {
     pub current_connections_per_pod: Option<i64>,
     /// The Redis server's `maxclients`, when known here; else `spec.redis.maxClients`.
     pub max_clients: Option<i64>,
+    /// The Redis Cluster nodes that hold pools, as they answered (`plan NAME` asks them): the
+    /// budget is then checked on each.
+    pub redis_nodes: &'a [NodeSignals],
 }
 
 /// Where the fleet's size comes from.
@@ -106,18 +111,30 @@ pub fn plan(policy: &RedisPoolPolicy, input: &PlanInput) -> Result<Planned, Plan
     let t = tier(spec, environment).ok_or_else(|| PlanError::UnknownEnvironment(environment.into(), names()))?;
     let (fleet, replicas_source) = fleet_of(t, input.replicas)?;
     let env = render_env(spec, t);
+    let mut plan = RolloutPlan::new(
+        spec,
+        t,
+        fleet,
+        input.current_connections_per_pod,
+        input.max_clients,
+        surge_of(input.replicas),
+    );
+    if let Some(redis) = spec.redis.as_ref().filter(|_| !input.redis_nodes.is_empty()) {
+        let per_pod = input.current_connections_per_pod.unwrap_or(plan.pool.connections_per_pod);
+        let ask = Ask {
+            peak: plan.budget.peak_connections,
+            steady: per_pod * i64::from(plan.fleet.replicas()),
+            pools: redis.cluster_pools.unwrap_or_default(),
+            pinned: input.max_clients.or(redis.max_clients),
+            utilization: plan.budget.utilization,
+        };
+        plan.budget = per_node(&ask, &[], input.redis_nodes, false);
+    }
     Ok(Planned {
         environment: environment.into(),
         hash: config_hash(&env),
         env,
-        plan: RolloutPlan::new(
-            spec,
-            t,
-            fleet,
-            input.current_connections_per_pod,
-            input.max_clients,
-            surge_of(input.replicas),
-        ),
+        plan,
         tier: t.clone(),
         replicas_source,
     })
@@ -188,6 +205,7 @@ pub fn for_decision(
         },
         current_connections_per_pod: target.as_ref().and_then(|t| t.connections_per_pod),
         max_clients: None,
+        redis_nodes: &[],
     };
     let planned = seen.spec_check.map_err(Unplannable::from).and_then(|()| Ok(plan(policy, &input)?));
     match planned {
@@ -265,6 +283,7 @@ mod tests {
             replicas: Replicas::Given { replicas: Some(10), hpa_max: None },
             current_connections_per_pod: Some(60),
             max_clients: None,
+            redis_nodes: &[],
         };
         assert_eq!(report(&p, &given).unwrap().plan, desired.plan);
     }
@@ -299,6 +318,7 @@ mod tests {
             replicas: Replicas::Given { replicas: Some(10), hpa_max: None },
             current_connections_per_pod: None,
             max_clients: None,
+            redis_nodes: &[],
         };
         let text = render_text(&report(&p, &given).unwrap());
         assert!(text.contains("successRate >= 99.5% (rollback < 99%, dry run)"), "{text}");

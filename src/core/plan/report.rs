@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{PlanError, PlanInput, ReplicasSource, plan};
-use crate::core::api::{RedisPoolPolicy, WorkerPool};
+use crate::core::api::{ClusterPools, RedisPoolPolicy, RedisSettings, RedisTopology, WorkerPool};
+use crate::core::node_budget::NodeBudget;
 use crate::core::sizing::{Fleet, RolloutPlan};
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -29,6 +30,9 @@ pub struct PlanReport {
     pub requires: Vec<RequiredView>,
     /// How long analyses watch the target after a promotion (`spec.promotion.soak`).
     pub soak_after_promotion: String,
+    /// Where the pools connect and what the budget is checked on (`spec.redis.topology`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -115,7 +119,41 @@ pub fn report(policy: &RedisPoolPolicy, input: &PlanInput) -> Result<PlanReport,
         worker_pool,
         requires,
         soak_after_promotion: spec.promotion.soak.clone(),
+        redis: spec.redis.as_ref().map(topology_line),
     })
+}
+
+/// What the budget is checked on, per topology, in the words `plan` prints.
+fn topology_line(r: &RedisSettings) -> String {
+    let replicas = if r.read_from_replicas { "every serving master and replica" } else { "every serving master" };
+    match r.topology {
+        RedisTopology::Standalone => format!("standalone server {}: the budget is its maxclients", r.address),
+        RedisTopology::Cluster => match r.cluster_pools.unwrap_or_default() {
+            ClusterPools::PerNode => format!(
+                "cluster seen through seed {}: a pool per node, so {replicas} holds the whole fleet's pools; \
+                 each must fit its own maxclients (nodes discovered at each probe)",
+                r.address
+            ),
+            ClusterPools::Spread => format!(
+                "cluster seen through seed {}: one pool spread over the nodes, so {replicas} holds an even share; \
+                 each must fit its own maxclients (nodes discovered at each probe)",
+                r.address
+            ),
+        },
+        RedisTopology::Sentinel => format!(
+            "the master the sentinels ({}) name {:?}: the budget is checked on it, and follows it after a failover",
+            std::iter::once(r.address.as_str())
+                .chain(r.sentinel.iter().flat_map(|s| s.addresses.iter().map(String::as_str)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.sentinel.as_ref().map_or("", |s| s.master_name.as_str())
+        ),
+        RedisTopology::Proxy => format!(
+            "proxy {}: the budget is its client limit (maxClients); the servers behind it are not sized by the pool \
+             and not checked",
+            r.address
+        ),
+    }
 }
 
 /// Where a requirement points, for people: `staging/auth-api`, or with the Secret that reaches
@@ -238,9 +276,45 @@ pub fn render_text(r: &PlanReport) -> String {
         "promotion peak connections: {} (the target's rolling update may add {} surge pods beside its old ones)",
         r.plan.promotion_peak_connections, r.plan.promotion_surge
     );
+    if let Some(redis) = &r.redis {
+        let _ = writeln!(s, "redis: {redis}");
+    }
     let b = &r.plan.budget;
+    if !b.nodes.is_empty() {
+        s.push_str(&node_table(&b.nodes));
+    }
     let verdict = if b.ok { "ok" } else { "EXCEEDED" };
     let _ = writeln!(s, "budget {verdict}: {}", b.explain());
+    s
+}
+
+/// The budget on each cluster node: what `plan` prints when it asked the nodes.
+pub fn node_table(nodes: &[NodeBudget]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<24}{:<10}{:<9}{:>11}{:>8}{:>8}{:>7}  verdict",
+        "node", "id", "role", "maxclients", "limit", "others", "peak"
+    );
+    for n in nodes {
+        let number = |v: Option<i64>| v.map_or("?".to_string(), |v| v.to_string());
+        let verdict = match (n.ok, n.max_clients) {
+            (_, None) => "unknown",
+            (true, _) => "fits",
+            (false, _) => "OVER",
+        };
+        let _ = writeln!(
+            s,
+            "{:<24}{:<10}{:<9}{:>11}{:>8}{:>8}{:>7}  {verdict}",
+            n.address,
+            n.id,
+            n.role,
+            number(n.max_clients),
+            number(n.limit),
+            n.others,
+            n.peak
+        );
+    }
     s
 }
 

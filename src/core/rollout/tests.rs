@@ -836,6 +836,13 @@ fn the_live_redis_server_decides_the_budget() {
         (reachable.status.as_str(), reachable.message.as_str()),
         ("True", "127.0.0.1:6379 answers; maxclients 1000")
     );
+    // A server that answers without saying its maxclients (an ACL user on Redis 6 without
+    // CONFIG) cannot be promised anything: Blocked, saying what to set.
+    let mute = observed(signals(1000).map(|s| RedisSignals { max_clients: None, ..s }));
+    let d = decide(&sim.input(&desired, &mute, None, None, false));
+    assert_eq!(d.status.phase, Phase::Blocked, "never on faith");
+    let why = d.status.message.clone().unwrap();
+    assert!(why.contains("does not say its maxclients") && why.contains("set spec.redis.maxClients"), "{why}");
     let down = observed(Err(RedisFault::Unavailable("redis 127.0.0.1:6379: connection refused".into())));
     let d = decide(&sim.input(&desired, &down, None, None, false));
     assert_eq!(d.status.phase, Phase::Blocked, "never on faith");

@@ -10,7 +10,8 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::ListParams;
 
 use super::{Error, Format, Kube, PlanArgs, Result, exit, print_as};
-use crate::core::api::{RedisSettings, canary_name};
+use crate::core::analysis::redis::RedisSignals;
+use crate::core::api::{RedisSettings, RedisTopology, canary_name};
 use crate::core::deployments::{hpa_for, target_view};
 use crate::core::plan::{PlanInput, Replicas, ReplicasSource, render_text, report};
 use crate::tools::plan_files::{PlanArgs as FilePlanArgs, run_plan};
@@ -74,13 +75,25 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
         },
         current_connections_per_pod: view.as_ref().and_then(|v| v.connections_per_pod),
         max_clients: args.max_clients,
+        redis_nodes: &[],
     };
-    if input.max_clients.is_none()
-        && let Some(redis) = spec.redis.as_ref().filter(|r| r.max_clients.is_none())
-    {
-        let (max_clients, note) = ask_max_clients(kube, redis).await;
-        input.max_clients = max_clients;
-        notes.push(note);
+    // The server (or every cluster node, or the master the sentinels name) is asked unless
+    // both the flag and the spec say its maxclients; a cluster's nodes are asked regardless.
+    let cluster = spec.redis.as_ref().is_some_and(|r| r.topology == RedisTopology::Cluster);
+    let signals = match spec.redis.as_ref() {
+        Some(redis) if cluster || input.max_clients.is_none() && redis.max_clients.is_none() => {
+            let (signals, note) = ask_redis(kube, redis).await;
+            notes.push(note);
+            signals
+        }
+        _ => None,
+    };
+    if let Some(s) = &signals {
+        // Each node has its own maxclients; `--max-clients` stands for all of them.
+        match cluster {
+            true => input.redis_nodes = &s.nodes,
+            false => input.max_clients = input.max_clients.or(s.max_clients),
+        }
     }
 
     let report = report(&policy, &input).map_err(|e| Error::Input(e.to_string()))?;
@@ -111,13 +124,21 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
     Ok(if report.plan.budget.ok { 0 } else { exit::OVER_BUDGET })
 }
 
-/// `maxclients` from the Redis server itself (with the policy's password and TLS settings), and
-/// what to say of it.
-async fn ask_max_clients(kube: &Kube, redis: &RedisSettings) -> (Option<i64>, String) {
+/// What the Redis server itself says (with the policy's password and TLS settings): its
+/// `maxclients`, and a cluster's nodes that hold pools, with what to say of it.
+async fn ask_redis(kube: &Kube, redis: &RedisSettings) -> (Option<RedisSignals>, String) {
     let ask = crate::providers::redis_signals(&kube.client, &kube.namespace, redis);
-    match tokio::time::timeout(Duration::from_secs(5), ask).await {
+    match tokio::time::timeout(Duration::from_secs(10), ask).await {
+        Ok(Ok(s)) if !s.nodes.is_empty() => {
+            let note = format!("{} cluster nodes that hold pools asked through {}", s.nodes.len(), redis.address);
+            (Some(s), note)
+        }
         Ok(Ok(s)) if s.max_clients.is_some() => {
-            (s.max_clients, format!("maxclients {} read from {}", s.max_clients.unwrap_or_default(), redis.address))
+            let note = match &s.max_clients_note {
+                Some(n) => format!("maxclients {} ({n})", s.max_clients.unwrap_or_default()),
+                None => format!("maxclients {} read from {}", s.max_clients.unwrap_or_default(), redis.address),
+            };
+            (Some(s), note)
         }
         Ok(Ok(_)) => (None, format!("{} does not say its maxclients; pass --max-clients", redis.address)),
         Ok(Err(e)) => (None, format!("maxclients unknown ({e}); pass --max-clients")),

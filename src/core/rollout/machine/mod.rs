@@ -19,6 +19,7 @@ use crate::core::api::{
 };
 use crate::core::api::{RolloutVerdict, VerdictResult, WorkerPool};
 use crate::core::durations::{durations, human, step_pause};
+use crate::core::node_budget;
 use crate::core::promotion::{self, Clearance};
 use crate::core::shared_budget::{self, Shared};
 use crate::core::sizing::{Budget, Split, actual_weight, beside, split};
@@ -64,8 +65,8 @@ pub fn decide(input: &Input) -> Decision {
     // A policy in Conflict or Invalid accounts for nothing: the pods it sees are not its own.
     let accounts = !matches!(m.status.phase, Phase::Conflict | Phase::Invalid);
     m.status.redis_connections = input.spec.redis.as_ref().filter(|_| accounts).map(|_| RedisConnections {
-        steady: own_steady(input),
-        peak: m.status.phase.is_active().then_some(input.desired.plan.budget.peak_connections),
+        steady: on_each_node(input, own_steady(input)),
+        peak: m.status.phase.is_active().then(|| on_each_node(input, input.desired.plan.budget.peak_connections)),
     });
     set_conditions(&mut m.status, input, &m.budget);
     Decision { status: m.status, actions: m.actions, action_consumed: m.consumed, released: m.released }
@@ -76,29 +77,55 @@ pub fn decide(input: &Input) -> Decision {
 /// does not stop one in flight: the gates see the outage instead.
 pub fn effective_budget(input: &Input) -> Budget {
     let b = &input.desired.plan.budget;
-    let pinned = input.spec.redis.as_ref().is_some_and(|r| r.max_clients.is_some());
-    let own = match &input.observed.redis {
-        // Every cluster node holds every pool: the node with the least room decides, named.
-        Some(Ok(signals)) if !pinned || !signals.nodes.is_empty() => {
-            let node = crate::core::analysis::redis::tightest(&signals.nodes).map(|n| n.node.label());
-            Budget::check(b.peak_connections, signals.max_clients, b.utilization).on_node(node)
-        }
-        Some(Err(e)) if !pinned && !input.status.phase.is_active() => return b.clone().unknown(e.to_string()),
-        _ => b.clone(),
-    };
+    let Some(redis) = input.spec.redis.as_ref() else { return b.clone() };
+    let pinned = redis.max_clients;
     // A rollout in flight keeps the budget it started on: its own canary pods are among the
     // server's connected clients by now, and counting them again on top of its peak would
     // abort a healthy rollout.
-    if input.status.phase.is_active() {
+    let active = input.status.phase.is_active();
+    let signals = match &input.observed.redis {
+        // Every cluster node that holds pools has a budget of its own: each must fit.
+        Some(Ok(s)) if !s.nodes.is_empty() => {
+            let ask = node_budget::Ask {
+                peak: b.peak_connections,
+                steady: own_steady(input),
+                pools: redis.cluster_pools.unwrap_or_default(),
+                pinned,
+                utilization: b.utilization,
+            };
+            return node_budget::per_node(&ask, &input.observed.peers, &s.nodes, active);
+        }
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) if pinned.is_none() && !active => return b.clone().unknown(e.to_string()),
+        _ => None,
+    };
+    let max_clients = pinned.or(signals.and_then(|s| s.max_clients)).or(b.max_clients);
+    let own = Budget::check(b.peak_connections, max_clients, b.utilization);
+    if active {
         return own;
     }
+    // A server that answers but does not say its maxclients cannot be promised anything.
+    if let Some(s) = signals.filter(|_| max_clients.is_none()) {
+        let why =
+            s.max_clients_note.clone().unwrap_or_else(|| format!("{} does not say its maxclients", redis.address));
+        return own.unknown(why);
+    }
     // The server is shared: its budget holds this peak and what the others need at the same time.
-    let shared = Shared {
-        peers: input.observed.peers.clone(),
-        connected_clients: input.observed.redis.as_ref().and_then(|r| r.as_ref().ok()).map(|s| s.connected_clients),
-    };
+    let shared =
+        Shared { peers: input.observed.peers.clone(), connected_clients: signals.map(|s| s.connected_clients) };
     let demand = shared_budget::demand(own.peak_connections, own_steady(input), &shared);
     own.shared(demand)
+}
+
+/// What this policy puts on each node that holds its pools (the whole, unless a cluster
+/// client spreads one pool over the nodes): what other policies on the server count for it.
+fn on_each_node(input: &Input, total: i64) -> i64 {
+    let pools = input.spec.redis.as_ref().and_then(|r| r.cluster_pools).unwrap_or_default();
+    let nodes = match &input.observed.redis {
+        Some(Ok(s)) => s.nodes.len(),
+        _ => 0,
+    };
+    node_budget::on_each_node(total, pools, nodes)
 }
 
 /// Advice for the configuration the policy asks for, from what the analyses saw of it.
