@@ -4,6 +4,7 @@
 //! `GET /health/redis` and Prometheus text at `GET /metrics`. The numbers are the pools' own.
 
 mod config;
+mod pools;
 mod stats;
 
 use std::sync::Arc;
@@ -14,10 +15,11 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use deadpool_redis::{Pool, PoolError};
+use deadpool_redis::PoolError;
 use serde::Deserialize;
 
 use config::Config;
+use pools::{Conn, Pool};
 use stats::Stats;
 
 struct Worker {
@@ -40,7 +42,15 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let workers = (0..config.workers).map(|i| Worker { pool: build_pool(&config, i) }).collect();
+    let workers: Result<Vec<Worker>, String> =
+        (0..config.workers).map(|i| Ok(Worker { pool: Pool::build(&config, i)? })).collect();
+    let workers = match workers {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("pool-app: {e}");
+            std::process::exit(2);
+        }
+    };
     let app = Arc::new(App { workers, next: AtomicUsize::new(0), stats: Stats::default(), config });
     for i in 0..app.workers.len() {
         tokio::spawn(health_check(app.clone(), i));
@@ -57,12 +67,13 @@ async fn main() {
         std::process::exit(1)
     });
     eprintln!(
-        "pool-app [{}] on {}: {} workers x {} connections, redis {}",
+        "pool-app [{}] on {}: {} workers x {} connections, redis {} ({:?})",
         app.config.environment,
         app.config.listen,
         app.config.workers,
         app.config.max_connections,
-        app.config.redis_address
+        app.config.redis_address,
+        app.config.topology
     );
     axum::serve(listener, router).with_graceful_shutdown(shutdown()).await.expect("serve");
 }
@@ -73,40 +84,6 @@ async fn shutdown() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-}
-
-/// One pool per worker, of exactly the configured size, naming its connections.
-fn build_pool(c: &Config, worker: usize) -> Pool {
-    let info = {
-        use redis::IntoConnectionInfo as _;
-        redis::ConnectionAddr::Tcp(c.redis_host.clone(), c.redis_port).into_connection_info().expect("redis address")
-    };
-    let conn_config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(c.connect_timeout))
-        .set_response_timeout(Some(c.socket_timeout));
-    let manager = deadpool_redis::Manager::new_with_config(info, conn_config).expect("redis address");
-    let name = format!("pool-app:{}:w{worker}", c.pod_name);
-    Pool::builder(manager)
-        .max_size(c.max_connections)
-        .wait_timeout(Some(c.checkout_timeout))
-        .create_timeout(Some(c.connect_timeout))
-        .recycle_timeout(Some(c.socket_timeout))
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .post_create(deadpool_redis::Hook::async_fn(move |conn, _| {
-            let name = name.clone();
-            Box::pin(async move {
-                // So that CLIENT LIST attributes every connection to its pod and worker.
-                let _: () = redis::cmd("CLIENT")
-                    .arg("SETNAME")
-                    .arg(&name)
-                    .query_async(conn)
-                    .await
-                    .map_err(deadpool_redis::HookError::Backend)?;
-                Ok(())
-            })
-        }))
-        .build()
-        .expect("pool")
 }
 
 /// Checks a pooled connection every interval; a failure counts as a Redis connection error.
@@ -147,7 +124,7 @@ impl App {
     async fn with_connection<T, F>(&self, op: F) -> Result<T, Failure>
     where
         F: for<'c> Fn(
-            &'c mut deadpool_redis::Connection,
+            &'c mut Conn,
         )
             -> std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<T>> + Send + 'c>>,
     {

@@ -27,8 +27,18 @@ fn wait_port(port: u16) {
 }
 
 fn redis(port: u16) -> Proc {
+    redis_with(port, &[])
+}
+
+/// A redis-server on loopback with more arguments, working in a directory of its own.
+fn redis_with(port: u16, args: &[&str]) -> Proc {
+    let dir = std::env::temp_dir().join(format!("pool-app-redis-{port}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let p = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .args(args)
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is installed (.ci/run installs it)");
@@ -36,11 +46,29 @@ fn redis(port: u16) -> Proc {
     Proc(p)
 }
 
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `check` holds, naming `what` on timeout.
+fn wait_for(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn app(redis_port: u16, env: &[(&str, &str)]) -> (Proc, String) {
+    app_at(&format!("127.0.0.1:{redis_port}"), env)
+}
+
+fn app_at(redis_address: &str, env: &[(&str, &str)]) -> (Proc, String) {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pool-app"));
     cmd.env_clear()
-        .env("REDIS_ADDRESS", format!("127.0.0.1:{redis_port}"))
+        .env("REDIS_ADDRESS", redis_address)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("POD_NAME", "test-pod")
         .stderr(Stdio::null());
@@ -57,8 +85,7 @@ async fn health(base: &str) -> serde_json::Value {
 }
 
 fn client_names(redis_port: u16) -> Vec<String> {
-    let out = Command::new("redis-cli").args(["-p", &redis_port.to_string(), "client", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
+    cli(redis_port, &["client", "list"])
         .lines()
         .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("name=")).map(String::from))
         .filter(|n| n.starts_with("pool-app"))
@@ -168,4 +195,115 @@ fn a_broken_env_is_refused_with_the_variable_named() {
     let out = Command::new(env!("CARGO_BIN_EXE_pool-app")).env_clear().env("WORKERS", "four").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("WORKERS=\"four\" is not a valid number"));
+    let out = Command::new(env!("CARGO_BIN_EXE_pool-app"))
+        .env_clear()
+        .env("REDIS_TOPOLOGY", "sentinel")
+        .env("REDIS_ADDRESS", "127.0.0.1:26379")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REDIS_TOPOLOGY=sentinel needs REDIS_SENTINEL_MASTER"));
+}
+
+/// Sends `n` requests to `/work` at once (each holding its connection), and waits for them.
+async fn hold_all(base: &str, n: usize) -> Vec<u16> {
+    let client = reqwest::Client::new();
+    let work: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("{base}/work"));
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for w in work {
+        codes.push(w.await.unwrap());
+    }
+    codes
+}
+
+/// In cluster mode every pooled connection links to every node: each node holds the whole pool
+/// (workers x connections), which is what the operator budgets per node.
+#[tokio::test]
+async fn in_cluster_mode_every_node_holds_the_whole_pool() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let _nodes: Vec<Proc> =
+        ports.iter().map(|p| redis_with(*p, &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])).collect();
+    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+    wait_for("cluster_state:ok on every node", || {
+        ports.iter().all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
+    });
+    let env = [
+        ("REDIS_TOPOLOGY", "cluster"),
+        ("WORKERS", "2"),
+        ("REDIS_POOL_MAX_CONNECTIONS", "2"),
+        ("REDIS_HOLD_MS", "400"),
+        ("POOL_CHECKOUT_TIMEOUT_MS", "2000"),
+    ];
+    // One seed is enough: the other nodes are found through the cluster.
+    let (_app, base) = app_at(&addresses[0], &env);
+    let codes = hold_all(&base, 8).await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    for port in &ports {
+        let mut names = client_names(*port);
+        names.sort();
+        assert_eq!(
+            names,
+            ["pool-app:test-pod:w0", "pool-app:test-pod:w0", "pool-app:test-pod:w1", "pool-app:test-pod:w1"],
+            "CLIENT LIST on node {port}: a pool per node"
+        );
+    }
+    let h = health(&base).await;
+    assert_eq!(h["pool"]["max_connections"], 4, "the contract counts the pool, not the links: {h}");
+}
+
+/// In sentinel mode the pools land on the master the sentinels name.
+#[tokio::test]
+async fn in_sentinel_mode_the_pool_is_on_the_master() {
+    let (master, replica, sentinel) = (free_port(), free_port(), free_port());
+    let _master = redis_with(master, &[]);
+    let follow = master.to_string();
+    let _replica = redis_with(replica, &["--replicaof", "127.0.0.1", &follow]);
+    let dir = std::env::temp_dir().join(format!("pool-app-sentinel-{sentinel}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel}\nbind 127.0.0.1\ndir {}\nsentinel monitor cache 127.0.0.1 {master} 1\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let _sentinel = Proc(
+        Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel is installed (.ci/run installs it)"),
+    );
+    wait_port(sentinel);
+    let env = [
+        ("REDIS_TOPOLOGY", "sentinel"),
+        ("REDIS_SENTINEL_MASTER", "cache"),
+        ("WORKERS", "1"),
+        ("REDIS_POOL_MAX_CONNECTIONS", "2"),
+        ("REDIS_HOLD_MS", "300"),
+        ("POOL_CHECKOUT_TIMEOUT_MS", "2000"),
+    ];
+    let (_app, base) = app_at(&format!("127.0.0.1:{sentinel}"), &env);
+    let codes = hold_all(&base, 4).await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    assert_eq!(client_names(master), ["pool-app:test-pod:w0", "pool-app:test-pod:w0"], "on the master");
+    assert!(client_names(replica).is_empty(), "nothing on the replica");
+    // A name the sentinels do not monitor: every request fails, and is counted.
+    let (_app, base) =
+        app_at(&format!("127.0.0.1:{sentinel}"), &[("REDIS_TOPOLOGY", "sentinel"), ("REDIS_SENTINEL_MASTER", "nope")]);
+    assert_eq!(reqwest::get(format!("{base}/work")).await.unwrap().status(), 502);
 }
