@@ -210,3 +210,107 @@ async fn two_policies_on_different_seeds_of_one_cluster_share_its_budget() {
     );
     env.wait_phase("search", Phase::Succeeded, Duration::from_secs(150)).await;
 }
+
+/// Real pool-app pods (cluster mode) behind real load: every node holds a pool from every pod,
+/// each within the pod's configured size (CLIENT LIST on each node). redis-rs links every pooled
+/// connection to the replicas too, so the policy says `readFromReplicas: true` and the replicas
+/// are budgeted. A failover in the middle of the rollout is followed: the smallest node, a
+/// replica, is the one the budget binds on before and after it takes over its master, and the
+/// rollout completes on the real pools' health.
+#[tokio::test]
+async fn real_pods_hold_a_pool_on_every_node_and_a_failover_mid_rollout_is_followed() {
+    use k8s_openapi::api::core::v1::Pod;
+    // Three masters with room; their replicas have less, and one of them least of all.
+    let cluster = RedisCluster::start_with_replicas(&["10000", "10000", "10000", "5000", "5000", "5000"], 1);
+    let old = cluster.node_with_role("master", None);
+    let promoted = cluster.node_with_role("slave", Some(old));
+    promoted.cli(&["CONFIG", "SET", "maxclients", "4000"]);
+    let smallest = promoted.address();
+    let seed = cluster.nodes[0].address();
+    let env = Env::with_target_env(
+        "poolnodes",
+        4,
+        &[("REDIS_TOPOLOGY", "cluster"), ("REDIS_ADDRESS", &seed), ("REDIS_HOLD_MS", "20")],
+    )
+    .await;
+    let workload = Workload::start(&env.ns.name, 80, 300);
+    let mut p = policy("auth-api");
+    p["spec"]["tiers"] =
+        serde_json::json!([{"name": "production", "workers": 2, "connectionsPerWorker": 3, "replicas": 4}]);
+    p["spec"]["redis"] = serde_json::json!({"address": seed, "topology": "Cluster", "readFromReplicas": true});
+    p["spec"]["rollout"]["steps"] = serde_json::json!([{"weight": 25, "pause": "6s"}, {"weight": 50, "pause": "3s"}, {"weight": 100, "pause": "3s"}]);
+    env.apply(p).await;
+    let logs = workload.log_dir.display().to_string();
+    let binds_on = |role: &'static str| {
+        let label = format!("cluster node {smallest} ({role}");
+        move |s: &redis_pool_operator::core::api::RedisPoolPolicyStatus| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "RedisReachable"
+                    && c.message.contains(&label)
+                    && c.message.contains("of the 6 that hold pools")
+            })
+        }
+    };
+    let first = binds_on("replica");
+    env.wait_status(
+        "auth-api",
+        &format!("the first step to run (workload logs in {logs})"),
+        Duration::from_secs(90),
+        |s| s.step == Some(0) && s.step_started_at.is_some() && first(s),
+    )
+    .await;
+
+    // Mid-rollout, the smallest replica takes over its master (a coordinated CLUSTER FAILOVER).
+    assert_eq!(promoted.cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
+    wait_until("the replica to take over", Duration::from_secs(30), || async {
+        promoted.cli(&["INFO", "replication"]).contains("role:master").then_some(())
+    })
+    .await;
+    let followed = env
+        .wait_status(
+            "auth-api",
+            "the budget to see the replica as a master",
+            Duration::from_secs(60),
+            binds_on("master"),
+        )
+        .await;
+    let reachable = followed.conditions.iter().find(|c| c.type_ == "RedisReachable").unwrap();
+    eprintln!("after the failover: {}", reachable.message);
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(180)).await;
+
+    // Every pod of the promoted fleet holds a pool on every node, each within 2 x 3 connections.
+    let pods: Vec<String> = env
+        .ns
+        .api::<Pod>()
+        .list(&kube::api::ListParams::default().labels("app=auth-api"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(pods.len(), 4, "{pods:?}");
+    for node in &cluster.nodes {
+        let names = wait_until(
+            &format!("a pool from every pod on node {} (workload logs in {logs})", node.address()),
+            Duration::from_secs(30),
+            || async {
+                let names: Vec<String> = node
+                    .cli(&["CLIENT", "LIST"])
+                    .lines()
+                    .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("name=pool-app:")).map(String::from))
+                    .collect();
+                pods.iter().all(|pod| names.iter().any(|n| n.starts_with(&format!("{pod}:")))).then_some(names)
+            },
+        )
+        .await;
+        for pod in &pods {
+            for worker in ["w0", "w1"] {
+                let held = names.iter().filter(|n| **n == format!("{pod}:{worker}")).count();
+                assert!(held <= 3, "{pod} {worker} holds {held} connections on {}: over its pool", node.address());
+            }
+        }
+        eprintln!("{}: {} pool-app connections from {} pods", node.address(), names.len(), pods.len());
+    }
+}

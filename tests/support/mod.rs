@@ -310,7 +310,14 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// Masters only, each with its `maxclients`.
     pub fn start(max_clients: &[&str]) -> Self {
+        Self::start_with_replicas(max_clients, 0)
+    }
+
+    /// `max_clients.len()` nodes, `replicas` of each master among them (`redis-cli` picks which:
+    /// the first nodes are the masters).
+    pub fn start_with_replicas(max_clients: &[&str], replicas: usize) -> Self {
         let nodes: Vec<RedisServer> = max_clients
             .iter()
             .map(|m| {
@@ -322,7 +329,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli is installed (.ci/run installs it)");
         assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
@@ -333,6 +340,21 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(200));
         }
         cluster
+    }
+}
+
+impl RedisCluster {
+    /// The node whose `INFO replication` says `role:<role>` and, for a replica, that follows
+    /// `master` (any master when None).
+    pub fn node_with_role(&self, role: &str, master: Option<&RedisServer>) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| {
+                let info = n.cli(&["INFO", "replication"]);
+                info.contains(&format!("role:{role}"))
+                    && master.is_none_or(|m| info.contains(&format!("master_port:{}", m.port)))
+            })
+            .unwrap_or_else(|| panic!("no {role} node in the cluster"))
     }
 }
 
@@ -686,4 +708,70 @@ pub async fn plugin(ns: &str, args: &[&str]) -> std::process::Output {
 /// What a command printed on stdout.
 pub fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Real pool-app processes on the pods' loopback IPs (pod-supervisor) and load spread over the
+/// ready ones (loadgen): the workspace's own tools, built by `cargo build --workspace`. Both stop
+/// when dropped, when the test process ends, and by their own time limit.
+pub struct Workload {
+    children: Vec<Child>,
+    pub log_dir: PathBuf,
+}
+
+impl Workload {
+    pub fn start(ns: &str, rate: u32, seconds: u64) -> Workload {
+        let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+        for tool in ["pool-app", "pod-supervisor", "loadgen"] {
+            assert!(
+                bin.join(tool).exists(),
+                "{} is missing: build the workspace first (cargo build --workspace --bins, as hack/test does)",
+                bin.join(tool).display()
+            );
+        }
+        let log_dir = std::env::temp_dir().join(format!("rpo-workload-{ns}"));
+        std::fs::create_dir_all(log_dir.join("pods")).unwrap();
+        let common = |tool: &str| {
+            let mut cmd = Command::new(bin.join(tool));
+            cmd.arg("--kubeconfig")
+                .arg(&cluster().kubeconfig)
+                .args(["--namespace", ns, "--selector", "app=auth-api"])
+                .args(["--watch-pid", &std::process::id().to_string()]);
+            cmd
+        };
+        let log = |name: &str| std::fs::File::create(log_dir.join(name)).unwrap();
+        let supervisor = common("pod-supervisor")
+            .arg("--app")
+            .arg(bin.join("pool-app"))
+            .arg("--log-dir")
+            .arg(log_dir.join("pods"))
+            .args(["--max-seconds", &seconds.to_string()])
+            .stdout(log("supervisor.log"))
+            .stderr(log("supervisor.err"))
+            .spawn()
+            .expect("pod-supervisor");
+        let load = common("loadgen")
+            .args(["--rate", &rate.to_string(), "--duration", &seconds.to_string(), "--report-every", "5"])
+            .stdout(log("load.log"))
+            .stderr(log("load.err"))
+            .spawn()
+            .expect("loadgen");
+        Workload { children: vec![supervisor, load], log_dir }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            // SIGTERM first: pod-supervisor stops its pool-app children on the way out.
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        }
+        for c in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

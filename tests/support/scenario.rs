@@ -24,8 +24,13 @@ pub struct Env {
 
 impl Env {
     pub async fn new(prefix: &str, replicas: i32) -> Env {
+        Env::with_target_env(prefix, replicas, &[]).await
+    }
+
+    /// With more env vars in the target's container (how its pods reach Redis, say).
+    pub async fn with_target_env(prefix: &str, replicas: i32, env: &[(&str, &str)]) -> Env {
         let ns = TestNamespace::new(prefix).await;
-        create_target(&ns, replicas).await;
+        create_target_with(&ns, replicas, env).await;
         let operator = Operator::start(&cluster().kubeconfig, &ns.name);
         Env { ns, operator, started: Instant::now() }
     }
@@ -123,7 +128,11 @@ impl Env {
 }
 
 pub async fn create_target(ns: &TestNamespace, replicas: i32) {
-    let deploy: Deployment = serde_json::from_value(serde_json::json!({
+    create_target_with(ns, replicas, &[]).await
+}
+
+pub async fn create_target_with(ns: &TestNamespace, replicas: i32, env: &[(&str, &str)]) {
+    let mut deploy = serde_json::json!({
         "metadata": {"name": TARGET, "labels": {"app": TARGET}},
         "spec": {
             "replicas": replicas,
@@ -139,8 +148,10 @@ pub async fn create_target(ns: &TestNamespace, replicas: i32) {
                 ]}]}
             }
         }
-    }))
-    .unwrap();
+    });
+    let vars = deploy["spec"]["template"]["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+    vars.extend(env.iter().map(|(name, value)| serde_json::json!({"name": name, "value": value})));
+    let deploy: Deployment = serde_json::from_value(deploy).unwrap();
     ns.api::<Deployment>().create(&PostParams::default(), &deploy).await.unwrap();
     let api: Api<Deployment> = ns.api();
     wait_until("the target Deployment to be available", Duration::from_secs(60), || {

@@ -240,8 +240,8 @@ pub struct RedisSettings {
     /// against its own `maxclients`: the budget must hold on every one.
     #[serde(default)]
     pub topology: RedisTopology,
-    /// The application reads from replicas too (cluster clients with replica reads): replicas
-    /// then hold pools and are budgeted like masters.
+    /// Replicas hold pools too, and are budgeted like masters: clients that read from replicas,
+    /// and clients that link to every node whatever they read (redis-rs's cluster client does).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_from_replicas: bool,
     /// With `topology: Cluster`: how the application's pool maps to the nodes. `PerNode` (the
