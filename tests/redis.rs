@@ -349,3 +349,33 @@ async fn the_probe_keeps_its_connection_through_a_storm() {
     assert!(storm.connected_clients >= 8, "{} clients connected", storm.connected_clients);
     drop(held);
 }
+
+/// A Redis Cluster that speaks TLS only (the bus too), with an ACL user that may not run CONFIG:
+/// the probe reaches every node on the TLS port the cluster announces, as that user, reads each
+/// node's maxclients from INFO, and names the node the budget binds on; with room, it promotes.
+#[tokio::test]
+async fn a_tls_acl_cluster_is_checked_on_every_node() {
+    let pki = Pki::new();
+    let cluster = RedisCluster::start_tls(&pki, &["10000", "10000", "1000"], &[("user", ACL_USER)]);
+    let small = cluster.nodes[2].address();
+    let env = Env::new("tls-cluster", 10).await;
+    material(&env, &pki).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["redis"] = tls_redis(&cluster.nodes[0].address());
+    p["spec"]["redis"]["topology"] = serde_json::json!("Cluster");
+    env.apply(p).await;
+    let status = env.wait_phase("auth-api", Phase::Blocked, Duration::from_secs(60)).await;
+    let budget = status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
+    assert!(
+        budget.message.contains(&format!("on cluster node {small} (master"))
+            && budget.message.contains("1000 maxclients"),
+        "the small node is named over TLS: {}",
+        budget.message
+    );
+    let (state, message) = redis_condition(&status).unwrap();
+    assert_eq!(state, "True", "{message}");
+    assert!(message.contains("least room of the 3 that hold pools"), "{message}");
+    cluster.nodes[2].cli(&["CONFIG", "SET", "maxclients", "10000"]);
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+}

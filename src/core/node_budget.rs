@@ -80,7 +80,7 @@ pub fn per_node(ask: &Ask, peers: &[Peer], nodes: &[NodeSignals], alone: bool) -
         .iter()
         .map(|(b, n)| NodeBudget {
             address: n.node.address.clone(),
-            id: n.node.id.chars().take(8).collect(),
+            id: n.node.id_start(),
             role: if n.node.master { "master" } else { "replica" }.into(),
             max_clients: b.max_clients,
             limit: b.limit,

@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::core::analysis::redis::{
     NodeSignals, RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, cluster_nodes, config_denied,
-    explain_reply, info_field, max_clients, pool_nodes, redact, tightest,
+    explain_reply, info_field, max_clients, pool_nodes, redact, serving_masters, tightest,
 };
 
 /// Asks the server, within `timeout`. Errors name the address and the reason, never the password.
@@ -46,6 +46,7 @@ pub async fn probe_cluster(
     let reply = cluster_nodes_reply(seed, timeout).await?;
     let all = cluster_nodes(&reply);
     remember_cluster(&seed.address, &all);
+    let masters = serving_masters(&all);
     let nodes = pool_nodes(all, read_from_replicas);
     if nodes.is_empty() {
         return Err(RedisFault::Unavailable(format!(
@@ -85,7 +86,7 @@ pub async fn probe_cluster(
         connected_clients: tight.connected_clients,
         rejected_connections: signals.iter().map(|n| n.rejected_connections).sum(),
         ping: first.ping,
-        identity: first.identity,
+        identity: first.identity.map(|i| ServerIdentity { cluster_masters: masters, ..i }),
         nodes: signals,
     })
 }

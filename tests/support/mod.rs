@@ -318,14 +318,39 @@ impl RedisCluster {
     /// `max_clients.len()` nodes, `replicas` of each master among them (`redis-cli` picks which:
     /// the first nodes are the masters).
     pub fn start_with_replicas(max_clients: &[&str], replicas: usize) -> Self {
-        let nodes: Vec<RedisServer> = max_clients
+        let nodes = max_clients
             .iter()
             .map(|m| {
                 RedisServer::start(&[("cluster-enabled", "yes"), ("maxclients", m), ("cluster-node-timeout", "2000")])
             })
             .collect();
+        Self::create(nodes, replicas)
+    }
+
+    /// Masters that speak TLS only, on the cluster bus too (`tls-cluster yes`): CLUSTER NODES
+    /// over TLS announces their TLS ports. `config` is added to every node (an ACL user, say).
+    pub fn start_tls(pki: &Pki, max_clients: &[&str], config: &[(&str, &str)]) -> Self {
+        let nodes = max_clients
+            .iter()
+            .map(|m| {
+                let mut all = vec![
+                    ("cluster-enabled", "yes"),
+                    ("maxclients", *m),
+                    ("cluster-node-timeout", "2000"),
+                    ("tls-cluster", "yes"),
+                    ("tls-replication", "yes"),
+                ];
+                all.extend_from_slice(config);
+                RedisServer::start_tls(pki, &all)
+            })
+            .collect();
+        Self::create(nodes, 0)
+    }
+
+    fn create(nodes: Vec<RedisServer>, replicas: usize) -> Self {
         let addresses: Vec<String> = nodes.iter().map(RedisServer::address).collect();
         let out = Command::new("redis-cli")
+            .args(nodes[0].tls_flags())
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -359,9 +384,19 @@ impl RedisCluster {
 }
 
 impl RedisServer {
+    /// What `redis-cli` needs to speak to this server: TLS with its CA, when it speaks TLS.
+    fn tls_flags(&self) -> Vec<String> {
+        let ca = self.args.iter().position(|a| a == "--tls-ca-cert-file").and_then(|i| self.args.get(i + 1));
+        match ca {
+            Some(ca) => vec!["--tls".into(), "--cacert".into(), ca.clone()],
+            None => Vec::new(),
+        }
+    }
+
     /// `redis-cli` against this server; its output.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
+            .args(self.tls_flags())
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
             .output()

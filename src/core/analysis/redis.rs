@@ -41,11 +41,19 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
-    /// How people read a node: its address and the start of its id.
+    /// How people read a node: its address, its role and the start of its id.
     pub fn label(&self) -> String {
         let role = if self.master { "master" } else { "replica" };
-        let id: String = self.id.chars().take(8).collect();
-        format!("{} ({role} {id})", self.address)
+        format!("{} ({role} {})", self.address, self.id_start())
+    }
+
+    /// Its address and the start of its id.
+    pub fn short(&self) -> String {
+        format!("{} ({})", self.address, self.id_start())
+    }
+
+    pub fn id_start(&self) -> String {
+        self.id.chars().take(8).collect()
     }
 }
 
@@ -69,6 +77,13 @@ pub fn cluster_nodes(reply: &str) -> Vec<ClusterNode> {
             })
         })
         .collect()
+}
+
+/// How a cluster's serving masters read in a [`ServerIdentity`]: `address (id)`, sorted.
+pub fn serving_masters(nodes: &[ClusterNode]) -> Vec<String> {
+    let mut masters: Vec<String> = nodes.iter().filter(|n| n.master && !n.failed).map(ClusterNode::short).collect();
+    masters.sort();
+    masters
 }
 
 /// The nodes that hold the application's pools: every serving master, and the replicas when
@@ -102,6 +117,9 @@ pub struct ServerIdentity {
     /// The address it was reached at (set by the probe): a Sentinel failover moves the master,
     /// and the pools with it, to another one.
     pub address: String,
+    /// A Redis Cluster's serving masters, `address (id)`, sorted (set by the probe; empty for
+    /// one server): a failover or a reshard anywhere in the cluster changes them.
+    pub cluster_masters: Vec<String>,
 }
 
 impl ServerIdentity {
@@ -122,6 +140,7 @@ impl ServerIdentity {
             master: master.filter(|_| role == "replica"),
             loading: info_field(info, "loading") == Some(1),
             address: String::new(),
+            cluster_masters: Vec::new(),
         })
     }
 }
@@ -142,6 +161,8 @@ pub enum RedisChange {
     LinkDown { master: String },
     #[error("the Redis server is loading its dataset")]
     Loading,
+    #[error("the Redis Cluster's masters changed (a failover or a reshard): {before} are now {now}")]
+    ClusterChanged { before: String, now: String },
 }
 
 /// How the server changed since the probe before (`before`), or what it is going through now.
@@ -158,6 +179,12 @@ pub fn redis_change(before: Option<&ServerIdentity>, now: &ServerIdentity) -> Op
         }
         if b.replid != now.replid {
             return Some(RedisChange::Failover { before: b.replid.clone(), now: now.replid.clone() });
+        }
+        if !b.cluster_masters.is_empty() && b.cluster_masters != now.cluster_masters {
+            return Some(RedisChange::ClusterChanged {
+                before: b.cluster_masters.join(", "),
+                now: now.cluster_masters.join(", "),
+            });
         }
     }
     if now.loading {
@@ -430,6 +457,17 @@ mod tests {
         );
         let loading = ServerIdentity { loading: true, ..master.clone() };
         assert_eq!(redis_change(Some(&master), &loading), Some(RedisChange::Loading));
+        let cluster = |masters: &[&str]| ServerIdentity {
+            cluster_masters: masters.iter().map(|m| m.to_string()).collect(),
+            ..master.clone()
+        };
+        let (before, after) = (cluster(&["a:1 (aaaa)", "b:2 (bbbb)"]), cluster(&["a:1 (aaaa)", "c:3 (cccc)"]));
+        assert_eq!(
+            redis_change(Some(&before), &after).unwrap().to_string(),
+            "the Redis Cluster's masters changed (a failover or a reshard): a:1 (aaaa), b:2 (bbbb) are now a:1 (aaaa), c:3 (cccc)"
+        );
+        assert_eq!(redis_change(Some(&after), &after), None);
+        assert_eq!(redis_change(Some(&master), &after), None, "a first look at the cluster sees nothing change");
         let cut_off = ServerIdentity { master_link_up: Some(false), ..ServerIdentity::from_info(REPLICA).unwrap() };
         assert_eq!(
             redis_change(None, &cut_off).unwrap().to_string(),
