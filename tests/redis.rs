@@ -368,8 +368,7 @@ async fn a_tls_acl_cluster_is_checked_on_every_node() {
     let status = env.wait_phase("auth-api", Phase::Blocked, Duration::from_secs(60)).await;
     let budget = status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
     assert!(
-        budget.message.contains(&format!("on cluster node {small} (master"))
-            && budget.message.contains("1000 maxclients"),
+        budget.message.contains(&format!("on node {small} (master")) && budget.message.contains("1000 maxclients"),
         "the small node is named over TLS: {}",
         budget.message
     );

@@ -28,8 +28,7 @@ async fn every_cluster_node_must_fit_and_the_tightest_is_named() {
     let budget = status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
     assert_eq!(budget.status, "False", "{budget:?}");
     assert!(
-        budget.message.contains(&format!("on cluster node {small} (master"))
-            && budget.message.contains("1000 maxclients"),
+        budget.message.contains(&format!("on node {small} (master")) && budget.message.contains("1000 maxclients"),
         "the small node is named with its numbers: {}",
         budget.message
     );
@@ -118,6 +117,43 @@ async fn with_sentinel_the_budget_follows_the_master() {
     let reachable = env.status("auth-api").await.conditions.into_iter().find(|c| c.type_ == "RedisReachable");
     let new_master = sentinel.replica.address();
     assert!(reachable.is_some_and(|c| c.message.contains(&format!("at {new_master}"))), "the new master is checked");
+}
+
+/// With `readFromReplicas`, the replicas the sentinels report hold pools too: each has a budget
+/// of its own, and a small replica blocks a rollout that fits the master, named as a replica;
+/// `plan NAME` shows both rows. With room on the replica, the rollout completes.
+#[tokio::test]
+async fn with_sentinel_and_replica_reads_every_replica_must_fit() {
+    let sentinel = SentinelSet::start_with(&[("maxclients", "10000")], &[("maxclients", "1000")]);
+    let env = Env::new("sentinel-reads", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["redis"] = serde_json::json!({
+        "address": sentinel.sentinel_address(0),
+        "topology": "Sentinel",
+        "readFromReplicas": true,
+        "sentinel": {"masterName": SentinelSet::NAME}
+    });
+    env.apply(p).await;
+    let status = env.wait_phase("auth-api", Phase::Blocked, Duration::from_secs(30)).await;
+    let replica = sentinel.replica.address();
+    let budget = status.conditions.iter().find(|c| c.type_ == "BudgetOk").unwrap();
+    assert!(
+        budget.message.contains(&format!("on node {replica} (replica")) && budget.message.contains("1000 maxclients"),
+        "{}",
+        budget.message
+    );
+    let o = plugin(&env.ns.name, &["plan", "auth-api"]).await;
+    let text = out(&o);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("127.0.0.1:")).collect();
+    assert_eq!(rows.len(), 2, "the master and its replica: {text}");
+    assert!(
+        rows.iter().any(|r| r.starts_with(&sentinel.master.address()) && r.contains(" master ") && r.ends_with("fits")),
+        "{text}"
+    );
+    assert!(rows.iter().any(|r| r.starts_with(&replica) && r.contains(" replica ") && r.ends_with("OVER")), "{text}");
+    sentinel.replica.cli(&["CONFIG", "SET", "maxclients", "10000"]);
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
 }
 
 /// A master name the sentinels do not monitor is refused, naming the field.

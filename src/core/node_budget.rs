@@ -1,4 +1,5 @@
-//! The budget on every node of a Redis Cluster. Cluster clients keep a pool per node (go-redis
+//! The budget on every node that holds pools: each node of a Redis Cluster (or a Sentinel master
+//! and the replicas the application reads from). Cluster clients keep a pool per node (go-redis
 //! `PoolSize`, Jedis, redis-py-cluster's `max_connections_per_node`), so every node that serves
 //! the application holds the whole fleet's pools, each against its own `maxclients`; a client
 //! that spreads one pool over the nodes puts an even share on each. A rollout fits only if it
@@ -96,10 +97,8 @@ pub fn per_node(ask: &Ask, peers: &[Peer], nodes: &[NodeSignals], alone: bool) -
         Some((b, n)) => {
             let mut b = b.clone().on_node(Some(n.node.label()));
             if b.max_clients.is_none() {
-                b = b.unknown(format!(
-                    "cluster node {} does not say its maxclients; set spec.redis.maxClients",
-                    n.node.label()
-                ));
+                b = b
+                    .unknown(format!("node {} does not say its maxclients; set spec.redis.maxClients", n.node.label()));
             }
             b.nodes = table;
             b
@@ -146,7 +145,7 @@ mod tests {
         let b = per_node(&ask(900, ClusterPools::PerNode), &[], &nodes, false);
         assert!(!b.ok, "900 + 10 others is over 800 on the small node");
         assert_eq!(b.node.as_deref(), Some("127.0.0.1:7001 (master 00000000)"));
-        assert!(b.explain().contains("on cluster node 127.0.0.1:7001"), "{}", b.explain());
+        assert!(b.explain().contains("on node 127.0.0.1:7001"), "{}", b.explain());
         assert!(b.explain().contains("1000 maxclients"), "{}", b.explain());
         assert_eq!(b.nodes.len(), 3);
         let verdicts: Vec<bool> = b.nodes.iter().map(|n| n.ok).collect();

@@ -205,7 +205,8 @@ pub struct Budget {
     /// their sum with this plan's own peak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<SharedUse>,
-    /// The Redis Cluster node the budget binds on (the least room), when there are several.
+    /// The node the budget binds on (the least room), when several hold pools (a cluster, or a
+    /// Sentinel master and the replicas the application reads from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// Every Redis Cluster node that holds pools, each with its own budget (see `node_budget`).
@@ -270,10 +271,10 @@ impl Budget {
         let over = self.nodes.iter().filter(|n| !n.ok).count();
         match &self.node {
             Some(node) if self.unchecked.is_none() && over > 1 => {
-                format!("on cluster node {node}, the tightest of {over} nodes over: {}", self.explain_one())
+                format!("on node {node}, the tightest of {over} nodes over: {}", self.explain_one())
             }
             Some(node) if self.unchecked.is_none() => {
-                format!("on cluster node {node}, the tightest: {}", self.explain_one())
+                format!("on node {node}, the tightest: {}", self.explain_one())
             }
             _ => self.explain_one(),
         }

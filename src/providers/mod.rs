@@ -189,7 +189,8 @@ pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) 
                     tls: target.tls.clone(),
                 })
                 .collect();
-            redis::probe_sentinel(&sentinels, &sentinel.master_name, &target, timeout).await?
+            redis::probe_sentinel(&sentinels, &sentinel.master_name, &target, timeout, settings.read_from_replicas)
+                .await?
         }
     };
     if let Some(m) = settings.max_clients {

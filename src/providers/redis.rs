@@ -13,8 +13,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::core::analysis::redis::{
-    NodeSignals, RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, cluster_nodes, config_denied,
-    explain_reply, info_field, max_clients, pool_nodes, redact, serving_masters, tightest,
+    ClusterNode, NodeSignals, RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, cluster_nodes,
+    config_denied, explain_reply, info_field, max_clients, pool_nodes, redact, sentinel_replicas, serving_masters,
+    tightest,
 };
 
 /// Asks the server, within `timeout`. Errors name the address and the reason, never the password.
@@ -54,26 +55,7 @@ pub async fn probe_cluster(
             seed.address
         )));
     }
-    let asked = nodes.into_iter().map(|node| async move {
-        let target = RedisTarget { address: node.address.clone(), ..seed.clone() };
-        (node, probe(&target, timeout).await)
-    });
-    let mut signals = Vec::new();
-    for (node, answer) in futures::future::join_all(asked).await {
-        match answer {
-            Ok(s) => signals.push(NodeSignals {
-                node,
-                max_clients: s.max_clients,
-                connected_clients: s.connected_clients,
-                rejected_connections: s.rejected_connections,
-            }),
-            // A node that cannot be asked cannot be promised a budget.
-            Err(RedisFault::MaxClients(m)) => return Err(RedisFault::MaxClients(m)),
-            Err(RedisFault::Unavailable(m)) => {
-                return Err(RedisFault::Unavailable(format!("cluster node {}: {m}", node.label())));
-            }
-        }
-    }
+    let signals = probe_nodes(nodes, seed, timeout, "cluster node").await?;
     let tight = tightest(&signals).expect("at least one node").clone();
     let note =
         format!("cluster node {} has the least room of the {} that hold pools", tight.node.label(), signals.len());
@@ -91,6 +73,36 @@ pub async fn probe_cluster(
     })
 }
 
+/// Asks each of `nodes` (with `like`'s credentials and TLS) for its clients. A node that cannot
+/// be asked cannot be promised a budget.
+async fn probe_nodes(
+    nodes: Vec<ClusterNode>,
+    like: &RedisTarget,
+    timeout: Duration,
+    kind: &str,
+) -> Result<Vec<NodeSignals>, RedisFault> {
+    let asked = nodes.into_iter().map(|node| async move {
+        let target = RedisTarget { address: node.address.clone(), ..like.clone() };
+        (node, probe(&target, timeout).await)
+    });
+    let mut signals = Vec::new();
+    for (node, answer) in futures::future::join_all(asked).await {
+        match answer {
+            Ok(s) => signals.push(NodeSignals {
+                node,
+                max_clients: s.max_clients,
+                connected_clients: s.connected_clients,
+                rejected_connections: s.rejected_connections,
+            }),
+            Err(RedisFault::MaxClients(m)) => return Err(RedisFault::MaxClients(m)),
+            Err(RedisFault::Unavailable(m)) => {
+                return Err(RedisFault::Unavailable(format!("{kind} {}: {m}", node.label())));
+            }
+        }
+    }
+    Ok(signals)
+}
+
 /// Asks the sentinels (in turn, until one answers) where the master of `master_name` is now,
 /// then asks that master (with `data`'s credentials and TLS). A name no sentinel knows is
 /// refused, naming the field.
@@ -99,6 +111,7 @@ pub async fn probe_sentinel(
     master_name: &str,
     data: &RedisTarget,
     timeout: Duration,
+    read_from_replicas: bool,
 ) -> Result<RedisSignals, RedisFault> {
     let mut why = Vec::new();
     for sentinel in sentinels {
@@ -116,6 +129,9 @@ pub async fn probe_sentinel(
                     Some(n) => format!("{note}; {n}"),
                     None => note,
                 });
+                if read_from_replicas {
+                    return with_replicas(signals, sentinel, master_name, &master, timeout).await;
+                }
                 return Ok(signals);
             }
             Ok(None) => {
@@ -129,6 +145,45 @@ pub async fn probe_sentinel(
         }
     }
     Err(RedisFault::Unavailable(format!("no sentinel answered: {}", why.join("; "))))
+}
+
+/// The master's signals with its replicas' (`SENTINEL REPLICAS`, those the sentinel sees up):
+/// the application reads from them, so each holds pools and has a budget of its own.
+async fn with_replicas(
+    master_signals: RedisSignals,
+    sentinel: &RedisTarget,
+    master_name: &str,
+    master: &RedisTarget,
+    timeout: Duration,
+) -> Result<RedisSignals, RedisFault> {
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("REPLICAS").arg(master_name);
+    let replies: Vec<HashMap<String, String>> = command(sentinel, cmd, timeout).await?;
+    let replicas = sentinel_replicas(&replies);
+    let id = master_signals.identity.as_ref().map_or(String::new(), |i| i.run_id.clone());
+    let master_node = ClusterNode { id, address: master.address.clone(), master: true, failed: false };
+    let replica_count = replicas.len();
+    let mut nodes = vec![NodeSignals {
+        node: master_node,
+        max_clients: master_signals.max_clients,
+        connected_clients: master_signals.connected_clients,
+        rejected_connections: master_signals.rejected_connections,
+    }];
+    nodes.extend(probe_nodes(replicas, master, timeout, "replica").await?);
+    let tight = tightest(&nodes).expect("the master at least").clone();
+    let note = format!(
+        "{}; {} has the least room of the master and its {replica_count} replicas",
+        master_signals.max_clients_note.clone().unwrap_or_default(),
+        tight.node.label()
+    );
+    Ok(RedisSignals {
+        max_clients: tight.max_clients,
+        max_clients_note: Some(note),
+        connected_clients: tight.connected_clients,
+        rejected_connections: nodes.iter().map(|n| n.rejected_connections).sum(),
+        nodes,
+        ..master_signals
+    })
 }
 
 /// Asks a proxy: only `PING` (twemproxy closes the connection on `INFO` and `CONFIG`). The
@@ -198,7 +253,7 @@ pub fn cluster_of(address: &str) -> Option<String> {
 }
 
 /// Remembers which cluster each of `nodes` belongs to.
-fn remember_cluster(seed: &str, nodes: &[crate::core::analysis::redis::ClusterNode]) {
+fn remember_cluster(seed: &str, nodes: &[ClusterNode]) {
     let Some(id) = nodes.iter().map(|n| n.id.as_str()).min() else { return };
     let mut clusters = CLUSTERS.lock().expect("cluster identities");
     for address in nodes.iter().map(|n| n.address.as_str()).chain([seed]) {

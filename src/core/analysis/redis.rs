@@ -86,6 +86,25 @@ pub fn serving_masters(nodes: &[ClusterNode]) -> Vec<String> {
     masters
 }
 
+/// The replicas a sentinel reports (`SENTINEL REPLICAS`, a map per replica) that serve: not
+/// down in its eyes (`s_down`, `o_down`) nor disconnected.
+pub fn sentinel_replicas(replies: &[std::collections::HashMap<String, String>]) -> Vec<ClusterNode> {
+    replies
+        .iter()
+        .filter_map(|r| {
+            let flags = r.get("flags").map_or("", String::as_str);
+            let down = flags.split(',').any(|f| matches!(f, "s_down" | "o_down" | "disconnected"));
+            let address = format!("{}:{}", r.get("ip")?, r.get("port")?);
+            (!down).then(|| ClusterNode {
+                id: r.get("runid").cloned().unwrap_or_default(),
+                address,
+                master: false,
+                failed: false,
+            })
+        })
+        .collect()
+}
+
 /// The nodes that hold the application's pools: every serving master, and the replicas when
 /// the application reads from them.
 pub fn pool_nodes(nodes: Vec<ClusterNode>, read_from_replicas: bool) -> Vec<ClusterNode> {
@@ -434,6 +453,21 @@ mod tests {
         assert_eq!((replica.role.as_str(), replica.master.as_deref()), ("replica", Some("127.0.0.1:6380")));
         assert_eq!(replica.master_link_up, Some(true));
         assert_eq!(ServerIdentity::from_info("# Clients\r\nconnected_clients:3\r\n"), None, "no run_id, no identity");
+    }
+
+    #[test]
+    fn a_sentinels_replicas_that_serve() {
+        let replica = |port: &str, flags: &str| {
+            [("ip", "127.0.0.1"), ("port", port), ("runid", "r1"), ("flags", flags)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let replies = [replica("1", "slave"), replica("2", "s_down,slave,disconnected"), replica("3", "slave")];
+        let nodes = sentinel_replicas(&replies);
+        let addresses: Vec<&str> = nodes.iter().map(|n| n.address.as_str()).collect();
+        assert_eq!(addresses, ["127.0.0.1:1", "127.0.0.1:3"]);
+        assert_eq!(nodes[0].label(), "127.0.0.1:1 (replica r1)");
     }
 
     #[test]

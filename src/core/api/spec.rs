@@ -194,8 +194,8 @@ impl Default for RetrySettings {
     .field_path(".tlsOptions"))]
 #[x_kube(validation = Rule::new("!has(self.topology) || self.topology != 'Proxy' || has(self.maxClients)")
     .message("spec.redis.maxClients is required with topology: Proxy: the proxy's client limit is the budget (a proxy does not say it)"))]
-#[x_kube(validation = Rule::new("!has(self.topology) || self.topology != 'Proxy' || !has(self.readFromReplicas) || !self.readFromReplicas")
-    .message("spec.redis.readFromReplicas is for topology: Cluster; behind a proxy the pools connect to the proxy only"))]
+#[x_kube(validation = Rule::new("!has(self.readFromReplicas) || !self.readFromReplicas || (has(self.topology) && (self.topology == 'Cluster' || self.topology == 'Sentinel'))")
+    .message("spec.redis.readFromReplicas is for topology: Cluster or Sentinel, whose replicas the operator finds and budgets; a standalone server or a proxy has none to find"))]
 #[x_kube(validation = Rule::new("!has(self.clusterPools) || (has(self.topology) && self.topology == 'Cluster')")
     .message("spec.redis.clusterPools is for topology: Cluster (how a cluster client's pool maps to the nodes); remove it or set topology: Cluster"))]
 #[x_kube(validation = Rule::new("has(self.topology) && self.topology == 'Sentinel' ? has(self.sentinel) : !has(self.sentinel)")

@@ -141,12 +141,13 @@ fn topology_line(r: &RedisSettings) -> String {
             ),
         },
         RedisTopology::Sentinel => format!(
-            "the master the sentinels ({}) name {:?}: the budget is checked on it, and follows it after a failover",
+            "the master the sentinels ({}) name {:?}{}: the budget is checked on it, and follows it after a failover",
             std::iter::once(r.address.as_str())
                 .chain(r.sentinel.iter().flat_map(|s| s.addresses.iter().map(String::as_str)))
                 .collect::<Vec<_>>()
                 .join(", "),
-            r.sentinel.as_ref().map_or("", |s| s.master_name.as_str())
+            r.sentinel.as_ref().map_or("", |s| s.master_name.as_str()),
+            if r.read_from_replicas { ", and each of its replicas (the application reads from them)" } else { "" }
         ),
         RedisTopology::Proxy => format!(
             "proxy {}: the budget is its client limit (maxClients); the servers behind it are not sized by the pool \

@@ -79,9 +79,12 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
     };
     // The server (or every cluster node, or the master the sentinels name) is asked unless
     // both the flag and the spec say its maxclients; a cluster's nodes are asked regardless.
-    let cluster = spec.redis.as_ref().is_some_and(|r| r.topology == RedisTopology::Cluster);
+    // Several nodes hold pools: a cluster's, or a Sentinel master's and its replicas'.
+    let per_node = spec.redis.as_ref().is_some_and(|r| {
+        r.topology == RedisTopology::Cluster || r.topology == RedisTopology::Sentinel && r.read_from_replicas
+    });
     let signals = match spec.redis.as_ref() {
-        Some(redis) if cluster || input.max_clients.is_none() && redis.max_clients.is_none() => {
+        Some(redis) if per_node || input.max_clients.is_none() && redis.max_clients.is_none() => {
             let (signals, note) = ask_redis(kube, redis).await;
             notes.push(note);
             signals
@@ -90,7 +93,7 @@ pub async fn live(kube: &Kube, args: &PlanArgs) -> Result<u8> {
     };
     if let Some(s) = &signals {
         // Each node has its own maxclients; `--max-clients` stands for all of them.
-        match cluster {
+        match per_node {
             true => input.redis_nodes = &s.nodes,
             false => input.max_clients = input.max_clients.or(s.max_clients),
         }
@@ -130,7 +133,7 @@ async fn ask_redis(kube: &Kube, redis: &RedisSettings) -> (Option<RedisSignals>,
     let ask = crate::providers::redis_signals(&kube.client, &kube.namespace, redis);
     match tokio::time::timeout(Duration::from_secs(10), ask).await {
         Ok(Ok(s)) if !s.nodes.is_empty() => {
-            let note = format!("{} cluster nodes that hold pools asked through {}", s.nodes.len(), redis.address);
+            let note = format!("{} nodes that hold pools asked through {}", s.nodes.len(), redis.address);
             (Some(s), note)
         }
         Ok(Ok(s)) if s.max_clients.is_some() => {
