@@ -114,6 +114,7 @@ mod tests {
 
     fn node(port: u16, master: bool, max: Option<i64>, connected: i64) -> NodeSignals {
         NodeSignals {
+            run_id: String::new(),
             node: ClusterNode {
                 id: format!("{port:0>40}"),
                 address: format!("127.0.0.1:{port}"),

@@ -171,7 +171,11 @@ pub async fn redis_signals(client: &Client, ns: &str, settings: &RedisSettings) 
     let timeout = Duration::from_secs(3);
     let mut signals = match settings.topology {
         RedisTopology::Standalone => redis::probe(&target, timeout).await?,
-        RedisTopology::Cluster => redis::probe_cluster(&target, timeout, settings.read_from_replicas).await?,
+        RedisTopology::Cluster => {
+            let more = settings.seeds.iter().map(|address| RedisTarget { address: address.clone(), ..target.clone() });
+            let seeds: Vec<RedisTarget> = std::iter::once(target.clone()).chain(more).collect();
+            redis::probe_cluster(&seeds, timeout, settings.read_from_replicas).await?
+        }
         RedisTopology::Proxy => redis::probe_proxy(&target, timeout).await?,
         RedisTopology::Sentinel => {
             let Some(sentinel) = &settings.sentinel else {

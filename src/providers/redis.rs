@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::core::analysis::redis::{
-    ClusterNode, NodeSignals, RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, cluster_nodes,
-    config_denied, explain_reply, info_field, max_clients, pool_nodes, redact, sentinel_replicas, serving_masters,
+    ClusterNode, NodeSignals, RedisFault, RedisSignals, RedisTarget, ServerIdentity, TlsMaterial, cluster_identity,
+    cluster_nodes, config_denied, explain_reply, info_field, max_clients, pool_nodes, redact, sentinel_replicas,
     tightest,
 };
 
@@ -34,20 +34,47 @@ pub async fn probe(target: &RedisTarget, timeout: Duration) -> Result<RedisSigna
     }
 }
 
-/// Asks a Redis Cluster through `seed`: the seed itself, then `CLUSTER NODES`, then every node
-/// that holds the application's pools (masters, and replicas with `read_from_replicas`), with
-/// the same credentials and TLS. The signals are those of the node with the least room, and
-/// every such node is listed. A seed that is not a cluster node is refused, naming the field.
+/// Asks a Redis Cluster through the first of `seeds` that answers (then through any node a probe
+/// has seen in it): the seed itself, then `CLUSTER NODES`, then every node that holds the
+/// application's pools (masters, and replicas with `read_from_replicas`), with the same
+/// credentials and TLS. The signals are those of the node with the least room, and every such
+/// node is listed. A seed that is not a cluster node is refused, naming the field.
 pub async fn probe_cluster(
-    seed: &RedisTarget,
+    seeds: &[RedisTarget],
     timeout: Duration,
     read_from_replicas: bool,
 ) -> Result<RedisSignals, RedisFault> {
-    let first = probe(seed, timeout).await?;
-    let reply = cluster_nodes_reply(seed, timeout).await?;
-    let all = cluster_nodes(&reply);
+    let Some(like) = seeds.first() else {
+        return Err(RedisFault::Unavailable("spec.redis.address names no seed".into()));
+    };
+    let given: Vec<&str> = seeds.iter().map(|s| s.address.as_str()).collect();
+    let seen = seen_nodes(&like.address).into_iter().filter(|a| !given.contains(&a.as_str()));
+    let candidates = seeds.iter().cloned().chain(seen.map(|address| RedisTarget { address, ..like.clone() }));
+    let mut why = Vec::new();
+    for seed in candidates {
+        let answer = match probe(&seed, timeout).await {
+            Ok(first) => cluster_nodes_reply(&seed, timeout).await.map(|reply| (first, reply)),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok((first, reply)) => return cluster_signals(&seed, first, &reply, timeout, read_from_replicas).await,
+            Err(RedisFault::Unavailable(m)) if !m.contains("is not a cluster node") => why.push(m),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(RedisFault::Unavailable(why.join("; ")))
+}
+
+/// The cluster's signals, from `seed`'s answers and its nodes'.
+async fn cluster_signals(
+    seed: &RedisTarget,
+    first: RedisSignals,
+    reply: &str,
+    timeout: Duration,
+    read_from_replicas: bool,
+) -> Result<RedisSignals, RedisFault> {
+    let all = cluster_nodes(reply);
     remember_cluster(&seed.address, &all);
-    let masters = serving_masters(&all);
     let nodes = pool_nodes(all, read_from_replicas);
     if nodes.is_empty() {
         return Err(RedisFault::Unavailable(format!(
@@ -68,7 +95,7 @@ pub async fn probe_cluster(
         connected_clients: tight.connected_clients,
         rejected_connections: signals.iter().map(|n| n.rejected_connections).sum(),
         ping: first.ping,
-        identity: first.identity.map(|i| ServerIdentity { cluster_masters: masters, ..i }),
+        identity: cluster_identity(&signals, first.identity.is_some_and(|i| i.loading)),
         nodes: signals,
     })
 }
@@ -89,6 +116,7 @@ async fn probe_nodes(
     for (node, answer) in futures::future::join_all(asked).await {
         match answer {
             Ok(s) => signals.push(NodeSignals {
+                run_id: s.identity.as_ref().map_or(String::new(), |i| i.run_id.clone()),
                 node,
                 max_clients: s.max_clients,
                 connected_clients: s.connected_clients,
@@ -164,6 +192,7 @@ async fn with_replicas(
     let master_node = ClusterNode { id, address: master.address.clone(), master: true, failed: false };
     let replica_count = replicas.len();
     let mut nodes = vec![NodeSignals {
+        run_id: master_signals.identity.as_ref().map_or(String::new(), |i| i.run_id.clone()),
         node: master_node,
         max_clients: master_signals.max_clients,
         connected_clients: master_signals.connected_clients,
@@ -250,6 +279,15 @@ static CLUSTERS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, String>>> 
 /// The identity of the Redis Cluster `address` is a node of, once a probe has seen it.
 pub fn cluster_of(address: &str) -> Option<String> {
     CLUSTERS.lock().expect("cluster identities").get(address).cloned()
+}
+
+/// Every node a probe has seen in the cluster `address` belongs to, sorted.
+fn seen_nodes(address: &str) -> Vec<String> {
+    let Some(id) = cluster_of(address) else { return Vec::new() };
+    let clusters = CLUSTERS.lock().expect("cluster identities");
+    let mut nodes: Vec<String> = clusters.iter().filter(|(_, c)| **c == id).map(|(a, _)| a.clone()).collect();
+    nodes.sort();
+    nodes
 }
 
 /// Remembers which cluster each of `nodes` belongs to.

@@ -24,6 +24,8 @@ pub struct RedisSignals {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeSignals {
     pub node: ClusterNode,
+    /// The node's process (`INFO server` `run_id`; empty when it did not say).
+    pub run_id: String,
     pub max_clients: Option<i64>,
     pub connected_clients: i64,
     pub rejected_connections: i64,
@@ -79,11 +81,27 @@ pub fn cluster_nodes(reply: &str) -> Vec<ClusterNode> {
         .collect()
 }
 
-/// How a cluster's serving masters read in a [`ServerIdentity`]: `address (id)`, sorted.
-pub fn serving_masters(nodes: &[ClusterNode]) -> Vec<String> {
-    let mut masters: Vec<String> = nodes.iter().filter(|n| n.master && !n.failed).map(ClusterNode::short).collect();
+/// Who a Redis Cluster is, for telling weather apart: the cluster (its lowest node id) and its
+/// serving masters, each with its process. A failover, a reshard onto a new master or a master's
+/// restart anywhere in the cluster changes it; which seed answered does not.
+pub fn cluster_identity(nodes: &[NodeSignals], loading: bool) -> Option<ServerIdentity> {
+    let id = nodes.iter().map(|n| n.node.id.as_str()).min()?;
+    let mut masters: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.node.master)
+        .map(|n| format!("{} (run {})", n.node.short(), n.run_id.chars().take(8).collect::<String>()))
+        .collect();
     masters.sort();
-    masters
+    Some(ServerIdentity {
+        run_id: id.to_string(),
+        role: "master".into(),
+        replid: String::new(),
+        master: None,
+        master_link_up: None,
+        loading,
+        address: String::new(),
+        cluster_masters: masters,
+    })
 }
 
 /// The replicas a sentinel reports (`SENTINEL REPLICAS`, a map per replica) that serve: not
@@ -180,7 +198,7 @@ pub enum RedisChange {
     LinkDown { master: String },
     #[error("the Redis server is loading its dataset")]
     Loading,
-    #[error("the Redis Cluster's masters changed (a failover or a reshard): {before} are now {now}")]
+    #[error("the Redis Cluster's masters changed (a failover, a new master or a restart): {before} are now {now}")]
     ClusterChanged { before: String, now: String },
 }
 
@@ -456,6 +474,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_is_known_by_its_masters_not_by_the_seed_that_answered() {
+        let node = |port: u16, id: &str, master: bool, run: &str| NodeSignals {
+            node: ClusterNode { id: id.into(), address: format!("127.0.0.1:{port}"), master, failed: false },
+            run_id: run.into(),
+            max_clients: Some(1000),
+            connected_clients: 0,
+            rejected_connections: 0,
+        };
+        let before = [node(1, "bbbb", true, "r1"), node(2, "aaaa", true, "r2"), node(3, "cccc", false, "r3")];
+        let id = cluster_identity(&before, false).unwrap();
+        assert_eq!(id.run_id, "aaaa", "the lowest node id");
+        assert_eq!(id.cluster_masters, ["127.0.0.1:1 (bbbb) (run r1)", "127.0.0.1:2 (aaaa) (run r2)"]);
+        // The replica takes over from node 1.
+        let after = [node(1, "bbbb", false, "r1"), node(2, "aaaa", true, "r2"), node(3, "cccc", true, "r3")];
+        let change = redis_change(Some(&id), &cluster_identity(&after, false).unwrap()).unwrap();
+        assert!(matches!(change, RedisChange::ClusterChanged { .. }), "{change}");
+        // A master restarts: its run_id changes.
+        let restarted = [node(1, "bbbb", true, "r9"), node(2, "aaaa", true, "r2"), node(3, "cccc", false, "r3")];
+        assert!(redis_change(Some(&id), &cluster_identity(&restarted, false).unwrap()).is_some());
+        assert_eq!(redis_change(Some(&id), &cluster_identity(&before, false).unwrap()), None);
+        assert_eq!(cluster_identity(&[], false), None);
+    }
+
+    #[test]
     fn a_sentinels_replicas_that_serve() {
         let replica = |port: &str, flags: &str| {
             [("ip", "127.0.0.1"), ("port", port), ("runid", "r1"), ("flags", flags)]
@@ -498,7 +540,7 @@ mod tests {
         let (before, after) = (cluster(&["a:1 (aaaa)", "b:2 (bbbb)"]), cluster(&["a:1 (aaaa)", "c:3 (cccc)"]));
         assert_eq!(
             redis_change(Some(&before), &after).unwrap().to_string(),
-            "the Redis Cluster's masters changed (a failover or a reshard): a:1 (aaaa), b:2 (bbbb) are now a:1 (aaaa), c:3 (cccc)"
+            "the Redis Cluster's masters changed (a failover, a new master or a restart): a:1 (aaaa), b:2 (bbbb) are now a:1 (aaaa), c:3 (cccc)"
         );
         assert_eq!(redis_change(Some(&after), &after), None);
         assert_eq!(redis_change(Some(&master), &after), None, "a first look at the cluster sees nothing change");
@@ -555,6 +597,7 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
     #[test]
     fn the_tightest_node_has_the_least_room() {
         let node = |port: u16, max: Option<i64>, connected: i64| NodeSignals {
+            run_id: String::new(),
             node: ClusterNode {
                 id: format!("id{port}"),
                 address: format!("127.0.0.1:{port}"),

@@ -196,6 +196,8 @@ impl Default for RetrySettings {
     .message("spec.redis.maxClients is required with topology: Proxy: the proxy's client limit is the budget (a proxy does not say it)"))]
 #[x_kube(validation = Rule::new("!has(self.readFromReplicas) || !self.readFromReplicas || (has(self.topology) && (self.topology == 'Cluster' || self.topology == 'Sentinel'))")
     .message("spec.redis.readFromReplicas is for topology: Cluster or Sentinel, whose replicas the operator finds and budgets; a standalone server or a proxy has none to find"))]
+#[x_kube(validation = Rule::new("!has(self.seeds) || size(self.seeds) == 0 || (has(self.topology) && self.topology == 'Cluster')")
+    .message("spec.redis.seeds are a cluster's nodes: set topology: Cluster, or remove seeds"))]
 #[x_kube(validation = Rule::new("!has(self.clusterPools) || (has(self.topology) && self.topology == 'Cluster')")
     .message("spec.redis.clusterPools is for topology: Cluster (how a cluster client's pool maps to the nodes); remove it or set topology: Cluster"))]
 #[x_kube(validation = Rule::new("has(self.topology) && self.topology == 'Sentinel' ? has(self.sentinel) : !has(self.sentinel)")
@@ -240,6 +242,13 @@ pub struct RedisSettings {
     /// against its own `maxclients`: the budget must hold on every one.
     #[serde(default)]
     pub topology: RedisTopology,
+    /// With `topology: Cluster`: more seed nodes, asked in turn when `address` does not answer
+    /// (after them, every node a probe has seen in the cluster).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 255)))]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^[^:/\\\\s]+:[0-9]{1,5}$'))")
+        .message("spec.redis.seeds must be host:port each, like redis-cluster-1.saas.svc:6379"))]
+    pub seeds: Vec<String>,
     /// Replicas hold pools too, and are budgeted like masters: clients that read from replicas,
     /// and clients that link to every node whatever they read (redis-rs's cluster client does).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
