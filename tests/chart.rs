@@ -227,3 +227,44 @@ async fn leader_election_hands_over_mid_rollout() {
     assert!(handover <= Duration::from_secs(12), "hand-over took {handover:?}");
     eprintln!("leader hand-over took {handover:?}");
 }
+
+/// One template of the chart, rendered offline as release `rpo` in `rpo-system`.
+fn render(template: &str, set: &str) -> serde_yaml::Value {
+    let o = helm_command()
+        .args(["template", "rpo", CHART, "-n", "rpo-system", "--set", set, "--show-only", template])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    serde_yaml::from_slice(&o.stdout).unwrap()
+}
+
+/// The chart's alert rules pass `promtool check rules`, and `promtool test rules` shows each
+/// alert firing on series that should fire it and silent on series that should not
+/// (`tests/promtool/alerts.test.yaml`); an alert without such a test fails here.
+#[test]
+fn alert_rules_fire_when_they_should_and_only_then() {
+    let rule = render("templates/prometheusrule.yaml", "prometheusRule.enabled=true");
+    let dir = std::env::temp_dir().join(format!("rpo-promtool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rules.yaml"), serde_yaml::to_string(&rule["spec"]).unwrap()).unwrap();
+    let tests = read("tests/promtool/alerts.test.yaml");
+    std::fs::write(dir.join("alerts.test.yaml"), &tests).unwrap();
+    let promtool = |args: &[&str]| {
+        let o = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool is installed (.ci/run installs prometheus)");
+        assert!(o.status.success(), "promtool {}:\n{}", args.join(" "), text(&o));
+    };
+    promtool(&["check", "rules", "rules.yaml"]);
+    promtool(&["test", "rules", "alerts.test.yaml"]);
+
+    let alerts: Vec<&str> =
+        rule["spec"]["groups"][0]["rules"].as_sequence().unwrap().iter().filter_map(|r| r["alert"].as_str()).collect();
+    assert!(alerts.len() >= 6, "{alerts:?}");
+    for alert in alerts {
+        assert!(tests.contains(&format!("alertname: {alert},")), "no promtool test shows {alert} silent");
+        assert!(tests.contains(&format!("alertname: {alert}\n")), "no promtool test shows {alert} firing");
+    }
+}

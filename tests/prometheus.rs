@@ -162,3 +162,68 @@ async fn no_series_holds_and_several_series_say_to_aggregate() {
         .await;
     assert_ne!(s.analysis.unwrap().verdict, Verdict::Pass);
 }
+
+/// Every query of the chart's Grafana dashboard (panels and step annotations) evaluates without
+/// error against a real Prometheus that scrapes the pods and the operator while a rollout runs,
+/// and returns series: the dashboard shows the rollout, not empty panels.
+#[tokio::test]
+async fn the_charts_dashboard_shows_a_rollout_in_flight() {
+    let env = Env::new("prom-dashboard", 10).await;
+    let operator = format!("127.0.0.1:{}", env.operator.metrics_port);
+    let prom = PrometheusServer::start_with_jobs(&[("rpo-redis-pool-operator-metrics", operator)]);
+    let _fleet = fleet(&env, &prom, all_pods(Health::good()));
+    let mut p = prom_policy(&prom.address());
+    p["spec"]["rollout"]["steps"][1]["pause"] = serde_json::json!("10m");
+    env.apply(p).await;
+    env.wait_status("auth-api", "step 2 soaking", Duration::from_secs(120), |s| {
+        s.step == Some(1) && s.step_started_at.is_some()
+    })
+    .await;
+
+    let o = helm_command()
+        .args(["template", "rpo", "charts/redis-pool-operator", "--set", "grafanaDashboard.enabled=true"])
+        .args(["--show-only", "templates/dashboard.yaml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config_map: serde_yaml::Value = serde_yaml::from_slice(&o.stdout).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(config_map["data"]["redis-pool-operator.json"].as_str().unwrap()).unwrap();
+    let mut queries: Vec<(String, String)> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| (p["title"].to_string(), t["expr"].to_string())))
+        .collect();
+    queries.extend(
+        dashboard["annotations"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["name"].to_string(), a["expr"].to_string())),
+    );
+    assert!(queries.len() >= 10, "{queries:?}");
+    let client = reqwest::Client::new();
+    for (title, expr) in queries {
+        // The dashboard's namespace variable, as Grafana fills it in.
+        let expr: String = serde_json::from_str(&expr).unwrap();
+        let expr = expr.replace("$namespace", &env.ns.name);
+        let url = format!("{}/api/v1/query", prom.address());
+        let answer = wait_until(&format!("panel {title} to show series: {expr}"), Duration::from_secs(60), || {
+            let (client, url, expr, title) = (client.clone(), url.clone(), expr.clone(), title.clone());
+            async move {
+                let body: serde_json::Value =
+                    client.get(&url).query(&[("query", &expr)]).send().await.ok()?.json().await.ok()?;
+                assert_eq!(body["status"], "success", "panel {title}: {expr}: {body}");
+                let result = body["data"]["result"].as_array()?;
+                (!result.is_empty()).then(|| result.clone())
+            }
+        })
+        .await;
+        // Canary and stable side by side wherever the panel compares them.
+        if expr.contains("label_replace") {
+            let tracks: Vec<&str> = answer.iter().filter_map(|s| s["metric"]["redispool_io_track"].as_str()).collect();
+            assert!(tracks.contains(&"canary") && tracks.contains(&"stable"), "panel {title}: {tracks:?}");
+        }
+    }
+}

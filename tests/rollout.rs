@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use redis_pool_operator::core::api::Phase;
 use redis_pool_operator::core::api::VerdictResult;
+use redis_pool_operator::core::api::{FINALIZER, Phase, RedisPoolPolicy};
 use support::fleet::Health;
 use support::recorder::Recorder;
 use support::scenario::*;
@@ -565,6 +565,39 @@ async fn deleting_a_policy_mid_rollout_restores_the_target() {
         async move { d.get_opt(&redis_pool_operator::core::api::canary_name(TARGET)).await.ok()?.is_none().then_some(()) }
     })
     .await;
+}
+
+/// The finalizer is held only while there is something to give back: a policy at rest carries
+/// none, so with the operator gone (uninstalled, say) deleting it completes at once.
+#[tokio::test]
+async fn a_policy_at_rest_holds_no_finalizer_and_goes_without_the_operator() {
+    let mut env = Env::new("rest", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("4s");
+    env.apply(p).await;
+    let finalizers = |p: &RedisPoolPolicy| p.metadata.finalizers.clone().unwrap_or_default();
+    let policies = env.policies();
+    // While the canary soaks, the finalizer holds.
+    env.wait_status("auth-api", "step 1 soaking", Duration::from_secs(60), |s| s.step_started_at.is_some()).await;
+    let held = finalizers(&policies.get("auth-api").await.unwrap());
+    assert!(held.contains(&FINALIZER.to_string()), "mid-rollout: {held:?}");
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(120)).await;
+    wait_until("the policy at rest to let its finalizer go", Duration::from_secs(30), || {
+        let policies = policies.clone();
+        async move { finalizers(&policies.get("auth-api").await.ok()?).is_empty().then_some(()) }
+    })
+    .await;
+
+    env.operator.kill();
+    policies.delete("auth-api", &Default::default()).await.unwrap();
+    wait_until("the idle policy to be gone with no operator running", Duration::from_secs(10), || {
+        let policies = policies.clone();
+        async move { policies.get_opt("auth-api").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("4"), "the promoted pool stays");
+    assert_eq!(env.target().await.spec.replicas, Some(10));
 }
 
 /// A tier's own gates are the ones its canary is judged by: a staging tier that asks pool

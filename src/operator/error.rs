@@ -27,8 +27,6 @@ pub enum Error {
     /// parser's message could quote a value of the Deployment.
     #[error("the Deployment cache cannot read back {name} (line {line}, column {column})")]
     Thaw { name: String, line: usize, column: usize },
-    #[error("{0}")]
-    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -37,10 +35,9 @@ impl Error {
         move |source| Error::Write { what, source }
     }
 
-    /// A bounded label for the errors metric: that of the error a reconcile step returned,
-    /// seen through the finalizer helper's wrapper.
+    /// A bounded label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
-        match self.inner() {
+        match self {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Write { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
             Error::Kube(_) => "kube",
@@ -51,19 +48,6 @@ impl Error {
             Error::CacheStopped(_) => "cache_stopped",
             Error::CacheNotListed(_) => "cache_not_listed",
             Error::Thaw { .. } => "cache",
-            Error::Finalizer(_) => "finalizer",
-        }
-    }
-
-    /// The error a reconcile step returned, seen through the finalizer helper's wrapper.
-    pub fn inner(&self) -> &Error {
-        match self {
-            Error::Finalizer(e) => match &**e {
-                kube::runtime::finalizer::Error::ApplyFailed(inner)
-                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.inner(),
-                _ => self,
-            },
-            other => other,
         }
     }
 }

@@ -35,7 +35,6 @@ use tokio::sync::Mutex;
 pub use error::{Error, Result};
 use frozen::FrozenDeployment;
 use metrics::Metrics;
-pub use reconcile::FINALIZER;
 
 use crate::core::analysis::contract::PoolHealth;
 use crate::core::api::validation::Invalid;
@@ -498,7 +497,7 @@ fn hostname() -> String {
 fn error_policy(policy: Arc<RedisPoolPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.errors.get_or_create(&metrics::ErrorLabels { error: error.metric_label().into() }).inc();
     ctx.metrics.reconciles.get_or_create(&metrics::ResultLabels { result: "error".into() }).inc();
-    if let Error::Releasing(why) = error.inner() {
+    if let Error::Releasing(why) = error {
         tracing::info!(policy = %policy.name_any(), namespace = ?policy.namespace(), %why, "releasing the target");
         return Action::requeue(Duration::from_secs(1));
     }

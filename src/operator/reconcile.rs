@@ -6,36 +6,29 @@ use std::time::Instant;
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 
 use super::act::act;
 use super::observe::{Objects, Observation, observe};
 use super::{Context, Error, MANAGER, Result};
-use crate::core::api::{ACTION_ANNOTATION, RedisPoolPolicy, RedisPoolPolicyStatus};
+use crate::core::api::{ACTION_ANNOTATION, FINALIZER, RedisPoolPolicy, RedisPoolPolicyStatus};
 use crate::core::rollout::{self, Action, Input, StatusWrite};
-
-/// Held until a deleted policy has given its target back what a rollout took.
-pub const FINALIZER: &str = "redispool.io/restore-target";
 
 pub async fn reconcile(policy: Arc<RedisPoolPolicy>, ctx: Arc<Context>) -> Result<Requeue> {
     let start = Instant::now();
-    let ns = policy.namespace().ok_or(Error::NoNamespace)?;
-    let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    let policy_ref = (*policy).clone();
-    // kube-runtime's finalizer helper adds ours without touching anyone else's (a JSON patch that
-    // appends, guarded by a test), and removes it only once cleanup says the target is given back.
-    let result = finalizer(&policies, FINALIZER, policy, |event| async {
-        match event {
-            Finalizer::Apply(p) => step(&p, &ctx, false).await,
-            Finalizer::Cleanup(p) => step(&p, &ctx, true).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    policy.namespace().ok_or(Error::NoNamespace)?;
+    // A policy being deleted gives its target back first, if it holds the finalizer (it holds
+    // it only while it has something to give back; see `holds_target`).
+    let deleting = policy.metadata.deletion_timestamp.is_some();
+    let result = if deleting && !policy.finalizers().iter().any(|f| f == FINALIZER) {
+        ctx.forget(&policy).await;
+        Ok(Requeue::await_change())
+    } else {
+        step(&policy, &ctx, deleting).await
+    };
     ctx.metrics.duration.observe(start.elapsed().as_secs_f64());
     if result.is_ok() {
-        super::reset_backoff(&ctx, &policy_ref);
+        super::reset_backoff(&ctx, &policy);
         ctx.metrics.reconciles.get_or_create(&super::metrics::ResultLabels { result: "ok".into() }).inc();
     }
     result
@@ -113,17 +106,29 @@ async fn carry_out(
     // recording fails half way, the others on the server still count this rollout.
     let s = &decision.status;
     ctx.budgets.record(o.policy(), s.redis_connections.as_ref(), s.phase.is_active());
+    let holds = deleting || rollout::holds_target(&decision, &o.observed);
+    // Before the first write a deletion would have to undo. The policy as that left it is the
+    // version the status is written over.
+    let held = if holds { hold(o.policy(), ctx).await? } else { None };
+    let current = held.as_ref().unwrap_or(o.policy());
     // Act, in order; a failure leaves status unwritten so the next reconcile decides again.
     for a in &decision.actions {
         act(a, o, ctx).await?;
     }
-    record(o, ctx, &decision, write, now).await?;
+    let written = record(o, current, ctx, &decision, write, now).await?;
+    // The finalizer goes from the version this decision was made on, as this decision left it.
+    let latest = written.as_ref().unwrap_or(current);
     if deleting {
         if !decision.released {
             return Err(Error::Releasing(decision.status.message.unwrap_or_default()));
         }
+        let_go(latest, ctx).await?;
         ctx.forget(o.policy()).await;
         return Ok(Requeue::await_change());
+    }
+    if !holds {
+        // At rest: nothing a deletion would have to give back.
+        let_go(latest, ctx).await?;
     }
     if !rollout::keeps_baseline(&o.policy().spec, &decision.status) {
         ctx.baselines.lock().await.remove(&o.policy().uid().unwrap_or_default());
@@ -136,15 +141,58 @@ async fn carry_out(
     }))
 }
 
+/// Adds the finalizer, if the policy does not carry it yet, and returns the policy as that left
+/// it. A policy already being deleted cannot take a new finalizer (the API server refuses), so
+/// nothing is acted on for it.
+async fn hold(policy: &RedisPoolPolicy, ctx: &Context) -> Result<Option<RedisPoolPolicy>> {
+    let finalizers = policy.metadata.finalizers.as_deref();
+    if finalizers.is_some_and(|f| f.iter().any(|f| f == FINALIZER)) {
+        return Ok(None);
+    }
+    let patch = crate::core::api::add_finalizer_patch(finalizers.filter(|f| !f.is_empty()));
+    patch_finalizers(policy, ctx, patch, "add the finalizer").await.map(Some)
+}
+
+/// Removes the finalizer, if the policy carries it: from the version decided on only. If the
+/// policy changed since, its change wakes another reconcile, which decides again.
+async fn let_go(policy: &RedisPoolPolicy, ctx: &Context) -> Result<()> {
+    let version = policy.metadata.resource_version.as_deref().unwrap_or_default();
+    let Some(patch) = crate::core::api::remove_finalizer_patch(policy.finalizers(), version) else {
+        return Ok(());
+    };
+    match patch_finalizers(policy, ctx, patch, "remove the finalizer").await {
+        Err(Error::Write { source: kube::Error::Api(e), .. }) if e.code == 422 => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+async fn patch_finalizers(
+    policy: &RedisPoolPolicy,
+    ctx: &Context,
+    patch: json_patch::Patch,
+    what: &str,
+) -> Result<RedisPoolPolicy> {
+    let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    let patched =
+        policies.patch(&policy.name_any(), &params, &Patch::Json::<()>(patch)).await.map_err(Error::write(what))?;
+    ctx.metrics.count_write("finalizer");
+    Ok(patched)
+}
+
 /// Writes what changed: the next baseline, metrics, the status (only when it differs: the
-/// steady state writes nothing), and then the consumed action annotation.
+/// steady state writes nothing), and then the consumed action annotation, over `current` (the
+/// observed policy, or what the finalizer's write made of it). Returns the policy as the last
+/// of these writes left it, if any wrote.
 async fn record(
     o: &Observation,
+    current: &RedisPoolPolicy,
     ctx: &Context,
     decision: &rollout::Decision,
     write: StatusWrite,
     now: Timestamp,
-) -> Result<()> {
+) -> Result<Option<RedisPoolPolicy>> {
+    let mut written = None;
     let name = o.policy().name_any();
     let ns = o.policy().namespace().unwrap_or_default();
     let policies: Api<RedisPoolPolicy> = Api::namespaced(ctx.client.clone(), &ns);
@@ -176,13 +224,15 @@ async fn record(
         let patch = serde_json::json!({
             "apiVersion": "redispool.io/v1alpha1",
             "kind": "RedisPoolPolicy",
-            "metadata": {"resourceVersion": o.policy().metadata.resource_version},
+            "metadata": {"resourceVersion": current.metadata.resource_version},
             "status": s
         });
-        policies
-            .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::write("write status"))?;
+        written = Some(
+            policies
+                .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+                .await
+                .map_err(Error::write("write status"))?,
+        );
         ctx.metrics.count_write("status");
         ctx.remember_status(o.policy(), Some(now), None);
     }
@@ -194,13 +244,16 @@ async fn record(
         let patch = crate::core::api::remove_action_patch(&read);
         let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
         match policies.patch(&name, &params, &Patch::Json::<()>(patch)).await {
-            Ok(_) => ctx.metrics.count_write("annotation"),
+            Ok(p) => {
+                ctx.metrics.count_write("annotation");
+                written = Some(p);
+            }
             // The test failed: a new action was set (or the old one removed) since we read it.
             Err(kube::Error::Api(e)) if e.code == 422 => {}
             Err(e) => return Err(Error::write("remove the action annotation")(e)),
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 fn log_transition(

@@ -567,6 +567,11 @@ pub struct PrometheusServer {
 
 impl PrometheusServer {
     pub fn start() -> Self {
+        Self::start_with_jobs(&[])
+    }
+
+    /// Also scrapes each `(job, host:port)` (on loopback) every second.
+    pub fn start_with_jobs(jobs: &[(&str, String)]) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("rpo-prometheus-{port}-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -575,8 +580,11 @@ impl PrometheusServer {
         let config = format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms}}\n\
              scrape_configs:\n\
-             - job_name: pods\n  file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n",
-            sd_file.display()
+             - job_name: pods\n  file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n{}",
+            sd_file.display(),
+            jobs.iter()
+                .map(|(job, address)| format!("- job_name: {job}\n  static_configs: [{{targets: ['{address}']}}]\n"))
+                .collect::<String>()
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();

@@ -18,7 +18,7 @@ mod writes;
 pub use conditions::set_condition;
 pub use identity::{Claimant, holder};
 pub use machine::decide;
-pub use questions::{keeps_baseline, needs_fresh, needs_redis, needs_verdicts, next_look};
+pub use questions::{holds_target, keeps_baseline, needs_fresh, needs_redis, needs_verdicts, next_look};
 pub use reason::Reason;
 pub use refusals::{HeldBy, NoTarget, UnknownAction, Unplannable, Unusable};
 pub use writes::{StatusWrite, TALLIES_EVERY, status_write};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Decision, StatusWrite, TargetView, watched_verdict};
+use super::{Action, Decision, Observed, StatusWrite, TargetView, watched_verdict};
 use crate::core::api::{Phase, RedisPoolPolicySpec, RedisPoolPolicyStatus};
 use crate::core::durations::durations;
 
@@ -38,6 +38,18 @@ pub fn needs_verdicts(
 /// fail, not lie.
 pub fn needs_fresh(decision: &Decision, write: StatusWrite) -> bool {
     decision.released || !decision.actions.is_empty() || decision.action_consumed || write == StatusWrite::Now
+}
+
+/// Whether the policy must carry its finalizer through `decision`: deleting it must first give
+/// its target back what a rollout took. That is while a rollout is in flight (the stable may be
+/// lowered, a promotion may be writing the target), while a canary of its own exists, and
+/// before any decision that writes the target or the canary. At rest it carries none, so that
+/// deleting an idle policy, the CRD or the operator itself never waits on an operator that is
+/// gone; the shell adds it before the first such write.
+pub fn holds_target(decision: &Decision, observed: &Observed) -> bool {
+    decision.status.phase.is_active()
+        || observed.canary.as_ref().is_some_and(|c| c.foreign_owner.is_none())
+        || decision.actions.iter().any(|a| !matches!(a, Action::Event { .. }))
 }
 
 /// Whether the counters of the last analysis are kept as the next one's baseline: while a

@@ -95,6 +95,18 @@ struct World {
 }
 
 impl World {
+    /// What deleting the policy would have to give back: a canary of its own, or a stable
+    /// below the size it had (unless someone else sized it since).
+    fn something_to_undo(&self, sized_by_others: bool) -> Option<&'static str> {
+        if self.canary.as_ref().is_some_and(|c| c.foreign_owner.is_none()) {
+            Some("a canary")
+        } else if self.target_exists && self.pods() < self.total && !sized_by_others {
+            Some("a lowered stable")
+        } else {
+            None
+        }
+    }
+
     fn new(total: i32) -> Self {
         World {
             target: TargetView {
@@ -230,6 +242,9 @@ struct Sim {
     status_is_stale: bool,
     /// A reconcile that acted while another policy held the target.
     acted_without_holding: bool,
+    /// A decision let the finalizer go (or never took it) while the world kept something of the
+    /// rollout's to give back: a canary, or a stable below its size.
+    rested_holding: Option<String>,
     /// The pool was reverted by another writer since the last retry.
     reverted: bool,
     /// Promotions written after a revert, since the last retry: automatic re-rollouts.
@@ -265,6 +280,7 @@ impl Sim {
             unjustified_promotion: false,
             status_is_stale: false,
             acted_without_holding: false,
+            rested_holding: None,
             reverted: false,
             rerollouts: 0,
             settled: true,
@@ -361,7 +377,18 @@ impl Sim {
             let empty = d.status.replicas.as_ref().is_some_and(|r| r.total == 0);
             self.unjustified_promotion |= !(passed || action == Some(ManualAction::Promote) || empty);
         }
+        // Before and after the decision's writes: whenever deleting the policy would have
+        // something to give back, the policy holds its finalizer.
+        let undo_before = self.world.something_to_undo(self.hand_scaled || self.untracked_canary_deleted);
         self.world.apply(&d.actions, &self.hash);
+        let undo_after = self.world.something_to_undo(self.hand_scaled || self.untracked_canary_deleted);
+        if !deleting
+            && !holds_target(&d, &observed)
+            && self.rested_holding.is_none()
+            && let Some(what) = undo_before.or(undo_after)
+        {
+            self.rested_holding = Some(format!("{what} in {:?}: {:?}", d.status.phase, d.actions));
+        }
         // A split rollout that applies the tier's replicas may resize the fleet: it keeps at least
         // the smaller of what ran and what the tier asks for.
         if self.status.started_at.is_none()
@@ -1553,6 +1580,8 @@ fn check_instant(sim: &Sim, prev: &RedisPoolPolicyStatus) -> Result<(), TestCase
     // policy holds the target, at most one automatic re-rollout after overrides.
     prop_assert!(!w.wrote_autoscaled_replicas, "wrote the replicas of a target an HPA scales");
     prop_assert!(!sim.acted_without_holding, "acted while another policy held the target");
+    // The finalizer is held whenever deleting the policy would have something to give back.
+    prop_assert!(sim.rested_holding.is_none(), "no finalizer while {:?}", sim.rested_holding);
     prop_assert!(sim.rerollouts <= 1, "{} automatic re-rollouts after promotions", sim.rerollouts);
     Ok(())
 }
