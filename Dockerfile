@@ -1,6 +1,9 @@
-# Multi-stage build of a static redis-pool-operator binary on a distroless, non-root base.
+# Multi-stage build of a static redis-pool-operator binary on a distroless, non-root base, for
+# machines that reach Docker Hub and gcr.io:
 #   docker build -t redis-pool-operator:0.1.0 .
-# (No Docker engine runs on the development machines; CI does not build this image.)
+# CI builds the same layout with hack/image (buildah, FROM scratch, from Debian's packages) and
+# runs it as the chart deploys it (tests/image.rs, which also checks that USER, ENTRYPOINT, CMD
+# and EXPOSE here match that image).
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends musl-tools && rm -rf /var/lib/apt/lists/* \
  && rustup target add x86_64-unknown-linux-musl

@@ -15,7 +15,7 @@ die() { log "error: $*"; exit 1; }
 # curl, prometheus) when they are missing: with apt-get as root or through sudo, else says what
 # to install.
 ensure_system_packages() {
-  local need=() sudo=""
+  local need=()
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v redis-cli >/dev/null || need+=(redis-tools)
   command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
@@ -23,6 +23,12 @@ ensure_system_packages() {
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
   command -v prometheus >/dev/null || need+=(prometheus)
+  install_packages "${need[@]}"
+}
+
+# Installs Debian packages with apt-get (as root or through sudo), else says what to install.
+install_packages() {
+  local need=("$@") sudo=""
   ((${#need[@]})) || return 0
   [[ $(id -u) == 0 ]] || sudo=$(command -v sudo || true)
   if command -v apt-get >/dev/null && { [[ $(id -u) == 0 ]] || [[ -n $sudo ]]; }; then
