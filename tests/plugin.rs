@@ -315,3 +315,43 @@ async fn live_plan_reads_the_hpa_the_target_and_the_redis_server() {
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&o)));
     assert_eq!(plan["budget"]["maxClients"], 100000, "{plan}");
 }
+
+/// A policy deleted mid-rollout with its operator gone waits on its finalizer; `release` gives
+/// the stable its replicas back, deletes the canary and lets it go. On a policy that is not
+/// being deleted it changes nothing.
+#[tokio::test]
+async fn release_lets_a_deleted_policy_go_with_its_target_restored() {
+    let mut env = Env::new("plugin-release", 10).await;
+    let ns = env.ns.name.clone();
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["steps"][1]["pause"] = serde_json::json!("10m");
+    env.apply(p).await;
+    env.wait_status("auth-api", "step 2 soaking", Duration::from_secs(60), |s| {
+        s.step == Some(1) && s.step_started_at.is_some()
+    })
+    .await;
+    assert_eq!(env.target().await.spec.replicas, Some(5));
+    let o = plugin(&ns, &["release", "auth-api"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(err(&o).contains("auth-api is not being deleted"), "{}", show(&o));
+    assert!(env.canary().await.is_some(), "release changed a live rollout");
+
+    env.operator.kill();
+    env.policies().delete("auth-api", &Default::default()).await.unwrap();
+    let held = env.policies().get("auth-api").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some(), "the finalizer holds it");
+    let o = plugin(&ns, &["release", "auth-api"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(out(&o).contains("deployment/auth-api scaled back to 10 replicas"), "{}", show(&o));
+    assert!(out(&o).contains("deployment/auth-api-pool-canary deleted"), "{}", show(&o));
+    let policies = env.policies();
+    wait_until("the released policy to be gone", Duration::from_secs(10), || {
+        let policies = policies.clone();
+        async move { policies.get_opt("auth-api").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(env.target().await.spec.replicas, Some(10));
+    assert!(env.canary().await.is_none());
+    assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("2"), "the unfinished pool stays unwritten");
+}

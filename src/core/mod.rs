@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod api;
 pub mod deployments;
 pub mod durations;
+pub mod hand_release;
 pub mod node_budget;
 pub mod plan;
 pub mod promotion;

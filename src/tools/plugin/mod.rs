@@ -5,6 +5,7 @@
 
 mod action;
 mod live_plan;
+mod release;
 pub mod report;
 pub mod screen;
 mod watch;
@@ -105,6 +106,9 @@ pub enum Command {
     },
     /// The pool plan of a policy file (no cluster needed) or of a live policy.
     Plan(PlanArgs),
+    /// Let a deleted policy go when no operator will: give its target back what the rollout
+    /// took (the stable's replicas, the canary), then remove its finalizer.
+    Release { name: String },
 }
 
 #[derive(clap::Args, Debug)]
@@ -338,6 +342,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::List { all_namespaces, output } => return list(&kube, *all_namespaces, *output).await,
         Command::Status(args) => return status(&kube, args).await,
         Command::Plan(args) => return live_plan::live(&kube, args).await,
+        Command::Release { name } => return release::run(&kube, name).await,
         Command::Promote { name, wait, .. } => manual(ManualAction::Promote, name, wait),
         Command::Abort { name, wait } => manual(ManualAction::Abort, name, wait),
         Command::Retry { name, wait } => manual(ManualAction::Retry, name, wait),
