@@ -243,7 +243,8 @@ fn render(template: &str, set: &str) -> serde_yaml::Value {
 /// (`tests/promtool/alerts.test.yaml`); an alert without such a test fails here.
 #[test]
 fn alert_rules_fire_when_they_should_and_only_then() {
-    let rule = render("templates/prometheusrule.yaml", "prometheusRule.enabled=true");
+    let rule =
+        render("templates/prometheusrule.yaml", "prometheusRule.enabled=true,metrics.serviceMonitor.enabled=true");
     let dir = std::env::temp_dir().join(format!("rpo-promtool-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("rules.yaml"), serde_yaml::to_string(&rule["spec"]).unwrap()).unwrap();

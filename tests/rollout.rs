@@ -568,10 +568,11 @@ async fn deleting_a_policy_mid_rollout_restores_the_target() {
 }
 
 /// The finalizer is held only while there is something to give back: a policy at rest carries
-/// none, so with the operator gone (uninstalled, say) deleting it completes at once.
+/// none, so deleting it completes at once (with no operator running too: `tests/lifecycle.rs`),
+/// and the operator forgets it (its phase series go) though no reconcile runs for its going.
 #[tokio::test]
-async fn a_policy_at_rest_holds_no_finalizer_and_goes_without_the_operator() {
-    let mut env = Env::new("rest", 10).await;
+async fn a_policy_at_rest_holds_no_finalizer_and_its_deletion_is_forgotten() {
+    let env = Env::new("rest", 10).await;
     let _fleet = env.fleet(all_pods(Health::good()));
     let mut p = policy("auth-api");
     p["spec"]["rollout"]["steps"][0]["pause"] = serde_json::json!("4s");
@@ -588,12 +589,18 @@ async fn a_policy_at_rest_holds_no_finalizer_and_goes_without_the_operator() {
         async move { finalizers(&policies.get("auth-api").await.ok()?).is_empty().then_some(()) }
     })
     .await;
+    let series = format!(r#"redis_pool_operator_policy_phase{{namespace="{}",policy="auth-api""#, env.ns.name);
+    assert!(env.operator.metrics().await.contains(&series), "no phase series to forget");
 
-    env.operator.kill();
     policies.delete("auth-api", &Default::default()).await.unwrap();
-    wait_until("the idle policy to be gone with no operator running", Duration::from_secs(10), || {
+    wait_until("the idle policy to be gone at once", Duration::from_secs(10), || {
         let policies = policies.clone();
         async move { policies.get_opt("auth-api").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    wait_until("the operator to forget the deleted policy's phase", Duration::from_secs(10), || {
+        let (env, series) = (&env, series.clone());
+        async move { (!env.operator.metrics().await.contains(&series)).then_some(()) }
     })
     .await;
     assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("4"), "the promoted pool stays");

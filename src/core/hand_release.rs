@@ -13,22 +13,33 @@ pub struct HandRelease {
     pub delete_canary: bool,
     /// What is left as it is, and why.
     pub notes: Vec<String>,
+    /// The stable stays below the fleet the rollout began with, and deleting the canary would
+    /// take those pods away too: a person must say so (`--force`).
+    pub drops_capacity: bool,
 }
 
-/// `target_replicas`: the target's `spec.replicas` now (None: no target). `canary_is_ours`: a
-/// canary exists and this policy owns it.
-pub fn hand_release(status: &RedisPoolPolicyStatus, target_replicas: Option<i32>, canary_is_ours: bool) -> HandRelease {
+/// `target_replicas`: the target's `spec.replicas` now (None: no target); `operator_wrote_them`:
+/// the operator is their last writer (managedFields), which holds even when it crashed before
+/// recording `scaledTo`. `canary_is_ours`: a canary exists and this policy owns it.
+pub fn hand_release(
+    status: &RedisPoolPolicyStatus,
+    target_replicas: Option<i32>,
+    operator_wrote_them: bool,
+    canary_is_ours: bool,
+) -> HandRelease {
     let mut notes = Vec::new();
+    let mut drops_capacity = false;
     let split = status.scaling.as_ref().is_none_or(|s| s.mode == ScalingMode::Split);
     let scale_target_to = match (status.phase.is_active(), &status.replicas, target_replicas) {
         (true, Some(r), Some(now)) if split && now < r.total => {
-            if status.scaled_to == Some(now) {
+            if status.scaled_to == Some(now) || operator_wrote_them {
                 Some(r.total)
             } else {
                 // Someone set the replicas since the operator last did: theirs to keep.
                 notes.push(format!(
                     "the target's replicas ({now}) were set by someone else since the operator last wrote them; left as they are"
                 ));
+                drops_capacity = canary_is_ours;
                 None
             }
         }
@@ -46,7 +57,7 @@ pub fn hand_release(status: &RedisPoolPolicyStatus, target_replicas: Option<i32>
     if matches!(status.phase, Phase::Promoting | Phase::Degraded) {
         notes.push("a promotion was writing the target: it keeps the pool configuration it got".into());
     }
-    HandRelease { scale_target_to, delete_canary: canary_is_ours, notes }
+    HandRelease { scale_target_to, delete_canary: canary_is_ours, notes, drops_capacity }
 }
 
 #[cfg(test)]
@@ -66,18 +77,25 @@ mod tests {
 
     #[test]
     fn a_split_rollout_gives_the_stable_its_replicas_back() {
-        let r = hand_release(&status(Phase::Progressing, 10, Some(5), None), Some(5), true);
-        assert_eq!(r, HandRelease { scale_target_to: Some(10), delete_canary: true, notes: vec![] });
-        let r = hand_release(&status(Phase::RollingBack, 10, Some(5), Some(ScalingMode::Split)), Some(5), false);
+        let r = hand_release(&status(Phase::Progressing, 10, Some(5), None), Some(5), false, true);
+        assert_eq!(
+            r,
+            HandRelease { scale_target_to: Some(10), delete_canary: true, notes: vec![], drops_capacity: false }
+        );
+        let r = hand_release(&status(Phase::RollingBack, 10, Some(5), Some(ScalingMode::Split)), Some(5), false, false);
         assert_eq!((r.scale_target_to, r.delete_canary), (Some(10), false));
+        // The operator wrote 3 and crashed before recording it: still its own to give back.
+        let r = hand_release(&status(Phase::Progressing, 10, Some(5), None), Some(3), true, true);
+        assert_eq!((r.scale_target_to, r.drops_capacity), (Some(10), false));
     }
 
     #[test]
     fn replicas_someone_else_set_are_theirs() {
-        let r = hand_release(&status(Phase::Progressing, 10, Some(5), None), Some(7), true);
+        let r = hand_release(&status(Phase::Progressing, 10, Some(5), None), Some(7), false, true);
         assert_eq!(r.scale_target_to, None);
         assert!(r.notes[0].contains("someone else"), "{:?}", r.notes);
-        let r = hand_release(&status(Phase::Progressing, 10, Some(5), Some(ScalingMode::Beside)), Some(5), true);
+        assert!(r.drops_capacity, "the canary's pods are the fleet's until the stable has them back");
+        let r = hand_release(&status(Phase::Progressing, 10, Some(5), Some(ScalingMode::Beside)), Some(5), false, true);
         assert_eq!(r.scale_target_to, None);
         assert!(r.notes[0].contains("HorizontalPodAutoscaler auth-api"), "{:?}", r.notes);
         assert!(r.delete_canary, "the canary goes whoever sizes the stable");
@@ -86,14 +104,12 @@ mod tests {
     #[test]
     fn at_rest_or_whole_nothing_is_scaled() {
         for phase in [Phase::Succeeded, Phase::RolledBack, Phase::Idle, Phase::Blocked] {
-            assert_eq!(
-                hand_release(&status(phase, 10, Some(5), None), Some(5), false).scale_target_to,
-                None,
-                "{phase:?}"
-            );
+            let r = hand_release(&status(phase, 10, Some(5), None), Some(5), true, false);
+            assert_eq!(r.scale_target_to, None, "{phase:?}");
         }
-        assert_eq!(hand_release(&status(Phase::Progressing, 10, Some(10), None), Some(10), true).scale_target_to, None);
-        let r = hand_release(&status(Phase::Promoting, 10, Some(5), None), None, true);
+        let whole = hand_release(&status(Phase::Progressing, 10, Some(10), None), Some(10), true, true);
+        assert_eq!((whole.scale_target_to, whole.drops_capacity), (None, false));
+        let r = hand_release(&status(Phase::Promoting, 10, Some(5), None), None, false, true);
         assert_eq!(r.scale_target_to, None);
         assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
     }

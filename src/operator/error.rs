@@ -39,7 +39,8 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            Error::Write { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
+            // 422: a JSON patch's test failed (the finalizers changed since they were read).
+            Error::Write { source: kube::Error::Api(s), .. } if s.code == 409 || s.code == 422 => "conflict",
             Error::Kube(_) => "kube",
             Error::Write { .. } => "write",
             Error::NoNamespace => "no_namespace",

@@ -289,7 +289,16 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // to do. The cache still takes every change.
     let (store, writer) = reflector::store();
     let asks = predicates::generation.combine(predicates::annotations).combine(predicates::finalizers);
+    // A deleted policy is forgotten (its metrics, baselines, budget records) when its deletion
+    // is seen: one at rest holds no finalizer, so no reconcile runs for its going.
+    let forgetting = ctx.clone();
     let policy_events = reflector(writer, watcher(policies, config.clone()).modify(slim_policy))
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(policy)) = event {
+                let (ctx, policy) = (forgetting.clone(), policy.clone());
+                tokio::spawn(async move { ctx.forget(&policy).await });
+            }
+        })
         .applied_objects()
         .predicate_filter(asks, PredicateConfig::default());
     let controller = Controller::for_stream(policy_events, store.clone());

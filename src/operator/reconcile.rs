@@ -48,6 +48,12 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
     let mut objects = Objects::cached(cached, ctx).await?;
     loop {
         let mut o = observe(objects, ctx, now).await?;
+        // Fresh objects may show a deletion the cache had not: decide it as one.
+        let deleting = deleting || o.policy().metadata.deletion_timestamp.is_some();
+        if deleting && !o.policy().finalizers().iter().any(|f| f == FINALIZER) {
+            ctx.forget(o.policy()).await;
+            return Ok(Requeue::await_change());
+        }
         // Policies on one Redis server decide, act and record one at a time, each seeing what
         // the others decided last, so that two rollouts never both start on room only one of
         // them has. Observing (probes, scrapes) stays outside: nobody waits on another's calls.
@@ -122,13 +128,16 @@ async fn carry_out(
         if !decision.released {
             return Err(Error::Releasing(decision.status.message.unwrap_or_default()));
         }
-        let_go(latest, ctx).await?;
+        if !let_go(latest, ctx).await? {
+            // The policy changed since (a change that may wake nothing): look again soon.
+            return Ok(Requeue::requeue(std::time::Duration::from_secs(1)));
+        }
         ctx.forget(o.policy()).await;
         return Ok(Requeue::await_change());
     }
-    if !holds {
-        // At rest: nothing a deletion would have to give back.
-        let_go(latest, ctx).await?;
+    if !holds && !let_go(latest, ctx).await? {
+        // At rest, but the policy changed since: its finalizer is decided again soon.
+        return Ok(Requeue::requeue(std::time::Duration::from_secs(1)));
     }
     if !rollout::keeps_baseline(&o.policy().spec, &decision.status) {
         ctx.baselines.lock().await.remove(&o.policy().uid().unwrap_or_default());
@@ -153,16 +162,16 @@ async fn hold(policy: &RedisPoolPolicy, ctx: &Context) -> Result<Option<RedisPoo
     patch_finalizers(policy, ctx, patch, "add the finalizer").await.map(Some)
 }
 
-/// Removes the finalizer, if the policy carries it: from the version decided on only. If the
-/// policy changed since, its change wakes another reconcile, which decides again.
-async fn let_go(policy: &RedisPoolPolicy, ctx: &Context) -> Result<()> {
+/// Removes the finalizer, if the policy carries it: from the version decided on only. False
+/// when the policy changed since (the next decision is made on what it is now).
+async fn let_go(policy: &RedisPoolPolicy, ctx: &Context) -> Result<bool> {
     let version = policy.metadata.resource_version.as_deref().unwrap_or_default();
     let Some(patch) = crate::core::api::remove_finalizer_patch(policy.finalizers(), version) else {
-        return Ok(());
+        return Ok(true);
     };
     match patch_finalizers(policy, ctx, patch, "remove the finalizer").await {
-        Err(Error::Write { source: kube::Error::Api(e), .. }) if e.code == 422 => Ok(()),
-        other => other.map(drop),
+        Err(Error::Write { source: kube::Error::Api(e), .. }) if e.code == 422 => Ok(false),
+        other => other.map(|_| true),
     }
 }
 

@@ -108,7 +108,13 @@ pub enum Command {
     Plan(PlanArgs),
     /// Let a deleted policy go when no operator will: give its target back what the rollout
     /// took (the stable's replicas, the canary), then remove its finalizer.
-    Release { name: String },
+    Release {
+        name: String,
+        /// Delete the canary even when the stable cannot be given its replicas back (someone
+        /// else set them since the operator did).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -342,7 +348,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::List { all_namespaces, output } => return list(&kube, *all_namespaces, *output).await,
         Command::Status(args) => return status(&kube, args).await,
         Command::Plan(args) => return live_plan::live(&kube, args).await,
-        Command::Release { name } => return release::run(&kube, name).await,
+        Command::Release { name, force } => return release::run(&kube, name, *force).await,
         Command::Promote { name, wait, .. } => manual(ManualAction::Promote, name, wait),
         Command::Abort { name, wait } => manual(ManualAction::Abort, name, wait),
         Command::Retry { name, wait } => manual(ManualAction::Retry, name, wait),

@@ -13,7 +13,15 @@ use crate::core::hand_release::hand_release;
 
 const MANAGER: &str = "kubectl-redispool";
 
-pub async fn run(kube: &Kube, name: &str) -> Result<u8> {
+/// Whether `manager` last wrote the Deployment's `spec.replicas` (its managedFields).
+fn replicas_written_by(target: &Deployment, manager: &str) -> bool {
+    target.metadata.managed_fields.iter().flatten().any(|f| {
+        f.manager.as_deref() == Some(manager)
+            && f.fields_v1.as_ref().is_some_and(|v| v.0.get("f:spec").is_some_and(|s| s.get("f:replicas").is_some()))
+    })
+}
+
+pub async fn run(kube: &Kube, name: &str, force: bool) -> Result<u8> {
     let policy = kube.policy(name).await?;
     if policy.metadata.deletion_timestamp.is_none() {
         return Err(Error::Refused(format!(
@@ -32,11 +40,23 @@ pub async fn run(kube: &Kube, name: &str) -> Result<u8> {
     let uid = policy.meta().uid.clone();
     let ours = canary.as_ref().filter(|c| c.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()));
     let status = policy.status.clone().unwrap_or_default();
-    let plan = hand_release(&status, target.as_ref().and_then(|t| t.spec.replicas), ours.is_some());
+    let operator_wrote_them = target.as_ref().is_some_and(|t| replicas_written_by(t, crate::core::api::MANAGER));
+    let replicas = target.as_ref().and_then(|t| t.spec.replicas);
+    let plan = hand_release(&status, replicas, operator_wrote_them, ours.is_some());
+    if plan.drops_capacity && !force {
+        return Err(Error::Refused(format!(
+            "{name}: {}; deleting the canary now would leave the target below the {} replicas the rollout began \
+             with. Scale it yourself, or run release --force to delete the canary anyway; nothing was changed",
+            plan.notes.join("; "),
+            status.replicas.as_ref().map_or(0, |r| r.total)
+        )));
+    }
     let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
 
     if let Some(replicas) = plan.scale_target_to {
-        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        // Only over the version read: a writer in between is not overruled.
+        let version = target.as_ref().and_then(|t| t.metadata.resource_version.clone());
+        let patch = serde_json::json!({"metadata": {"resourceVersion": version}, "spec": {"replicas": replicas}});
         deployments.patch(target_name, &params, &Patch::Merge(&patch)).await.map_err(kube.error("scale the target"))?;
         println!("{name}: deployment/{target_name} scaled back to {replicas} replicas");
     }
