@@ -345,12 +345,7 @@ async fn release_lets_a_deleted_policy_go_with_its_target_restored() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(out(&o).contains("deployment/auth-api scaled back to 10 replicas"), "{}", show(&o));
     assert!(out(&o).contains("deployment/auth-api-pool-canary deleted"), "{}", show(&o));
-    let policies = env.policies();
-    wait_until("the released policy to be gone", Duration::from_secs(10), || {
-        let policies = policies.clone();
-        async move { policies.get_opt("auth-api").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    env.wait_gone("auth-api", "released", Duration::from_secs(10)).await;
     assert_eq!(env.target().await.spec.replicas, Some(10));
     assert!(env.canary().await.is_none());
     assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("2"), "the unfinished pool stays unwritten");

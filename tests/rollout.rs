@@ -551,12 +551,7 @@ async fn deleting_a_policy_mid_rollout_restores_the_target() {
     .await;
     assert_eq!(env.target().await.spec.replicas, Some(5));
     env.policies().delete("auth-api", &Default::default()).await.unwrap();
-    let policies = env.policies();
-    wait_until("the policy to be gone", Duration::from_secs(60), || {
-        let policies = policies.clone();
-        async move { policies.get_opt("auth-api").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    env.wait_gone("auth-api", "its target given back", Duration::from_secs(60)).await;
     assert_eq!(env.target().await.spec.replicas, Some(10), "the target got its replicas back");
     assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("2"), "the unfinished pool was not written");
     let deployments = env.deployments();
@@ -593,11 +588,7 @@ async fn a_policy_at_rest_holds_no_finalizer_and_its_deletion_is_forgotten() {
     assert!(env.operator.metrics().await.contains(&series), "no phase series to forget");
 
     policies.delete("auth-api", &Default::default()).await.unwrap();
-    wait_until("the idle policy to be gone at once", Duration::from_secs(10), || {
-        let policies = policies.clone();
-        async move { policies.get_opt("auth-api").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    env.wait_gone("auth-api", "idle, at once", Duration::from_secs(10)).await;
     wait_until("the operator to forget the deleted policy's phase", Duration::from_secs(10), || {
         let (env, series) = (&env, series.clone());
         async move { (!env.operator.metrics().await.contains(&series)).then_some(()) }

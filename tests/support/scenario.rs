@@ -94,6 +94,17 @@ impl Env {
         list.into_iter().map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default())).collect()
     }
 
+    /// Waits (bounded) until the policy `name` is gone from the API server; `why` says what
+    /// should have let it go.
+    pub async fn wait_gone(&self, name: &str, why: &str, timeout: Duration) {
+        let policies = self.policies();
+        wait_until(&format!("policy {name} to be gone ({why})"), timeout, || {
+            let (policies, name) = (policies.clone(), name.to_string());
+            async move { policies.get_opt(&name).await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+    }
+
     pub async fn target(&self) -> Deployment {
         self.deployments().get(TARGET).await.unwrap()
     }
