@@ -5,8 +5,10 @@
 pub mod advice;
 pub mod analysis;
 pub mod api;
+pub mod cluster_settings;
 pub mod deployments;
 pub mod durations;
+pub mod freeze;
 pub mod hand_release;
 pub mod node_budget;
 pub mod plan;

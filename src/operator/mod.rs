@@ -52,6 +52,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Identity for Events (the pod name in a cluster).
     pub instance: Option<String>,
+    /// Cluster-wide freeze windows (`--cluster-settings`), for every policy.
+    pub cluster_windows: Vec<crate::core::freeze::Window>,
 }
 
 /// How to run: what `run` on the command line asks for.
@@ -545,7 +547,8 @@ mod tests {
     async fn a_spec_is_checked_once_per_generation() {
         // A client that is never used: checking a spec reads nothing.
         let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
-        let settings = Settings { concurrency: 1, environment: None, namespace: None, instance: None };
+        let settings =
+            Settings { concurrency: 1, environment: None, namespace: None, instance: None, cluster_windows: vec![] };
         let ctx = Context::new(client, settings, Arc::default());
         assert_eq!(ctx.check_spec(&policy(1, "30s")), Ok(()));
         // The API server enforces the same rules; an operator that checked every reconcile would

@@ -74,6 +74,7 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
             now,
             awake_since: ctx.awake_since,
             deleting,
+            cluster_windows: &ctx.settings.cluster_windows,
         });
         let write = status_write(&o, &decision, ctx, now);
         if !o.objects.fresh && rollout::needs_fresh(&decision, write) {

@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// reads and writes, so this also bounds the operator's connections (and their memory).
     #[arg(long, env = "RPO_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// The cluster-wide settings file (YAML: `freezeWindows`), which the chart renders from its
+    /// values. Read once at start: a file that cannot be read stops the operator, naming the field.
+    #[arg(long, env = "RPO_CLUSTER_SETTINGS")]
+    pub cluster_settings: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -83,6 +87,13 @@ pub fn main() -> ExitCode {
 
 fn run_controller(args: RunArgs) -> ExitCode {
     crate::operator::telemetry::init(args.log_format, &args.log_level);
+    let cluster = match read_cluster_settings(args.cluster_settings.as_deref()) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let options = crate::operator::Options {
         kubeconfig: args.kubeconfig,
@@ -91,6 +102,7 @@ fn run_controller(args: RunArgs) -> ExitCode {
             namespace: args.namespace,
             instance: args.instance,
             concurrency: args.concurrency,
+            cluster_windows: cluster.freeze_windows,
         },
         metrics_addr: args.metrics_addr,
         leader_election: args.leader_election,
@@ -106,6 +118,16 @@ fn run_controller(args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The cluster-wide settings file, read and checked (none: nothing cluster-wide).
+fn read_cluster_settings(
+    path: Option<&std::path::Path>,
+) -> Result<crate::core::cluster_settings::Read, Box<dyn std::error::Error>> {
+    let Some(path) = path else { return Ok(Default::default()) };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--cluster-settings {name}: {e}"))?;
+    Ok(crate::core::cluster_settings::ClusterSettings::parse(&text, &name)?)
 }
 
 /// The CRD exactly as `crds/redispoolpolicy.yaml` holds it.

@@ -7,12 +7,14 @@ mod spec;
 mod status;
 pub mod validation;
 mod verdict;
+mod windows;
 
 pub use analysis::*;
 pub use report::*;
 pub use spec::*;
 pub use status::*;
 pub use verdict::*;
+pub use windows::*;
 
 /// The annotation through which a person steers a rollout (`kubectl annotate rpp NAME ...`).
 pub const ACTION_ANNOTATION: &str = "redispool.io/action";

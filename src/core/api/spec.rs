@@ -9,7 +9,9 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::status::RedisPoolPolicyStatus;
-use super::{AnalysisSpec, CountGate, LatencyGate, MetricsSpec, SuccessRateGate, UtilizationGate, defaults};
+use super::{
+    AnalysisSpec, CountGate, FreezeWindow, LatencyGate, MetricsSpec, SuccessRateGate, UtilizationGate, defaults,
+};
 
 /// A tier's relative bounds need the stable measured, like the policy's.
 const TIER_RELATIVE_NEEDS_STABLE: &str = "!has(self.rollout) || !has(self.rollout.analysis) || \
@@ -373,11 +375,23 @@ pub struct RolloutSpec {
     pub analysis: AnalysisSpec,
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// Times when no rollout starts and no step advances or promotes (a rollback always may),
+    /// besides the operator's cluster-wide windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
+        .message("spec.rollout.freezeWindows[].name must be unique; rename or remove the duplicate window"))]
+    #[schemars(length(max = 16))]
+    pub freeze_windows: Vec<FreezeWindow>,
 }
 
 impl Default for RolloutSpec {
     fn default() -> Self {
-        Self { steps: default_steps(), analysis: AnalysisSpec::default(), metrics: MetricsSpec::default() }
+        Self {
+            steps: default_steps(),
+            analysis: AnalysisSpec::default(),
+            metrics: MetricsSpec::default(),
+            freeze_windows: Vec::new(),
+        }
     }
 }
 

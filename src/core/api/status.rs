@@ -135,6 +135,10 @@ pub struct RedisPoolPolicyStatus {
     /// What a Waiting policy waits for, short, for `kubectl get`: `staging/auth-api 6h/24h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// A freeze window that holds the rollout now: nothing starts, advances or promotes until it
+    /// ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<FreezeStatus>,
     /// Pool size advice from `poolSeen`; never applied by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<Advice>,
@@ -161,6 +165,18 @@ pub struct RedisPoolPolicyStatus {
     /// The last few rollouts, newest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+}
+
+/// The freeze window holding a rollout.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeStatus {
+    /// The window's name; `cluster/NAME` for one of the operator's cluster-wide windows.
+    pub window: String,
+    /// When it began holding this rollout.
+    pub since: Time,
+    /// When it ends (with any window it runs into).
+    pub until: Time,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]

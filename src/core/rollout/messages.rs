@@ -12,6 +12,7 @@ use jiff::SignedDuration;
 use crate::core::analysis::{GateResult, Verdict};
 use crate::core::api::{FailedConfig, OverrideStatus, PoolPlan};
 use crate::core::durations::human;
+use crate::core::freeze::Frozen;
 use crate::core::sizing::Budget;
 
 use super::HpaView;
@@ -103,6 +104,33 @@ pub fn scaling_stable(label: &str, replicas: i32) -> String {
 
 pub fn paused(label: &str) -> String {
     format!("{label}: paused by a person")
+}
+
+/// What `kubectl get` shows of a freeze: `freeze weekend until Mon 7 Dec 09:00 CET`.
+pub fn frozen_short(f: &Frozen) -> String {
+    format!("freeze {} until {}", f.window, f.until_local)
+}
+
+/// Why nothing starts: the freeze window, and until when.
+pub fn frozen(f: &Frozen) -> String {
+    format!(
+        "freeze window {} holds until {}: no rollout starts and no step advances or promotes until then (a rollback \
+         still may)",
+        f.window, f.until_local
+    )
+}
+
+/// A step that would advance, held by a freeze window.
+pub fn held_by_freeze(label: &str, f: &Frozen) -> String {
+    format!("{label}: soaked and passing; held by freeze window {} until {}", f.window, f.until_local)
+}
+
+pub fn freeze_ended(window: &str) -> String {
+    format!("freeze window {window} no longer holds the rollout")
+}
+
+pub fn promote_frozen(f: &Frozen) -> String {
+    format!("promote refused: freeze window {} holds until {}; promote once it ends", f.window, f.until_local)
 }
 
 pub fn holding_for_verdicts(label: &str, waiting: &str) -> String {

@@ -188,6 +188,8 @@ pub struct Input<'a> {
     pub awake_since: Timestamp,
     /// The policy is being deleted: give the target back, then let it go.
     pub deleting: bool,
+    /// The operator's cluster-wide freeze windows (the policy's own are in its spec).
+    pub cluster_windows: &'a [crate::core::freeze::Window],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

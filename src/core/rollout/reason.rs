@@ -63,6 +63,8 @@ reasons! {
     Normal Paused: "A person paused the rollout.",
     Normal Resumed: "A person resumed the rollout.",
     Normal Retry: "A person allowed a failed configuration to roll out again.",
+    Normal FreezeHolds: "A freeze window holds the rollout: nothing starts, advances or promotes until it ends (a rollback still may).",
+    Normal FreezeEnded: "No freeze window holds the rollout any longer.",
     Warning ManualActionIgnored: "A person's action does not apply now, or is not understood.",
 }
 

@@ -261,6 +261,11 @@ struct Sim {
     untracked_canary_deleted: bool,
     /// What Inconclusive analyses name as the environment's fault, instead of the default.
     evidence: Option<String>,
+    /// The operator's cluster-wide freeze windows.
+    cluster_windows: Vec<crate::core::freeze::Window>,
+    /// A decision made while a freeze window held moved the rollout on: a start, a step, or a
+    /// promotion that had not begun.
+    moved_while_frozen: Option<String>,
 }
 
 impl Sim {
@@ -287,6 +292,8 @@ impl Sim {
             hand_scaled: false,
             untracked_canary_deleted: false,
             evidence: None,
+            cluster_windows: vec![],
+            moved_while_frozen: None,
         }
     }
 
@@ -335,6 +342,7 @@ impl Sim {
             now: self.now,
             awake_since: self.awake_since,
             deleting,
+            cluster_windows: &self.cluster_windows,
         }
     }
 
@@ -376,6 +384,17 @@ impl Sim {
             let passed = d.status.analysis.as_ref().is_some_and(|a| a.verdict == Verdict::Pass && a.step == last);
             let empty = d.status.replicas.as_ref().is_some_and(|r| r.total == 0);
             self.unjustified_promotion |= !(passed || action == Some(ManualAction::Promote) || empty);
+        }
+        // Inside a freeze window nothing starts, advances or begins promoting.
+        if !self.cluster_windows.is_empty() && !deleting {
+            let before = &self.status;
+            let same_rollout = before.canary == d.status.canary && before.history.first() == d.status.history.first();
+            let started = d.status.started_at.is_some() && d.status.started_at != before.started_at;
+            let stepped = same_rollout && d.status.step > before.step && before.step.is_some();
+            let promoted = first_write && !matches!(before.phase, Phase::Promoting | Phase::Degraded);
+            if (started || stepped || promoted) && self.moved_while_frozen.is_none() {
+                self.moved_while_frozen = Some(format!("{:?} -> {:?}: {:?}", before.phase, d.status.phase, d.actions));
+            }
         }
         // Before and after the decision's writes: whenever deleting the policy would have
         // something to give back, the policy holds its finalizer.
@@ -1495,6 +1514,8 @@ enum Event {
     GitopsRevert,
     /// Another policy claims the target, or lets go.
     SecondPolicy(bool),
+    /// A cluster-wide freeze window opens (for a year), or is removed.
+    Freeze(bool),
     /// The target Deployment is deleted, or comes back.
     TargetGone(bool),
 }
@@ -1528,6 +1549,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         1 => Just(Event::GitopsRevert),
         1 => any::<bool>().prop_map(Event::SecondPolicy),
         1 => any::<bool>().prop_map(Event::TargetGone),
+        1 => any::<bool>().prop_map(Event::Freeze),
     ]
 }
 
@@ -1580,6 +1602,7 @@ fn check_instant(sim: &Sim, prev: &RedisPoolPolicyStatus) -> Result<(), TestCase
     // policy holds the target, at most one automatic re-rollout after overrides.
     prop_assert!(!w.wrote_autoscaled_replicas, "wrote the replicas of a target an HPA scales");
     prop_assert!(!sim.acted_without_holding, "acted while another policy held the target");
+    prop_assert!(sim.moved_while_frozen.is_none(), "moved inside a freeze window: {:?}", sim.moved_while_frozen);
     // The finalizer is held whenever deleting the policy would have something to give back.
     prop_assert!(sim.rested_holding.is_none(), "no finalizer while {:?}", sim.rested_holding);
     prop_assert!(sim.rerollouts <= 1, "{} automatic re-rollouts after promotions", sim.rerollouts);
@@ -1639,6 +1662,20 @@ impl Sim {
             }
             Event::SecondPolicy(on) => self.world.second_policy = *on,
             Event::TargetGone(gone) => self.target_gone(*gone),
+            Event::Freeze(on) => {
+                let year = crate::core::api::FreezeWindow {
+                    name: "year".into(),
+                    schedule: None,
+                    duration: None,
+                    time_zone: None,
+                    start: Some(self.now.to_string()),
+                    end: Some((self.now + SignedDuration::from_hours(24 * 365)).to_string()),
+                };
+                self.cluster_windows = match on {
+                    true => crate::core::freeze::read_all(&[year], "freezeWindows", "cluster/").unwrap(),
+                    false => vec![],
+                };
+            }
         }
     }
 
@@ -1661,6 +1698,8 @@ impl Sim {
     fn calm(&mut self) {
         self.world.second_policy = false;
         self.target_gone(false);
+        // The freeze window ends.
+        self.cluster_windows.clear();
     }
 }
 
@@ -2155,5 +2194,120 @@ mod questions {
         assert!(needs_fresh(&Decision { released: true, ..quiet.clone() }, StatusWrite::Nothing));
         let acts = Decision { actions: vec![Action::DeleteCanary], ..quiet };
         assert!(needs_fresh(&acts, StatusWrite::Nothing));
+    }
+}
+
+mod freeze_windows {
+    use super::*;
+    use crate::core::api::FreezeWindow;
+
+    /// A one-off window from `from` to `to` seconds after the simulation's start.
+    fn window(sim: &Sim, name: &str, from: i64, to: i64) -> FreezeWindow {
+        let at = |s: i64| (sim.now + SignedDuration::from_secs(s)).to_string();
+        FreezeWindow {
+            name: name.into(),
+            schedule: None,
+            duration: None,
+            time_zone: None,
+            start: Some(at(from)),
+            end: Some(at(to)),
+        }
+    }
+
+    #[test]
+    fn no_rollout_starts_inside_a_window_and_it_starts_by_itself_after() {
+        let mut sim = Sim::new(10);
+        let w = window(&sim, "release-freeze", 0, 600);
+        sim.spec.rollout.freeze_windows = vec![w];
+        for _ in 0..10 {
+            let d = sim.reconcile_with(Verdict::Pass, None);
+            assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })), "{:?}", d.actions);
+            sim.advance(30);
+        }
+        assert_eq!(sim.status.phase, Phase::Waiting);
+        assert_eq!(sim.count("FreezeHolds"), 1, "said once: {:?}", sim.events);
+        let f = sim.status.freeze.as_ref().expect("status says which window holds");
+        assert_eq!((f.window.as_str(), f.until.0.to_string().as_str()), ("release-freeze", "2026-01-01T00:10:00Z"));
+        assert_eq!(sim.status.waiting_for.as_deref(), Some("freeze release-freeze until Thu 1 Jan 00:10 UTC"));
+        assert!(sim.status.message.as_deref().unwrap().contains("no rollout starts"), "{:?}", sim.status.message);
+        sim.advance(300);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Progressing);
+        assert_eq!((sim.status.freeze.as_ref(), sim.status.waiting_for.as_ref()), (None, None));
+        assert_eq!(sim.count("FreezeEnded"), 1);
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+    }
+
+    #[test]
+    fn a_window_that_opens_mid_rollout_holds_the_step_past_the_deadline_and_lets_it_go_after() {
+        let mut sim = Sim::new(10);
+        // Steps soak 60 s; the deadline is 300 s. The window opens at 30 s, for 20 minutes.
+        let w = window(&sim, "incident", 30, 1230);
+        sim.spec.rollout.freeze_windows = vec![w];
+        sim.run_until(Verdict::Pass, 400, |s| s.now >= "2026-01-01T00:20:00Z".parse().unwrap());
+        assert_eq!(sim.status.phase, Phase::Progressing, "not rolled back at the deadline");
+        assert_eq!(sim.status.step, Some(0), "never advanced inside the window");
+        assert!(sim.status.message.as_deref().unwrap().contains("held by freeze window incident"));
+        assert!(sim.status.analysis.as_ref().is_some_and(|a| a.verdict == Verdict::Pass), "analyses go on");
+        assert_eq!(sim.count("FreezeHolds"), 1, "{:?}", sim.events);
+        sim.run_until(Verdict::Pass, 400, |s| s.status.phase == Phase::Succeeded);
+        let advanced = sim.trace.iter().position(|s| s.step == Some(1)).unwrap();
+        assert!(advanced as i64 * 5 >= 1230, "advanced at {}s, before the window closed", advanced * 5);
+    }
+
+    #[test]
+    fn a_bad_canary_rolls_back_inside_a_window() {
+        let mut sim = Sim::new(10);
+        sim.spec.rollout.freeze_windows = vec![window(&sim, "incident", 30, 100_000)];
+        sim.run_until(Verdict::Pass, 100, |s| s.status.freeze.is_some());
+        sim.run_until(Verdict::Fail, 100, |s| s.status.phase == Phase::RolledBack);
+        assert_eq!((sim.world.canary.is_none(), sim.world.target.spec_replicas), (true, 10));
+        assert_eq!(sim.world.target.config_hash, OLD);
+    }
+
+    #[test]
+    fn a_person_cannot_promote_inside_a_window() {
+        let mut sim = Sim::new(10);
+        sim.spec.rollout.freeze_windows = vec![window(&sim, "incident", 20, 100_000)];
+        sim.run_until(Verdict::Pass, 100, |s| s.status.step_started_at.is_some());
+        sim.advance(30);
+        sim.reconcile_with(Verdict::Pass, Some(ManualAction::Promote));
+        assert_eq!(sim.status.phase, Phase::Progressing);
+        let (_, said) = sim.events.iter().rev().find(|(r, _)| *r == "ManualActionIgnored").unwrap();
+        assert!(said.contains("promote refused: freeze window incident holds until"), "{said}");
+    }
+
+    #[test]
+    fn the_operators_windows_hold_every_policy_and_are_named_as_cluster_windows() {
+        let mut sim = Sim::new(10);
+        // Thursday 1 January 2026, 00:00 UTC: a nightly window from 23:00 for two hours.
+        let nightly = FreezeWindow {
+            name: "nightly".into(),
+            schedule: Some("0 23 * * *".into()),
+            duration: Some("2h".into()),
+            time_zone: Some("UTC".into()),
+            start: None,
+            end: None,
+        };
+        sim.cluster_windows = crate::core::freeze::read_all(&[nightly], "freezeWindows", "cluster/").unwrap();
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Waiting);
+        assert_eq!(sim.status.freeze.as_ref().unwrap().window, "cluster/nightly");
+        assert_eq!(sim.status.waiting_for.as_deref(), Some("freeze cluster/nightly until Thu 1 Jan 01:00 UTC"));
+    }
+
+    #[test]
+    fn the_tiers_replicas_wait_for_the_window_too() {
+        let mut sim = Sim::new(10);
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+        sim.spec.tiers[0].replicas = Some(12);
+        sim.generation += 1;
+        sim.spec.rollout.freeze_windows = vec![window(&sim, "incident", 0, 60)];
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })), "{:?}", d.actions);
+        assert!(sim.status.freeze.is_some());
+        sim.advance(61);
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        assert!(d.actions.contains(&Action::ScaleTarget { replicas: 12 }), "{:?}", d.actions);
     }
 }

@@ -18,6 +18,10 @@ impl Machine<'_> {
                 self.status.phase = Phase::Progressing;
                 self.event(Reason::Resumed, "resumed by a person".into());
             }
+            Promote if self.frozen.is_some() => {
+                let why = self.frozen.as_ref().map(messages::promote_frozen).unwrap_or_default();
+                self.event(Reason::ManualActionIgnored, why)
+            }
             Promote
                 if matches!(phase, Phase::Progressing | Phase::Paused)
                     && self.canary_hash() == self.input.desired.hash =>

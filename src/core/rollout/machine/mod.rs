@@ -17,8 +17,9 @@ use crate::core::api::{
     RedisConnections, RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode, ScalingStatus,
     SoakStatus,
 };
-use crate::core::api::{RolloutVerdict, VerdictResult, WorkerPool};
+use crate::core::api::{FreezeStatus, RolloutVerdict, VerdictResult, WorkerPool};
 use crate::core::durations::{durations, human, step_pause};
+use crate::core::freeze::{self, Frozen};
 use crate::core::node_budget;
 use crate::core::promotion::{self, Clearance};
 use crate::core::shared_budget::{self, Shared};
@@ -38,8 +39,11 @@ pub fn decide(input: &Input) -> Decision {
         verdicts_met: Vec::new(),
         weather_news: false,
         judged_from: None,
+        frozen: freeze_at(input),
     };
     m.status.observed_generation = Some(input.generation);
+    // Set again below by whatever the freeze still holds.
+    m.status.freeze = None;
     m.status.environment = Some(input.desired.environment.clone());
     m.run();
     if let Some(Err(unknown)) = &input.action {
@@ -56,9 +60,10 @@ pub fn decide(input: &Input) -> Decision {
         m.status.scaled_to = Some(r);
     }
     m.status.progress = m.status.step.map(|_| format!("{}/{}", m.step() + 1, m.steps()));
-    if m.status.phase != Phase::Waiting {
+    if m.status.phase != Phase::Waiting && m.status.freeze.is_none() {
         m.status.waiting_for = None;
     }
+    m.say_freeze();
     // What other policies on this Redis count for this one: its steady use, and its peak while
     // a rollout is in flight.
     m.status.advice = advice_for(input, m.status.pool_seen.as_ref());
@@ -115,6 +120,24 @@ pub fn effective_budget(input: &Input) -> Budget {
         Shared { peers: input.observed.peers.clone(), connected_clients: signals.map(|s| s.connected_clients) };
     let demand = shared_budget::demand(own.peak_connections, own_steady(input), &shared);
     own.shared(demand)
+}
+
+/// The freeze window that holds now, of the policy's or the operator's. A window of the spec
+/// that cannot be read (admission reads it with the same grammar, so only an API server without
+/// the CRD's rules lets one in) holds until it is fixed: a freeze is never skipped on a typo.
+fn freeze_at(input: &Input) -> Option<Frozen> {
+    match freeze::read_all(&input.spec.rollout.freeze_windows, "spec.rollout.freezeWindows", "") {
+        Ok(own) => {
+            let all: Vec<freeze::Window> = own.into_iter().chain(input.cluster_windows.iter().cloned()).collect();
+            freeze::frozen(&all, input.now)
+        }
+        Err(e) => Some(Frozen {
+            window: format!("(unreadable: {e})"),
+            since: input.now,
+            until: input.now,
+            until_local: "it is fixed".into(),
+        }),
+    }
 }
 
 /// What this policy puts on each node that holds its pools (the whole, unless a cluster
@@ -219,6 +242,8 @@ struct Machine<'a> {
     weather_news: bool,
     /// When the interval of the analysis recorded now began: the analysis before it.
     judged_from: Option<Timestamp>,
+    /// The freeze window that holds now, the policy's or the operator's.
+    frozen: Option<Frozen>,
 }
 
 impl Machine<'_> {
@@ -463,6 +488,33 @@ impl Machine<'_> {
         let entry = HistoryEntry { hash, outcome, reason, finished_at: Time(self.now()) };
         self.status.history.insert(0, entry);
         self.status.history.truncate(HISTORY_LIMIT);
+    }
+
+    /// Holds the rollout for the freeze window, if one holds now: status and the Waiting column
+    /// say which and until when. The window, for the caller's message.
+    pub(super) fn hold_for_freeze(&mut self) -> Option<Frozen> {
+        let f = self.frozen.clone()?;
+        let since = self.input.status.freeze.as_ref().filter(|s| s.window == f.window).map(|s| s.since.clone());
+        self.status.freeze = Some(FreezeStatus {
+            window: f.window.clone(),
+            since: since.unwrap_or(Time(self.now())),
+            until: Time(f.until),
+        });
+        self.status.waiting_for = Some(messages::frozen_short(&f));
+        Some(f)
+    }
+
+    /// An Event when a freeze begins or stops holding the rollout.
+    fn say_freeze(&mut self) {
+        let before = self.input.status.freeze.as_ref().map(|f| f.window.clone());
+        let now = self.status.freeze.as_ref().map(|f| f.window.clone());
+        if before == now {
+            return;
+        }
+        match (&self.frozen, now) {
+            (Some(f), Some(_)) => self.event(Reason::FreezeHolds, messages::frozen(f)),
+            (_, _) => self.event(Reason::FreezeEnded, messages::freeze_ended(&before.unwrap_or_default())),
+        }
     }
 
     pub(super) fn canary_hash(&self) -> String {

@@ -150,6 +150,14 @@ impl Machine<'_> {
         let latest = self.status.analysis.as_ref().filter(|a| a.step == step as i32 && a.at.0 >= started);
         let passed = latest.is_some_and(|a| a.verdict == Verdict::Pass);
         if soaked >= pause && passed {
+            if let Some(f) = self.hold_for_freeze() {
+                // Held without a deadline: the freeze is the calendar's, not this canary's.
+                self.status.message = Some(messages::held_by_freeze(&label, &f));
+                if let Some(s) = self.status.soak.as_mut() {
+                    s.held_until = Some(Time(now));
+                }
+                return Next::Done;
+            }
             if let Clearance::Wait { message, .. } = clearance {
                 // Never a step without the verdicts (they cannot be read now): hold, without a
                 // deadline, since another cluster's outage says nothing about this canary.

@@ -18,8 +18,11 @@ impl Machine<'_> {
         let waiting_on_override = self.status.phase == Phase::Overridden && overridden_here.is_some();
         let may_start = !up_to_date && target.unusable.is_none() && !not_retried && !waiting_on_override;
         let gate = if may_start { self.clearance() } else { Clearance::Clear(Vec::new()) };
-        let starting =
-            may_start && matches!(gate, Clearance::Clear(_)) && self.budget.ok && !self.taken_back_again(target);
+        let starting = may_start
+            && matches!(gate, Clearance::Clear(_))
+            && self.budget.ok
+            && !self.taken_back_again(target)
+            && self.frozen.is_none();
         if !starting && !self.remove_leftover_canary(target) {
             return Next::Done;
         }
@@ -36,6 +39,12 @@ impl Machine<'_> {
         }
         if waiting_on_override {
             self.status.message = Some(messages::overridden(self.status.overridden.as_ref().expect("checked")));
+            return Next::Done;
+        }
+        if let Some(f) = self.hold_for_freeze() {
+            // Said by the freeze's own Event, once.
+            self.status.phase = Phase::Waiting;
+            self.status.message = Some(messages::frozen(&f));
             return Next::Done;
         }
         match gate {
@@ -106,7 +115,11 @@ impl Machine<'_> {
             self.enter(Phase::Idle, Reason::UpToDate, messages::up_to_date(&desired.hash));
         }
         let tier_replicas = self.input.desired.tier_replicas;
-        if self.status.replicas_applied_generation != Some(generation) && self.budget.ok {
+        // The tier's replicas are a change too: they wait for the freeze to end.
+        let frozen = self.status.replicas_applied_generation != Some(generation)
+            && tier_replicas.is_some_and(|r| target.hpa.is_none() && target.spec_replicas != r)
+            && self.hold_for_freeze().is_some();
+        if self.status.replicas_applied_generation != Some(generation) && self.budget.ok && !frozen {
             if let Some(r) = tier_replicas
                 && target.hpa.is_none()
                 && target.spec_replicas != r
