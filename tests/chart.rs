@@ -269,3 +269,37 @@ fn alert_rules_fire_when_they_should_and_only_then() {
         assert!(tests.contains(&format!("alertname: {alert}\n")), "no promtool test shows {alert} firing");
     }
 }
+
+/// The chart's cluster-wide freeze windows reach the operator: a ConfigMap it mounts where
+/// `RPO_CLUSTER_SETTINGS` points, in the shape the operator reads (checked by its own reader),
+/// and a pod annotation that changes with them, so that a change restarts the operator.
+#[test]
+fn cluster_freeze_windows_reach_the_operator_and_restart_it_when_they_change() {
+    let weekend = "clusterSettings.freezeWindows[0].name=weekend,clusterSettings.freezeWindows[0].schedule=0 18 * * FRI,\
+                   clusterSettings.freezeWindows[0].duration=63h,clusterSettings.freezeWindows[0].timeZone=Europe/Berlin";
+    let config = render("templates/cluster-settings.yaml", weekend);
+    let file = config["data"]["cluster-settings.yaml"].as_str().expect("the settings file");
+    let read = redis_pool_operator::core::cluster_settings::ClusterSettings::parse(file, "cluster-settings.yaml")
+        .unwrap_or_else(|e| panic!("the operator cannot read what the chart renders: {e}\n{file}"));
+    assert_eq!(read.freeze_windows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["cluster/weekend"]);
+
+    let deployment = render("templates/deployment.yaml", weekend);
+    let pod = &deployment["spec"]["template"];
+    let env = pod["spec"]["containers"][0]["env"].as_sequence().unwrap();
+    let path = env.iter().find(|e| e["name"] == "RPO_CLUSTER_SETTINGS").expect("RPO_CLUSTER_SETTINGS")["value"]
+        .as_str()
+        .unwrap();
+    let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(format!("{}/cluster-settings.yaml", mount["mountPath"].as_str().unwrap()), path);
+    assert_eq!(pod["spec"]["volumes"][0]["configMap"]["name"], config["metadata"]["name"]);
+    let checksum = |set: &str| {
+        render("templates/deployment.yaml", set)["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/cluster-settings"]
+            .clone()
+    };
+    assert_ne!(checksum(weekend), checksum(&weekend.replace("63h", "64h")), "a change restarts the operator");
+
+    // Without windows: no ConfigMap, no mount, no setting.
+    let o = helm_command().args(["template", "rpo", CHART, "--kube-version", "1.37.2"]).output().unwrap();
+    assert!(o.status.success() && !text(&o).contains("cluster-settings"), "{}", text(&o));
+}

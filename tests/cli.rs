@@ -296,3 +296,25 @@ fn plan_checks_that_a_chain_compares_the_same_worker_pool() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("(connectionsPerWorker 30 there, 40 here): no verdict of it can ever count"), "{err}");
 }
+
+/// A cluster settings file the operator cannot read stops it at start, naming the file and the
+/// field, before it talks to any cluster.
+#[test]
+fn run_refuses_a_bad_cluster_settings_file_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster-settings.yaml");
+    std::fs::write(
+        &file,
+        "freezeWindows:\n- {name: weekend, schedule: '0 18 * * FRI', duration: 63h, timeZone: Europe/Berlinn}\n",
+    )
+    .unwrap();
+    let out = bin().args(["run", "--kubeconfig", "/nonexistent", "--cluster-settings"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "cluster-settings.yaml: freezeWindows[0].timeZone: \"Europe/Berlinn\" is not an IANA time zone name"
+        ),
+        "{err}"
+    );
+}

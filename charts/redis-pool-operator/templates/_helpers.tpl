@@ -53,3 +53,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [events]
   verbs: [create, patch]
 {{- end -}}
+
+{{/* The operator's cluster-wide settings file (--cluster-settings). */}}
+{{- define "rpo.clusterSettings" -}}
+freezeWindows: {{- toYaml .Values.clusterSettings.freezeWindows | nindent 2 }}
+{{- end -}}

@@ -45,6 +45,12 @@ pub struct StatusReport {
     pub advice: Option<String>,
     /// What a Waiting policy waits for, short.
     pub waiting_for: Option<String>,
+    /// The freeze window holding the rollout now (the policy's or the operator's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<FrozenView>,
+    /// The policy's own freeze windows, and when each holds or opens next.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze_windows: Vec<WindowView>,
     /// How the last rollouts ended, newest first.
     pub verdicts: Vec<VerdictView>,
     pub steps: Vec<StepView>,
@@ -54,6 +60,25 @@ pub struct StatusReport {
     pub history: Vec<HistoryView>,
     /// Oldest first.
     pub events: Vec<EventView>,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FrozenView {
+    pub window: String,
+    pub until: Timestamp,
+    /// How long it has held the rollout.
+    pub held_seconds: i64,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowView {
+    pub name: String,
+    /// `0 18 * * FRI for 63h (Europe/Berlin)`, or the one-off's start and end.
+    pub when: String,
+    /// `holds until Mon 7 Dec 09:00 CET`, `opens Fri 11 Dec 18:00 CET`, or `over`.
+    pub state: String,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -255,6 +280,12 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
         plan,
         advice: st.advice.as_ref().map(|a| a.message.clone()),
         waiting_for: st.waiting_for.clone(),
+        frozen: st.freeze.as_ref().map(|f| FrozenView {
+            window: f.window.clone(),
+            until: f.until.0,
+            held_seconds: secs_since(f.since.0),
+        }),
+        freeze_windows: window_views(p, s.now),
         verdicts: verdict_views(p, &st, secs_since),
         steps: steps(s),
         analysis: analysis_view(p, &st, secs_since),
@@ -272,6 +303,33 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
             .collect(),
         events: event_views(s, secs_since),
     }
+}
+
+/// The policy's freeze windows as the operator reads them: which holds now, when each opens.
+fn window_views(p: &RedisPoolPolicy, now: Timestamp) -> Vec<WindowView> {
+    p.spec
+        .rollout
+        .freeze_windows
+        .iter()
+        .map(|w| {
+            let when = match (&w.schedule, &w.duration, &w.start, &w.end) {
+                (Some(cron), Some(lasts), _, _) => {
+                    format!("{cron} for {lasts} ({})", w.time_zone.as_deref().unwrap_or("UTC"))
+                }
+                (_, _, Some(start), Some(end)) => format!("{start} to {end}"),
+                _ => String::new(),
+            };
+            let state = match crate::core::freeze::Window::read(w, "window", w.name.clone()) {
+                Err(e) => format!("unreadable: {}", e.message),
+                Ok(read) => match (read.holds_at(now), read.next_open(now)) {
+                    (Some((_, until)), _) => format!("holds until {}", read.local(until)),
+                    (None, Some(opens)) => format!("opens {}", read.local(opens)),
+                    (None, None) => "over".into(),
+                },
+            };
+            WindowView { name: w.name.clone(), when, state }
+        })
+        .collect()
 }
 
 /// The latest analysis, each gate beside the thresholds of the tier in force (as the operator

@@ -141,6 +141,17 @@ fn notes(s: &mut String, r: &StatusReport, style: Style) {
     if let Some(w) = &r.waiting_for {
         let _ = writeln!(s, "\n{}\n  {w}", style.paint(Paint::Bold, "Waiting for"));
     }
+    if r.frozen.is_some() || !r.freeze_windows.is_empty() {
+        let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Freeze windows"));
+    }
+    if let Some(f) = &r.frozen {
+        let held = style.paint(Paint::Yellow, &format!("{} holds the rollout", f.window));
+        let _ = writeln!(s, "  {held} (for {} so far)", ago(f.held_seconds));
+    }
+    let width = r.freeze_windows.iter().map(|w| w.name.len()).max().unwrap_or(0);
+    for w in &r.freeze_windows {
+        let _ = writeln!(s, "  {}  {}  {}", pad(&w.name, width), w.when, w.state);
+    }
 }
 
 /// The verdicts its rollouts left, and which one analyses soak now.

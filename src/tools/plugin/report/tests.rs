@@ -230,3 +230,33 @@ fn only_the_watched_verdict_is_watching() {
     assert!(!line("pool-bad").contains("watching"), "{screen}");
     assert!(line("pool-good").contains("soaked 5m of 24h, watching"), "{screen}");
 }
+
+#[test]
+fn the_screen_says_which_freeze_window_holds_and_when_each_opens() {
+    let mut status = progressing_at_step_2();
+    status["freeze"] = json!({"window": "cluster/year-end", "since": at(7200), "until": at(-3600)});
+    status["waitingFor"] = json!("freeze cluster/year-end until Fri 27 Nov 13:00 UTC");
+    let mut s = snapshot(status);
+    // Friday 27 November 2026, 12:00 UTC: Berlin's weekend window opens at 17:00 UTC.
+    let windows = json!([
+        {"name": "weekend", "schedule": "0 18 * * FRI", "duration": "63h", "timeZone": "Europe/Berlin"},
+        {"name": "black-friday", "start": "2026-11-27T00:00:00Z", "end": "2026-11-28T00:00:00Z"},
+        {"name": "last-year", "start": "2025-12-24T00:00:00Z", "end": "2025-12-27T00:00:00Z"}
+    ]);
+    s.policy.spec.rollout.freeze_windows = serde_json::from_value(windows).unwrap();
+    let r = status_report(&s);
+    assert_eq!(r.frozen.as_ref().map(|f| (f.window.as_str(), f.held_seconds)), Some(("cluster/year-end", 7200)));
+    let plain = status_screen(&r, Style { colour: false }, 8);
+    assert!(plain.contains("\nFreeze windows\n  cluster/year-end holds the rollout (for 2h so far)\n"), "{plain}");
+    assert!(
+        plain.contains("  weekend       0 18 * * FRI for 63h (Europe/Berlin)  opens Fri 27 Nov 18:00 CET\n"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains(
+            "  black-friday  2026-11-27T00:00:00Z to 2026-11-28T00:00:00Z  holds until Sat 28 Nov 00:00 UTC\n"
+        ),
+        "{plain}"
+    );
+    assert!(plain.contains("  last-year     2025-12-24T00:00:00Z to 2025-12-27T00:00:00Z  over\n"), "{plain}");
+}
