@@ -5,6 +5,7 @@
 //! action makes), and records status and Events. A reconcile that changes nothing writes nothing.
 
 mod act;
+mod approvals;
 mod budgets;
 mod error;
 mod events;
@@ -124,6 +125,8 @@ pub struct Context {
     pub budgets: budgets::Budgets,
     /// Clients for the other clusters `spec.promotion.requires` reads verdicts from.
     pub remotes: verdicts::RemoteClients,
+    /// When each policy's approval webhooks were last asked and what they answered, by uid.
+    asked: std::sync::Mutex<HashMap<String, (std::time::Instant, Vec<crate::core::rollout::WebhookAnswer>)>>,
 }
 
 impl Context {
@@ -145,6 +148,7 @@ impl Context {
             failures: std::sync::Mutex::default(),
             budgets: budgets::Budgets::default(),
             remotes: verdicts::RemoteClients::default(),
+            asked: std::sync::Mutex::default(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Context {
         self.written.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
         self.spec_checks.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
         self.budgets.forget(&policy.uid().unwrap_or_default());
+        self.asked.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
     }
 }
 

@@ -167,7 +167,15 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
     let action = policy.annotations().get(ACTION_ANNOTATION).map(|raw| raw.parse());
     let holder = claim(policy, ctx, canary);
     // The other policies on the same Redis are read under their group's lock (see reconcile).
-    let observed = Observed { target: target_result, canary: canary_view, holder, redis, peers: Vec::new(), required };
+    let observed = Observed {
+        target: target_result,
+        canary: canary_view,
+        holder,
+        redis,
+        peers: Vec::new(),
+        required,
+        approval_answers: super::approvals::ask(ctx, policy, &status, &desired).await,
+    };
     Ok(Observation { objects, status, desired, env, build, observed, analysis, baseline, action })
 }
 

@@ -71,6 +71,7 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
             observed: &o.observed,
             analysis: o.analysis.as_ref(),
             action: o.action.clone(),
+            action_by: crate::core::api::action_by(o.policy()),
             now,
             awake_since: ctx.awake_since,
             deleting,
@@ -251,7 +252,8 @@ async fn record(
     // is decided next time rather than lost.
     if decision.action_consumed {
         let read = o.policy().annotations().get(ACTION_ANNOTATION).cloned().unwrap_or_default();
-        let patch = crate::core::api::remove_action_patch(&read);
+        let by = o.policy().annotations().get(crate::core::api::APPROVED_BY_ANNOTATION);
+        let patch = crate::core::api::remove_action_patch(&read, by.map(String::as_str));
         let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
         match policies.patch(&name, &params, &Patch::Json::<()>(patch)).await {
             Ok(p) => {

@@ -1,6 +1,7 @@
 //! The `redispool.io/v1alpha1` API: `RedisPoolPolicy`.
 
 mod analysis;
+mod approvals;
 mod defaults;
 mod report;
 mod spec;
@@ -10,6 +11,7 @@ mod verdict;
 mod windows;
 
 pub use analysis::*;
+pub use approvals::*;
 pub use report::*;
 pub use spec::*;
 pub use status::*;
@@ -18,15 +20,39 @@ pub use windows::*;
 
 /// The annotation through which a person steers a rollout (`kubectl annotate rpp NAME ...`).
 pub const ACTION_ANNOTATION: &str = "redispool.io/action";
-/// A JSON patch that removes the action annotation only while it still reads `value`: the
-/// operator consuming an action and the plugin withdrawing one never remove a newer request.
-pub fn remove_action_patch(value: &str) -> json_patch::Patch {
-    let path = format!("/metadata/annotations/{}", ACTION_ANNOTATION.replace('~', "~0").replace('/', "~1"));
-    serde_json::from_value(serde_json::json!([
-        {"op": "test", "path": path, "value": value},
-        {"op": "remove", "path": path},
-    ]))
-    .expect("a well-formed JSON patch")
+/// Who asked for the action, as the plugin knows its user (`kubectl redispool approve`):
+/// recorded with an approval, and removed with the action.
+pub const APPROVED_BY_ANNOTATION: &str = "redispool.io/approved-by";
+
+/// Who set the action annotation of `policy`: the user the plugin named, else the field manager
+/// that wrote the annotation (`kubectl-annotate`, say).
+pub fn action_by(policy: &RedisPoolPolicy) -> Option<String> {
+    let meta = &policy.metadata;
+    if let Some(by) = meta.annotations.as_ref().and_then(|a| a.get(APPROVED_BY_ANNOTATION)) {
+        return Some(by.clone());
+    }
+    let key = format!("f:{ACTION_ANNOTATION}");
+    meta.managed_fields.iter().flatten().find_map(|m| {
+        let fields = &m.fields_v1.as_ref()?.0;
+        fields.get("f:metadata")?.get("f:annotations")?.get(&key)?;
+        m.manager.as_ref().map(|manager| format!("field manager {manager}"))
+    })
+}
+
+/// A JSON patch that removes the action annotation only while it still reads `value` (and the
+/// `approved-by` annotation read with it): the operator consuming an action and the plugin
+/// withdrawing one never remove a newer request.
+pub fn remove_action_patch(value: &str, approved_by: Option<&str>) -> json_patch::Patch {
+    let path = |key: &str| format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1"));
+    let mut ops = vec![
+        serde_json::json!({"op": "test", "path": path(ACTION_ANNOTATION), "value": value}),
+        serde_json::json!({"op": "remove", "path": path(ACTION_ANNOTATION)}),
+    ];
+    if let Some(by) = approved_by {
+        ops.push(serde_json::json!({"op": "test", "path": path(APPROVED_BY_ANNOTATION), "value": by}));
+        ops.push(serde_json::json!({"op": "remove", "path": path(APPROVED_BY_ANNOTATION)}));
+    }
+    serde_json::from_value(serde_json::Value::Array(ops)).expect("a well-formed JSON patch")
 }
 
 /// Held while deleting the policy must first give its target back what a rollout took (a

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::status::RedisPoolPolicyStatus;
 use super::{
-    AnalysisSpec, CountGate, FreezeWindow, LatencyGate, MetricsSpec, SuccessRateGate, UtilizationGate, defaults,
+    AnalysisSpec, ApprovalSpec, CountGate, FreezeWindow, LatencyGate, MetricsSpec, SuccessRateGate, UtilizationGate,
+    defaults,
 };
 
 /// A tier's relative bounds need the stable measured, like the policy's.
@@ -362,6 +363,9 @@ pub struct SecretKeyRef {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.approvals) || self.approvals.all(a, !a.before.matches('^step-[0-9]+$') || int(a.before.substring(5)) <= size(self.steps))")
+    .message("spec.rollout.approvals[].before names a step that spec.rollout.steps does not have; steps count from 1, so with 3 steps use step-2 or step-3")
+    .field_path(".approvals"))]
 pub struct RolloutSpec {
     #[serde(default = "default_steps")]
     #[x_kube(validation = Rule::new("size(self) >= 1").message("spec.rollout.steps needs at least one step, and the last must have weight 100"))]
@@ -382,6 +386,14 @@ pub struct RolloutSpec {
         .message("spec.rollout.freezeWindows[].name must be unique; rename or remove the duplicate window"))]
     #[schemars(length(max = 16))]
     pub freeze_windows: Vec<FreezeWindow>,
+    /// Gates a person or a webhook must open: before the rollout starts, before a step, before
+    /// the promotion. Soaking and analyses go on while a gate waits (a failing canary still
+    /// rolls back), and waiting never counts against `progressDeadline`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.before == a.before && b.by == a.by && (a.by == 'Person' || !has(a.webhook) || !has(b.webhook) || b.webhook.urlSecretRef == a.webhook.urlSecretRef)))")
+        .message("spec.rollout.approvals lists the same approval twice; remove the duplicate"))]
+    #[schemars(length(max = 16))]
+    pub approvals: Vec<ApprovalSpec>,
 }
 
 impl Default for RolloutSpec {
@@ -391,6 +403,7 @@ impl Default for RolloutSpec {
             analysis: AnalysisSpec::default(),
             metrics: MetricsSpec::default(),
             freeze_windows: Vec::new(),
+            approvals: Vec::new(),
         }
     }
 }

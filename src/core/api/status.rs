@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Advice, GateResult, PoolPlan, RolloutVerdict, Verdict, WorkerPool};
+use super::{Advice, Approval, GateResult, PendingApproval, PoolPlan, RolloutVerdict, Verdict, WorkerPool};
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -139,6 +139,12 @@ pub struct RedisPoolPolicyStatus {
     /// ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freeze: Option<FreezeStatus>,
+    /// The approval gate the rollout waits at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<PendingApproval>,
+    /// Approvals given for the rollout in flight (or about to start), until it ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
     /// Pool size advice from `poolSeen`; never applied by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<Advice>,

@@ -10,7 +10,7 @@
 use jiff::SignedDuration;
 
 use crate::core::analysis::{GateResult, Verdict};
-use crate::core::api::{FailedConfig, OverrideStatus, PoolPlan};
+use crate::core::api::{FailedConfig, OverrideStatus, PendingApproval, PoolPlan};
 use crate::core::durations::human;
 use crate::core::freeze::Frozen;
 use crate::core::sizing::Budget;
@@ -104,6 +104,61 @@ pub fn scaling_stable(label: &str, replicas: i32) -> String {
 
 pub fn paused(label: &str) -> String {
     format!("{label}: paused by a person")
+}
+
+/// `approval step-2: person, webhook change-ticket`, for `kubectl get`.
+pub fn awaiting_approval_short(p: &PendingApproval) -> String {
+    format!("approval {}: {}", p.gate, p.waiting_for.join(", "))
+}
+
+/// Who the gate waits for, for people: how a person approves, what a webhook said.
+fn awaiting(waiting: &[String], refused: Option<&String>) -> String {
+    let who: Vec<String> = waiting
+        .iter()
+        .map(|w| match w.as_str() {
+            "person" => "a person (kubectl redispool approve)".to_string(),
+            webhook => webhook.to_string(),
+        })
+        .collect();
+    let answer = refused.map(|r| format!("; last answer: {r}")).unwrap_or_default();
+    format!("{}{answer}", who.join(" and "))
+}
+
+pub fn approval_requested(p: &PendingApproval) -> String {
+    format!("{} of pool configuration {} waits for approval by {}", p.gate, p.hash, awaiting(&p.waiting_for, None))
+}
+
+pub fn approval_refused(p: &PendingApproval) -> String {
+    format!("{} of pool configuration {}: {}", p.gate, p.hash, p.refused.as_deref().unwrap_or("refused"))
+}
+
+pub fn approved(gate: &str, hash: &str, who: &str) -> String {
+    format!("{gate} of pool configuration {hash} approved by {who}")
+}
+
+pub fn nothing_to_approve() -> String {
+    "approve ignored: nothing waits for a person's approval".into()
+}
+
+/// A rollout that has not started, waiting at its start gate.
+pub fn start_awaits_approval(hash: &str, waiting: &[String], refused: Option<&String>) -> String {
+    format!("the rollout of pool configuration {hash} waits for approval by {}", awaiting(waiting, refused))
+}
+
+/// A pre-rollout check said no.
+pub fn start_refused(hash: &str, why: &str) -> String {
+    format!(
+        "blocked: the pre-rollout check refused pool configuration {hash}: {why}; it is asked again until it approves"
+    )
+}
+
+/// A step that would advance, waiting at the next gate.
+pub fn held_for_approval(label: &str, gate: &str, waiting: &[String], refused: Option<&String>) -> String {
+    format!("{label}: soaked and passing; {gate} waits for approval by {}", awaiting(waiting, refused))
+}
+
+pub fn promote_awaits_webhook(who: &str) -> String {
+    format!("promote refused: the promotion waits for the approval of {who}")
 }
 
 /// What `kubectl get` shows of a freeze: `freeze weekend until Mon 7 Dec 09:00 CET`.

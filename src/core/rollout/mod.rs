@@ -18,7 +18,9 @@ mod writes;
 pub use conditions::set_condition;
 pub use identity::{Claimant, holder};
 pub use machine::decide;
-pub use questions::{holds_target, keeps_baseline, needs_fresh, needs_redis, needs_verdicts, next_look};
+pub use questions::{
+    holds_target, keeps_baseline, needs_fresh, needs_redis, needs_verdicts, next_look, webhooks_to_ask,
+};
 pub use reason::Reason;
 pub use refusals::{HeldBy, NoTarget, UnknownAction, Unplannable, Unusable};
 pub use writes::{StatusWrite, TALLIES_EVERY, status_write};
@@ -119,6 +121,20 @@ pub struct Observed {
     pub peers: Vec<crate::core::shared_budget::Peer>,
     /// `spec.promotion.requires`, resolved, when the shell read them (see [`needs_verdicts`]).
     pub required: Option<Vec<crate::core::promotion::Required>>,
+    /// What the approval webhooks of the pending gate answered, when the shell asked them (see
+    /// [`webhooks_to_ask`]).
+    pub approval_answers: Vec<WebhookAnswer>,
+}
+
+/// An approval webhook's answer for a gate and a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookAnswer {
+    pub gate: String,
+    pub hash: String,
+    /// The webhook, by its Secret's name.
+    pub webhook: String,
+    /// 2xx, or why not (the status and the start of the body; never the URL).
+    pub answer: Result<(), String>,
 }
 
 /// What an analysis due now measures.
@@ -147,10 +163,13 @@ pub enum ManualAction {
     Retry,
     Pause,
     Resume,
+    /// Opens what waits for a person at the pending approval gate.
+    Approve,
 }
 
 impl ManualAction {
-    pub const ALL: [ManualAction; 5] = [Self::Promote, Self::Abort, Self::Retry, Self::Pause, Self::Resume];
+    pub const ALL: [ManualAction; 6] =
+        [Self::Promote, Self::Abort, Self::Retry, Self::Pause, Self::Resume, Self::Approve];
 
     /// The annotation's value for this action.
     pub fn name(self) -> &'static str {
@@ -160,6 +179,7 @@ impl ManualAction {
             Self::Retry => "retry",
             Self::Pause => "pause",
             Self::Resume => "resume",
+            Self::Approve => "approve",
         }
     }
 }
@@ -182,6 +202,9 @@ pub struct Input<'a> {
     pub analysis: Option<&'a AnalysisRun>,
     /// The action annotation, when set: an action understood, or the value nobody understands.
     pub action: Option<Result<ManualAction, UnknownAction>>,
+    /// Who set it: the user the plugin named (`redispool.io/approved-by`), else the field
+    /// manager that wrote the annotation.
+    pub action_by: Option<String>,
     pub now: Timestamp,
     /// When this operator process began acting: time before it (when no operator was watching)
     /// never counts against a deadline.

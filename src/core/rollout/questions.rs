@@ -31,6 +31,23 @@ pub fn needs_verdicts(
     !spec.promotion.requires.is_empty() && (status.phase.is_active() || target_hash != Some(desired_hash))
 }
 
+/// The approval webhooks to ask in this look: those the pending gate still waits for, with the
+/// gate and the configuration to ask about.
+pub fn webhooks_to_ask<'s>(
+    spec: &'s RedisPoolPolicySpec,
+    status: &RedisPoolPolicyStatus,
+) -> Vec<(String, String, &'s crate::core::api::ApprovalWebhook)> {
+    let Some(p) = &status.pending_approval else { return Vec::new() };
+    spec.rollout
+        .approvals
+        .iter()
+        .filter(|a| a.before == p.gate)
+        .filter_map(|a| a.webhook.as_ref())
+        .filter(|w| p.waiting_for.iter().any(|who| *who == format!("webhook {}", w.url_secret_ref.name)))
+        .map(|w| (p.gate.clone(), p.hash.clone(), w))
+        .collect()
+}
+
 /// Whether `decision` must be made again on objects read fresh before it is carried out: it
 /// acts, consumes an action, lets a deleted policy go (the finalizer's removal rides on the
 /// status), or writes a status that decisions depend on. Tallies alone are written over the
@@ -71,8 +88,13 @@ pub fn next_look(spec: &RedisPoolPolicySpec, status: &RedisPoolPolicyStatus) -> 
         _ => Duration::from_secs(300),
     };
     // A promotion being watched is analysed at the interval, whatever the phase.
-    match watched_verdict(spec, status) {
+    let after = match watched_verdict(spec, status) {
         Some(_) => after.min(interval),
         None => after,
+    };
+    // An approval webhook is asked again every few seconds while its gate waits.
+    match webhooks_to_ask(spec, status).is_empty() {
+        true => after,
+        false => after.min(Duration::from_secs(5)),
     }
 }

@@ -5,7 +5,7 @@ use crate::core::api::ACTION_ANNOTATION;
 
 /// An action annotation nobody understands.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{ACTION_ANNOTATION}={0:?} ignored: use promote, abort, retry, pause or resume")]
+#[error("{ACTION_ANNOTATION}={0:?} ignored: use promote, abort, retry, pause, resume or approve")]
 pub struct UnknownAction(pub String);
 
 /// Another policy of the namespace holds the target (see [`super::holder`]).

@@ -92,6 +92,8 @@ struct World {
     wrote_autoscaled_replicas: bool,
     /// What the shell read of `spec.promotion.requires`.
     required: Option<Vec<crate::core::promotion::Required>>,
+    /// What approval webhooks answer when asked (none: nobody answers).
+    webhook: Option<Result<(), String>>,
 }
 
 impl World {
@@ -130,6 +132,7 @@ impl World {
             second_policy: false,
             wrote_autoscaled_replicas: false,
             required: None,
+            webhook: None,
         }
     }
 
@@ -149,6 +152,7 @@ impl World {
             redis: None,
             peers: Vec::new(),
             required: self.required.clone(),
+            approval_answers: Vec::new(),
         }
     }
 
@@ -339,6 +343,7 @@ impl Sim {
             observed,
             analysis: run,
             action: action.map(Ok),
+            action_by: Some("alice".into()),
             now: self.now,
             awake_since: self.awake_since,
             deleting,
@@ -356,7 +361,19 @@ impl Sim {
         if let Some(r) = run.as_mut().filter(|r| r.analysis.verdict == Verdict::Inconclusive) {
             r.analysis.environment = self.evidence.clone().or(r.analysis.environment.take());
         }
-        let observed = self.world.observe();
+        let mut observed = self.world.observe();
+        // The shell asks the webhooks the pending gate waits for.
+        if let Some(answer) = &self.world.webhook {
+            observed.approval_answers = webhooks_to_ask(&self.spec, &self.status)
+                .into_iter()
+                .map(|(gate, hash, w)| WebhookAnswer {
+                    gate,
+                    hash,
+                    webhook: w.url_secret_ref.name.clone(),
+                    answer: answer.clone(),
+                })
+                .collect();
+        }
         let desired = self.desired();
         let d = decide(&self.input(&desired, &observed, run.as_ref(), action, deleting));
         // The shell looks again (at `next_look`) in time for the next analysis that comes due.
@@ -1091,7 +1108,7 @@ fn an_unknown_action_is_answered_whatever_the_phase() {
         let said: Vec<&Action> = d.actions.iter().filter(|a| matches!(a, Action::Event { .. })).collect();
         assert!(
             matches!(said.as_slice(), [Action::Event { reason: Reason::ManualActionIgnored, message }]
-                if message.contains("\"frobnicate\"") && message.contains("promote, abort, retry, pause or resume")),
+                if message.contains("\"frobnicate\"") && message.contains("promote, abort, retry, pause, resume or approve")),
             "suspend {suspend}: {said:?}"
         );
     }
@@ -1533,7 +1550,8 @@ fn arb_event() -> impl Strategy<Value = Event> {
         Just(ManualAction::Abort),
         Just(ManualAction::Retry),
         Just(ManualAction::Pause),
-        Just(ManualAction::Resume)
+        Just(ManualAction::Resume),
+        Just(ManualAction::Approve)
     ];
     prop_oneof![
         6 => (1i64..40).prop_map(Event::Tick),
@@ -1591,6 +1609,15 @@ fn check_instant(sim: &Sim, prev: &RedisPoolPolicyStatus) -> Result<(), TestCase
     }
     if prev.step.is_none() && s.step.is_some() {
         prop_assert_eq!(s.step, Some(0), "a rollout starts at step 0");
+    }
+    // A gated step begins only once approved, for the configuration rolling out.
+    if let (Some(0), Some(1)) = (prev.step, s.step)
+        && same_rollout
+        && sim.spec.rollout.approvals.iter().any(|a| a.before == "step-2")
+    {
+        let hash = s.canary.as_ref().map(|c| c.hash.clone());
+        let approved = s.approvals.iter().any(|a| a.gate == "step-2" && Some(&a.hash) == hash.as_ref());
+        prop_assert!(approved, "step 2 began without its approval: {:?}", s.approvals);
     }
     // People read one 1-based step everywhere: `progress` is `step + 1` of the step count.
     let steps = sim.spec.rollout.steps.len().max(1);
@@ -1708,8 +1735,12 @@ fn drain(sim: &mut Sim) -> Result<(), TestCaseError> {
     for _ in 0..400 {
         let prev = sim.status.clone();
         sim.advance(5);
-        // A paused rollout waits for a person, who eventually resumes it.
-        let action = (sim.status.phase == Phase::Paused).then_some(ManualAction::Resume);
+        // A paused rollout waits for a person, who eventually resumes it (and approves).
+        let action = match (&sim.status.phase, &sim.status.pending_approval) {
+            (Phase::Paused, _) => Some(ManualAction::Resume),
+            (_, Some(_)) => Some(ManualAction::Approve),
+            _ => None,
+        };
         let d = sim.reconcile_with(Verdict::Pass, action);
         check_instant(sim, &prev)?;
         let settled =
@@ -1749,8 +1780,17 @@ proptest! {
     })]
 
     #[test]
-    fn invariants_hold_and_every_rollout_ends(total in 1i32..25, hpa in any::<bool>(), events in prop::collection::vec(arb_event(), 1..120)) {
+    fn invariants_hold_and_every_rollout_ends(total in 1i32..25, hpa in any::<bool>(), gated in any::<bool>(), events in prop::collection::vec(arb_event(), 1..120)) {
         let mut sim = if hpa { Sim::with_hpa(total, 1, 30) } else { Sim::new(total) };
+        if gated {
+            // A person approves step 2 and the promotion.
+            let person = |before: &str| crate::core::api::ApprovalSpec {
+                before: before.into(),
+                by: crate::core::api::Approver::Person,
+                webhook: None,
+            };
+            sim.spec.rollout.approvals = vec![person("step-2"), person("promotion")];
+        }
         for e in &events {
             let prev = sim.status.clone();
             sim.apply_event(e);
@@ -2309,5 +2349,113 @@ mod freeze_windows {
         sim.advance(61);
         let d = sim.reconcile_with(Verdict::Pass, None);
         assert!(d.actions.contains(&Action::ScaleTarget { replicas: 12 }), "{:?}", d.actions);
+    }
+}
+
+mod approvals {
+    use super::*;
+    use crate::core::api::{ApprovalSpec, ApprovalWebhook, Approver, SecretKeyRef};
+
+    fn person(before: &str) -> ApprovalSpec {
+        ApprovalSpec { before: before.into(), by: Approver::Person, webhook: None }
+    }
+
+    fn webhook(before: &str, secret: &str) -> ApprovalSpec {
+        ApprovalSpec {
+            before: before.into(),
+            by: Approver::Webhook,
+            webhook: Some(ApprovalWebhook {
+                url_secret_ref: SecretKeyRef { name: secret.into(), key: "url".into() },
+                timeout_seconds: 10,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_step_waits_for_a_person_past_the_deadline_then_goes_on_when_approved() {
+        let mut sim = Sim::new(10);
+        sim.spec.rollout.approvals = vec![person("step-2")];
+        sim.run_until(Verdict::Pass, 100, |s| s.status.pending_approval.is_some());
+        // Soaked, passing, and held: longer than progressDeadline (300 s), never rolled back.
+        for _ in 0..80 {
+            sim.advance(5);
+            sim.reconcile_with(Verdict::Pass, None);
+        }
+        assert_eq!((sim.status.phase, sim.status.step), (Phase::Progressing, Some(0)));
+        let p = sim.status.pending_approval.as_ref().unwrap();
+        assert_eq!((p.gate.as_str(), p.waiting_for.as_slice()), ("step-2", &["person".to_string()][..]));
+        assert_eq!(sim.status.waiting_for.as_deref(), Some("approval step-2: person"));
+        assert!(
+            sim.status.message.as_deref().unwrap().contains("kubectl redispool approve"),
+            "{:?}",
+            sim.status.message
+        );
+        assert_eq!(sim.count("ApprovalRequested"), 1, "said once: {:?}", sim.events);
+        sim.reconcile_with(Verdict::Pass, Some(ManualAction::Approve));
+        assert_eq!(sim.status.step, Some(1), "approved: the step begins in the same decision");
+        let (_, said) = sim.events.iter().find(|(r, _)| *r == "Approved").unwrap();
+        assert_eq!(said, &format!("step-2 of pool configuration {NEW} approved by alice"));
+        assert_eq!(sim.status.approvals[0].who, "alice");
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+        assert!(sim.status.approvals.is_empty(), "used up with the rollout");
+        assert_eq!(sim.status.waiting_for, None);
+    }
+
+    #[test]
+    fn a_canary_that_fails_while_waiting_for_approval_still_rolls_back() {
+        let mut sim = Sim::new(10);
+        sim.spec.rollout.approvals = vec![person("promotion")];
+        sim.run_until(Verdict::Pass, 200, |s| s.status.pending_approval.is_some());
+        assert_eq!(sim.status.step, Some(2));
+        sim.run_until(Verdict::Fail, 100, |s| s.status.phase == Phase::RolledBack);
+        assert_eq!(sim.world.target.config_hash, OLD);
+        assert_eq!(sim.status.pending_approval, None);
+    }
+
+    #[test]
+    fn a_pre_rollout_check_that_says_no_blocks_with_its_answer_until_it_says_yes() {
+        let mut sim = Sim::new(10);
+        sim.spec.rollout.approvals = vec![webhook("start", "change-ticket")];
+        sim.world.webhook = Some(Err("HTTP 409: change CHG-1234 is not approved yet".into()));
+        for _ in 0..4 {
+            let d = sim.reconcile_with(Verdict::Pass, None);
+            assert!(d.actions.iter().all(|a| matches!(a, Action::Event { .. })), "{:?}", d.actions);
+            sim.advance(5);
+        }
+        assert_eq!(sim.status.phase, Phase::Blocked);
+        let msg = sim.status.message.as_deref().unwrap();
+        assert!(msg.contains("webhook change-ticket: HTTP 409: change CHG-1234 is not approved yet"), "{msg}");
+        assert_eq!(sim.count("ApprovalRefused"), 1, "{:?}", sim.events);
+        sim.world.webhook = Some(Ok(()));
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Progressing);
+        assert_eq!(sim.status.approvals[0].who, "webhook change-ticket");
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+    }
+
+    #[test]
+    fn a_persons_promote_does_not_skip_the_promotions_webhook() {
+        let mut sim = Sim::new(10);
+        sim.spec.rollout.approvals = vec![webhook("promotion", "incident-bot")];
+        sim.run_until(Verdict::Pass, 100, |s| s.status.step_started_at.is_some());
+        sim.reconcile_with(Verdict::Pass, Some(ManualAction::Promote));
+        assert_eq!(sim.status.phase, Phase::Progressing);
+        let (_, said) = sim.events.iter().rev().find(|(r, _)| *r == "ManualActionIgnored").unwrap();
+        assert_eq!(said, "promote refused: the promotion waits for the approval of webhook incident-bot");
+        sim.world.webhook = Some(Ok(()));
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+        assert!(sim.reasons().contains(&"Approved"));
+    }
+
+    #[test]
+    fn approve_with_nothing_waiting_is_refused() {
+        let mut sim = Sim::new(10);
+        sim.reconcile_with(Verdict::Pass, None);
+        let d = sim.reconcile_with(Verdict::Pass, Some(ManualAction::Approve));
+        assert!(d.action_consumed);
+        assert_eq!(
+            sim.events.last().unwrap(),
+            &("ManualActionIgnored", "approve ignored: nothing waits for a person's approval".into())
+        );
     }
 }

@@ -9,7 +9,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 
 use super::{Error, Kube, Result};
-use crate::core::api::{ACTION_ANNOTATION, RedisPoolPolicy, remove_action_patch};
+use crate::core::api::{ACTION_ANNOTATION, APPROVED_BY_ANNOTATION, RedisPoolPolicy, remove_action_patch};
 use crate::core::rollout::ManualAction;
 
 const MANAGER: &str = "kubectl-redispool";
@@ -27,7 +27,12 @@ pub async fn run(kube: &Kube, name: &str, action: ManualAction, timeout: std::ti
     }
     let before = event_versions(kube, name).await?;
     let api = kube.api::<RedisPoolPolicy>();
-    let set = serde_json::json!({"metadata": {"annotations": {ACTION_ANNOTATION: verb}}});
+    // An approval is recorded with who gave it, as the API server knows the caller.
+    let by = match action {
+        ManualAction::Approve => whoami(kube).await,
+        _ => None,
+    };
+    let set = serde_json::json!({"metadata": {"annotations": {ACTION_ANNOTATION: verb, APPROVED_BY_ANNOTATION: by}}});
     api.patch(name, &PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &Patch::Merge(&set))
         .await
         .map_err(kube.error("set the action annotation"))?;
@@ -41,7 +46,7 @@ pub async fn run(kube: &Kube, name: &str, action: ManualAction, timeout: std::ti
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(Error::Api { what: "watch the policy".into(), why: e.to_string() }),
         // The operator may have answered just now, after all: then its answer is reported.
-        Err(_) if !withdraw(kube, name, verb).await => {}
+        Err(_) if !withdraw(kube, name, verb, by.as_deref()).await => {}
         Err(_) => {
             return Err(Error::Timeout(format!(
                 "the operator did not act on {verb} within {}; is it running and watching namespace {}? \
@@ -97,8 +102,17 @@ async fn new_events(
 
 /// Removes the annotation only if it is still ours. False only when it no longer was: the
 /// operator took it between the timeout and now.
-async fn withdraw(kube: &Kube, name: &str, verb: &str) -> bool {
-    let patch = remove_action_patch(verb);
+async fn withdraw(kube: &Kube, name: &str, verb: &str, by: Option<&str>) -> bool {
+    let patch = remove_action_patch(verb, by);
     let result = kube.api::<RedisPoolPolicy>().patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await;
     !matches!(result, Err(kube::Error::Api(e)) if e.code == 422)
+}
+
+/// The caller's user name, as the API server authenticated it (a SelfSubjectReview); None when
+/// the server does not say (the operator then records the annotation's field manager).
+async fn whoami(kube: &Kube) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: kube::Api<SelfSubjectReview> = kube::Api::all(kube.client.clone());
+    let review = api.create(&Default::default(), &SelfSubjectReview::default()).await.ok()?;
+    review.status?.user_info?.username.filter(|u| !u.is_empty())
 }

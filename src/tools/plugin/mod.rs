@@ -104,6 +104,13 @@ pub enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Approve the gate the rollout waits at for a person (before its start, a step, or the
+    /// promotion); recorded with your user name.
+    Approve {
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// The pool plan of a policy file (no cluster needed) or of a live policy.
     Plan(PlanArgs),
     /// Let a deleted policy go when no operator will: give its target back what the rollout
@@ -354,6 +361,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Retry { name, wait } => manual(ManualAction::Retry, name, wait),
         Command::Pause { name, wait } => manual(ManualAction::Pause, name, wait),
         Command::Resume { name, wait } => manual(ManualAction::Resume, name, wait),
+        Command::Approve { name, wait } => manual(ManualAction::Approve, name, wait),
     };
     action::run(&kube, &name, action, timeout).await
 }

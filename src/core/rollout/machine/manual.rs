@@ -22,6 +22,11 @@ impl Machine<'_> {
                 let why = self.frozen.as_ref().map(messages::promote_frozen).unwrap_or_default();
                 self.event(Reason::ManualActionIgnored, why)
             }
+            Promote if self.promotion_awaits_webhook().is_some() => {
+                let who = self.promotion_awaits_webhook().unwrap_or_default();
+                self.event(Reason::ManualActionIgnored, messages::promote_awaits_webhook(&who))
+            }
+            Approve => self.approve(),
             Promote
                 if matches!(phase, Phase::Progressing | Phase::Paused)
                     && self.canary_hash() == self.input.desired.hash =>

@@ -42,8 +42,12 @@ pub fn decide(input: &Input) -> Decision {
         frozen: freeze_at(input),
     };
     m.status.observed_generation = Some(input.generation);
-    // Set again below by whatever the freeze still holds.
+    // Set again below by whatever the freeze or an approval gate still holds.
     m.status.freeze = None;
+    m.status.pending_approval = None;
+    // Approvals count for the configuration they were given for.
+    let rolling = input.status.canary.as_ref().map_or(input.desired.hash.as_str(), |c| c.hash.as_str());
+    m.status.approvals.retain(|a| a.hash == input.desired.hash || a.hash == rolling);
     m.status.environment = Some(input.desired.environment.clone());
     m.run();
     if let Some(Err(unknown)) = &input.action {
@@ -60,10 +64,11 @@ pub fn decide(input: &Input) -> Decision {
         m.status.scaled_to = Some(r);
     }
     m.status.progress = m.status.step.map(|_| format!("{}/{}", m.step() + 1, m.steps()));
-    if m.status.phase != Phase::Waiting && m.status.freeze.is_none() {
+    if m.status.phase != Phase::Waiting && m.status.freeze.is_none() && m.status.pending_approval.is_none() {
         m.status.waiting_for = None;
     }
     m.say_freeze();
+    m.say_approval();
     // What other policies on this Redis count for this one: its steady use, and its peak while
     // a rollout is in flight.
     m.status.advice = advice_for(input, m.status.pool_seen.as_ref());
@@ -214,7 +219,10 @@ enum Next {
 const TRANSITIONS: usize = 8;
 
 mod analysis;
+mod approval;
 mod manual;
+
+use approval::GateAt;
 mod progress;
 mod promote;
 mod refusals;
@@ -484,7 +492,9 @@ impl Machine<'_> {
         promotion::remember(&mut self.status.verdicts, verdict);
     }
 
+    /// Records how a rollout ended; the approvals it was given are used up with it.
     pub(super) fn push_history(&mut self, hash: String, outcome: Outcome, reason: String) {
+        self.status.approvals.retain(|a| a.hash != hash);
         let entry = HistoryEntry { hash, outcome, reason, finished_at: Time(self.now()) };
         self.status.history.insert(0, entry);
         self.status.history.truncate(HISTORY_LIMIT);

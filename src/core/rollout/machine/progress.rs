@@ -158,6 +158,16 @@ impl Machine<'_> {
                 }
                 return Next::Done;
             }
+            let gate = if step + 1 >= self.steps() { GateAt::Promotion } else { GateAt::Step(step + 1) };
+            if let Some(closed) = self.gate_closed(gate, &self.canary_hash()) {
+                // Held without a deadline: people answer on their own time.
+                self.status.message =
+                    Some(messages::held_for_approval(&label, &gate.name(), &closed.waiting, closed.refused.as_ref()));
+                if let Some(s) = self.status.soak.as_mut() {
+                    s.held_until = Some(Time(now));
+                }
+                return Next::Done;
+            }
             if let Clearance::Wait { message, .. } = clearance {
                 // Never a step without the verdicts (they cannot be read now): hold, without a
                 // deadline, since another cluster's outage says nothing about this canary.

@@ -22,7 +22,8 @@ impl Machine<'_> {
             && matches!(gate, Clearance::Clear(_))
             && self.budget.ok
             && !self.taken_back_again(target)
-            && self.frozen.is_none();
+            && self.frozen.is_none()
+            && self.start_approved();
         if !starting && !self.remove_leftover_canary(target) {
             return Next::Done;
         }
@@ -60,6 +61,16 @@ impl Machine<'_> {
         }
         if !self.budget.ok {
             return self.end_in(Phase::Blocked, Reason::BudgetExceeded, messages::over_budget(&self.budget));
+        }
+        if let Some(closed) = self.gate_closed(GateAt::Start, &desired.hash) {
+            // Said by the approval's own Events.
+            let (phase, msg) = match &closed.refused {
+                Some(why) => (Phase::Blocked, messages::start_refused(&desired.hash, why)),
+                None => (Phase::Waiting, messages::start_awaits_approval(&desired.hash, &closed.waiting, None)),
+            };
+            self.status.phase = phase;
+            self.status.message = Some(msg);
+            return Next::Done;
         }
         if self.taken_back(target) {
             // We promoted exactly this configuration and another writer put something else back.
