@@ -88,3 +88,82 @@ async fn a_cluster_window_holds_every_new_rollout_until_it_ends() {
     assert!(started.started_at.unwrap().0 >= end, "started before the window ended");
     env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(90)).await;
 }
+
+/// A policy gated on a person before step 2: the step soaks and holds (past its deadline) until
+/// `kubectl redispool approve`, which the operator records with the caller's user name.
+#[tokio::test]
+async fn a_person_approves_a_step_with_the_plugin_and_is_named() {
+    let env = Env::new("approve", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["approvals"] = serde_json::json!([{"before": "step-2", "by": "Person"}]);
+    env.apply(p).await;
+    let waiting = env
+        .wait_status("auth-api", "step 2 waiting for a person", Duration::from_secs(30), |s| {
+            s.pending_approval.is_some()
+        })
+        .await;
+    assert_eq!(waiting.waiting_for.as_deref(), Some("approval step-2: person"));
+    // Held past the step's pause and progressDeadline (10s) without rolling back.
+    let reconciles = env.operator.counter("redis_pool_operator_reconciles_total").await;
+    env.wait_reconciles(reconciles + 12.0, Duration::from_secs(60)).await;
+    let s = env.status("auth-api").await;
+    assert_eq!((s.phase, s.step), (Phase::Progressing, Some(0)), "{:?}", s.message);
+    let shown = out(&plugin(&env.ns.name, &["status", "auth-api"]).await);
+    assert!(shown.contains("step-2 waits for a person (kubectl redispool approve auth-api)"), "{shown}");
+
+    let o = plugin(&env.ns.name, &["approve", "auth-api", "--timeout", "30s"]).await;
+    assert!(o.status.success(), "{}{}", out(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(out(&o).contains("Approved: step-2 of pool configuration"), "{}", out(&o));
+    let s = env.status("auth-api").await;
+    let who = &s.approvals.first().expect("the approval is recorded").who;
+    // The API server's name for this kubeconfig's user (a SelfSubjectReview), not a guess.
+    let review: k8s_openapi::api::authentication::v1::SelfSubjectReview =
+        kube::Api::all(cluster().client().await).create(&Default::default(), &Default::default()).await.unwrap();
+    assert_eq!(Some(who.clone()), review.status.and_then(|s| s.user_info).and_then(|u| u.username));
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(90)).await;
+    let annotations = env.policies().get("auth-api").await.unwrap().metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key("redispool.io/approved-by"), "left behind: {annotations:?}");
+}
+
+/// A pre-rollout check on a loopback webhook: it says no twice (the policy is Blocked with its
+/// answer, nothing is created), then yes; the rollout starts and completes. Every request
+/// carries the documented body.
+#[tokio::test]
+async fn a_pre_rollout_check_says_no_then_yes() {
+    let env = Env::new("pre-check", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let webhook = support::receiver::Receiver::start(std::sync::Arc::new(|n, _| match n {
+        0 | 1 => support::receiver::Reply::Status(409, "change CHG-42 is not approved yet".into()),
+        _ => support::receiver::Reply::Status(204, String::new()),
+    }))
+    .await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = env.ns.api();
+    let secret = serde_json::json!({"metadata": {"name": "change-ticket"}, "stringData": {"url": format!("{}/approve?token=s3cret", webhook.url)}});
+    secrets.create(&Default::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
+    let mut p = policy("auth-api");
+    p["spec"]["rollout"]["approvals"] = serde_json::json!([{"before": "start", "by": "Webhook",
+        "webhook": {"urlSecretRef": {"name": "change-ticket", "key": "url"}, "timeoutSeconds": 5}}]);
+    env.apply(p).await;
+    let blocked = env.wait_phase("auth-api", Phase::Blocked, Duration::from_secs(30)).await;
+    let msg = blocked.message.unwrap();
+    assert!(msg.contains("webhook change-ticket: HTTP 409: change CHG-42 is not approved yet"), "{msg}");
+    assert!(!msg.contains("s3cret") && !msg.contains("127.0.0.1"), "the URL leaked: {msg}");
+    assert!(env.canary().await.is_none());
+    env.wait_phase("auth-api", Phase::Succeeded, Duration::from_secs(90)).await;
+    let requests = webhook.received();
+    assert!(requests.len() >= 3, "{requests:?}");
+    let body = requests[0].json();
+    assert_eq!((body["kind"].as_str(), body["gate"].as_str()), (Some("ApprovalRequest"), Some("start")));
+    assert_eq!(body["policy"]["name"], "auth-api");
+    assert_eq!(body["pool"]["connectionsPerWorker"], 40);
+    assert_eq!(requests[0].path, "/approve");
+    let s = env.status("auth-api").await;
+    assert!(s.approvals.is_empty(), "used up with the rollout");
+    let events = env.events().await;
+    assert!(
+        events.iter().any(|(r, m)| r == "Approved" && m.contains("approved by webhook change-ticket")),
+        "{events:?}"
+    );
+    assert!(events.iter().all(|(_, m)| !m.contains("s3cret")), "the URL leaked into an Event");
+}

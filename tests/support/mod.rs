@@ -6,6 +6,7 @@
 
 pub mod fleet;
 pub mod operator;
+pub mod receiver;
 pub mod recorder;
 pub mod scenario;
 

@@ -45,7 +45,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [list, watch]                    # the Pods provider: canary pod IPs (a watch), a target's after a promotion (a list)
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]                            # spec.redis password, CA and client certificate; never list or watch
+  verbs: [get]                            # spec.redis password, CA and client certificate, approval webhook URLs; never list or watch
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]                            # spec.redis.tlsOptions.caRef.configMap only

@@ -51,6 +51,12 @@ pub struct StatusReport {
     /// The policy's own freeze windows, and when each holds or opens next.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub freeze_windows: Vec<WindowView>,
+    /// The approval gate the rollout waits at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<PendingView>,
+    /// Approvals given for the rollout in flight.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalView>,
     /// How the last rollouts ended, newest first.
     pub verdicts: Vec<VerdictView>,
     pub steps: Vec<StepView>,
@@ -69,6 +75,25 @@ pub struct FrozenView {
     pub until: Timestamp,
     /// How long it has held the rollout.
     pub held_seconds: i64,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingView {
+    pub gate: String,
+    /// `person`, `webhook change-ticket`.
+    pub waiting_for: Vec<String>,
+    pub waiting_seconds: i64,
+    /// A webhook's last answer that was not 2xx.
+    pub refused: Option<String>,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalView {
+    pub gate: String,
+    pub who: String,
+    pub age_seconds: i64,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -286,6 +311,17 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
             held_seconds: secs_since(f.since.0),
         }),
         freeze_windows: window_views(p, s.now),
+        pending_approval: st.pending_approval.as_ref().map(|p| PendingView {
+            gate: p.gate.clone(),
+            waiting_for: p.waiting_for.clone(),
+            waiting_seconds: secs_since(p.since.0),
+            refused: p.refused.clone(),
+        }),
+        approvals: st
+            .approvals
+            .iter()
+            .map(|a| ApprovalView { gate: a.gate.clone(), who: a.who.clone(), age_seconds: secs_since(a.at.0) })
+            .collect(),
         verdicts: verdict_views(p, &st, secs_since),
         steps: steps(s),
         analysis: analysis_view(p, &st, secs_since),

@@ -152,6 +152,33 @@ fn notes(s: &mut String, r: &StatusReport, style: Style) {
     for w in &r.freeze_windows {
         let _ = writeln!(s, "  {}  {}  {}", pad(&w.name, width), w.when, w.state);
     }
+    approvals(s, r, style);
+}
+
+/// The gate the rollout waits at, and the approvals it was given.
+fn approvals(s: &mut String, r: &StatusReport, style: Style) {
+    if r.pending_approval.is_none() && r.approvals.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Approvals"));
+    if let Some(p) = &r.pending_approval {
+        let who: Vec<String> = p
+            .waiting_for
+            .iter()
+            .map(|w| match w.as_str() {
+                "person" => format!("a person (kubectl redispool approve {})", r.name),
+                other => other.to_string(),
+            })
+            .collect();
+        let waits = style.paint(Paint::Yellow, &format!("{} waits", p.gate));
+        let _ = writeln!(s, "  {waits} for {} (for {})", who.join(" and "), ago(p.waiting_seconds));
+        if let Some(no) = &p.refused {
+            let _ = writeln!(s, "  last answer: {no}");
+        }
+    }
+    for a in &r.approvals {
+        let _ = writeln!(s, "  {}  approved by {}  {} ago", a.gate, a.who, ago(a.age_seconds));
+    }
 }
 
 /// The verdicts its rollouts left, and which one analyses soak now.

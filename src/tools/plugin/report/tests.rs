@@ -260,3 +260,19 @@ fn the_screen_says_which_freeze_window_holds_and_when_each_opens() {
     );
     assert!(plain.contains("  last-year     2025-12-24T00:00:00Z to 2025-12-27T00:00:00Z  over\n"), "{plain}");
 }
+
+#[test]
+fn the_screen_says_which_gate_waits_for_whom_and_who_approved() {
+    let mut status = progressing_at_step_2();
+    status["pendingApproval"] = json!({"gate": "promotion", "hash": "new", "since": at(300),
+        "waitingFor": ["person", "webhook change-ticket"], "refused": "webhook change-ticket: HTTP 409: CHG-1 not approved"});
+    status["approvals"] = json!([{"gate": "step-2", "hash": "new", "by": "Person", "who": "alice", "at": at(600)}]);
+    let r = status_report(&snapshot(status));
+    let plain = status_screen(&r, Style { colour: false }, 8);
+    assert!(
+        plain.contains("\nApprovals\n  promotion waits for a person (kubectl redispool approve auth-api) and webhook change-ticket (for 5m)\n"),
+        "{plain}"
+    );
+    assert!(plain.contains("  last answer: webhook change-ticket: HTTP 409: CHG-1 not approved\n"), "{plain}");
+    assert!(plain.contains("  step-2  approved by alice  10m ago\n"), "{plain}");
+}
