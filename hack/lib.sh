@@ -12,7 +12,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # Installs the system packages the tests and the demo need (redis-server, redis-cli, openssl,
-# curl, prometheus) when they are missing: with apt-get as root or through sudo, else says what
+# curl, prometheus, alertmanager) when they are missing: with apt-get as root or through sudo, else says what
 # to install.
 ensure_system_packages() {
   local need=()
@@ -23,6 +23,7 @@ ensure_system_packages() {
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
   command -v prometheus >/dev/null || need+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
   install_packages "${need[@]}"
 }
 

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::api::FreezeWindow;
+use crate::core::api::{FreezeWindow, Subscription};
 use crate::core::freeze::{self, Window};
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -18,12 +18,17 @@ pub struct ClusterSettings {
     /// Freeze windows for every policy, besides their own: `cluster/NAME` in status.
     #[serde(default)]
     pub freeze_windows: Vec<FreezeWindow>,
+    /// Destinations told about every policy's transitions, besides the policy's own:
+    /// `cluster/NAME` in status. Their Secrets live in the operator's namespace.
+    #[serde(default)]
+    pub notifications: Vec<Subscription>,
 }
 
 /// The settings, read and checked.
 #[derive(Clone, Debug, Default)]
 pub struct Read {
     pub freeze_windows: Vec<Window>,
+    pub notifications: Vec<Subscription>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,25 @@ pub enum SettingsError {
     Window(#[from] freeze::WindowError),
     #[error("freezeWindows[].name {0:?} is used twice; rename or remove the duplicate window")]
     DuplicateWindow(String),
+    #[error("{0}")]
+    Notification(String),
+}
+
+/// What admission checks of a policy's destination, for the operator's own.
+fn check_subscription(s: &Subscription) -> Result<(), String> {
+    let kinds = [s.webhook.is_some(), s.slack.is_some(), s.alertmanager.is_some()];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err("needs exactly one of webhook, slack or alertmanager".into());
+    }
+    let url = [
+        s.webhook.as_ref().map(|w| w.url_secret_ref.is_some()),
+        s.slack.as_ref().map(|w| w.url_secret_ref.is_some()),
+        s.alertmanager.as_ref().map(|w| w.url_secret_ref.is_some()),
+    ];
+    if url.contains(&Some(false)) {
+        return Err("urlSecretRef is required: the Secret key (in the operator's namespace) that holds the URL".into());
+    }
+    Ok(())
 }
 
 impl ClusterSettings {
@@ -51,7 +75,11 @@ impl ClusterSettings {
             return Err(SettingsError::DuplicateWindow(twice[0].to_string()));
         }
         let freeze_windows = freeze::read_all(&settings.freeze_windows, &format!("{path}: freezeWindows"), "cluster/")?;
-        Ok(Read { freeze_windows })
+        for (i, s) in settings.notifications.iter().enumerate() {
+            check_subscription(s)
+                .map_err(|why| SettingsError::Notification(format!("{path}: notifications[{i}]: {why}")))?;
+        }
+        Ok(Read { freeze_windows, notifications: settings.notifications })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod durations;
 pub mod freeze;
 pub mod hand_release;
 pub mod node_budget;
+pub mod notify;
 pub mod plan;
 pub mod promotion;
 pub mod render;

@@ -107,6 +107,7 @@ mod tests {
             promotion: Default::default(),
             env_names: Default::default(),
             suspend: false,
+            notifications: Vec::new(),
         }
     }
 

@@ -24,6 +24,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub destination: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabels {
     pub verb: String,
 }
@@ -67,6 +73,8 @@ pub struct Metrics {
     pub writes: Family<ResultLabels, Counter>,
     /// Requests to the API server by verb (counted by the client's `requests` layer).
     pub api_requests: Family<VerbLabels, Counter>,
+    /// Notifications by destination and how their delivery ended.
+    pub notifications: Family<DeliveryLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,7 +104,14 @@ impl Default for Metrics {
         registry.register("writes", "Writes to the Kubernetes API by kind", writes.clone());
         let api_requests = Family::<VerbLabels, Counter>::default();
         registry.register("api_requests", "Requests to the Kubernetes API server by verb", api_requests.clone());
+        let notifications = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by destination and result (delivered, failed after retries)",
+            notifications.clone(),
+        );
         Metrics {
+            notifications,
             registry,
             reconciles,
             errors,
@@ -148,6 +163,12 @@ impl Metrics {
         self.weight.remove(&labels);
         self.canary_replicas.remove(&labels);
         self.degraded.remove(&labels);
+    }
+
+    pub fn count_notification(&self, destination: &str, result: &str) {
+        self.notifications
+            .get_or_create(&DeliveryLabels { destination: destination.into(), result: result.into() })
+            .inc();
     }
 
     pub fn count_write(&self, kind: &str) {

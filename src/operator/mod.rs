@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod frozen;
 pub mod metrics;
+mod notify;
 mod observe;
 mod reconcile;
 mod requests;
@@ -55,6 +56,11 @@ pub struct Settings {
     pub instance: Option<String>,
     /// Cluster-wide freeze windows (`--cluster-settings`), for every policy.
     pub cluster_windows: Vec<crate::core::freeze::Window>,
+    /// Cluster-wide notification destinations (`--cluster-settings`), with Secrets in
+    /// `secrets_namespace`.
+    pub cluster_subscriptions: Vec<crate::core::api::Subscription>,
+    /// Where the Secrets of cluster-wide destinations live: the operator's own namespace.
+    pub secrets_namespace: String,
 }
 
 /// How to run: what `run` on the command line asks for.
@@ -125,6 +131,8 @@ pub struct Context {
     pub budgets: budgets::Budgets,
     /// Clients for the other clusters `spec.promotion.requires` reads verdicts from.
     pub remotes: verdicts::RemoteClients,
+    /// Delivers the notices of the policies' outboxes.
+    pub notifier: notify::Notifier,
     /// When each policy's approval webhooks were last asked and what they answered, by uid.
     asked: std::sync::Mutex<HashMap<String, (std::time::Instant, Vec<crate::core::rollout::WebhookAnswer>)>>,
 }
@@ -149,6 +157,7 @@ impl Context {
             budgets: budgets::Budgets::default(),
             remotes: verdicts::RemoteClients::default(),
             asked: std::sync::Mutex::default(),
+            notifier: notify::Notifier::default(),
         }
     }
 
@@ -160,6 +169,7 @@ impl Context {
         self.spec_checks.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
         self.budgets.forget(&policy.uid().unwrap_or_default());
         self.asked.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
+        self.notifier.forget(&policy.uid().unwrap_or_default());
     }
 }
 
@@ -357,7 +367,10 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
             targets_of(&hpa_policies, h.namespace().unwrap_or_default(), target, None)
         });
     let readiness = ready_when_listable(client, ns, ready);
+    // A delivery that ended wakes its policy, whose next decision takes the notice out.
+    let delivered = notify::Notifier::start(ctx.clone());
     controller
+        .reconcile_on(delivered)
         .shutdown_on_signal()
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -552,8 +565,15 @@ mod tests {
     async fn a_spec_is_checked_once_per_generation() {
         // A client that is never used: checking a spec reads nothing.
         let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
-        let settings =
-            Settings { concurrency: 1, environment: None, namespace: None, instance: None, cluster_windows: vec![] };
+        let settings = Settings {
+            concurrency: 1,
+            environment: None,
+            namespace: None,
+            instance: None,
+            cluster_windows: vec![],
+            cluster_subscriptions: vec![],
+            secrets_namespace: "default".into(),
+        };
         let ctx = Context::new(client, settings, Arc::default());
         assert_eq!(ctx.check_spec(&policy(1, "30s")), Ok(()));
         // The API server enforces the same rules; an operator that checked every reconcile would

@@ -76,6 +76,8 @@ async fn step(cached: &RedisPoolPolicy, ctx: &Context, deleting: bool) -> Result
             awake_since: ctx.awake_since,
             deleting,
             cluster_windows: &ctx.settings.cluster_windows,
+            cluster_subscriptions: &ctx.settings.cluster_subscriptions,
+            deliveries: &ctx.notifier.results(o.policy()),
         });
         let write = status_write(&o, &decision, ctx, now);
         if !o.objects.fresh && rollout::needs_fresh(&decision, write) {
@@ -124,6 +126,9 @@ async fn carry_out(
         act(a, o, ctx).await?;
     }
     let written = record(o, current, ctx, &decision, write, now).await?;
+    // What the stored status still has to tell: queued, never awaited.
+    let stored = written.as_ref().unwrap_or(current);
+    ctx.notifier.enqueue(ctx, o.policy(), stored.status.as_ref());
     // The finalizer goes from the version this decision was made on, as this decision left it.
     let latest = written.as_ref().unwrap_or(current);
     if deleting {

@@ -103,6 +103,8 @@ fn run_controller(args: RunArgs) -> ExitCode {
             instance: args.instance,
             concurrency: args.concurrency,
             cluster_windows: cluster.freeze_windows,
+            cluster_subscriptions: cluster.notifications,
+            secrets_namespace: args.lease_namespace.clone(),
         },
         metrics_addr: args.metrics_addr,
         leader_election: args.leader_election,

@@ -3,6 +3,7 @@
 mod analysis;
 mod approvals;
 mod defaults;
+mod notifications;
 mod report;
 mod spec;
 mod status;
@@ -12,6 +13,7 @@ mod windows;
 
 pub use analysis::*;
 pub use approvals::*;
+pub use notifications::*;
 pub use report::*;
 pub use spec::*;
 pub use status::*;

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::status::RedisPoolPolicyStatus;
 use super::{
-    AnalysisSpec, ApprovalSpec, CountGate, FreezeWindow, LatencyGate, MetricsSpec, SuccessRateGate, UtilizationGate,
-    defaults,
+    AnalysisSpec, ApprovalSpec, CountGate, FreezeWindow, LatencyGate, MetricsSpec, Subscription, SuccessRateGate,
+    UtilizationGate, defaults,
 };
 
 /// A tier's relative bounds need the stable measured, like the policy's.
@@ -80,6 +80,13 @@ pub struct RedisPoolPolicySpec {
     /// Freeze everything: no writes to the target or canary while true.
     #[serde(default)]
     pub suspend: bool,
+    /// Who is told about this policy's transitions, besides the operator's cluster-wide
+    /// destinations. URLs and keys come from Secrets in the policy's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
+        .message("spec.notifications[].name must be unique; rename or remove the duplicate destination"))]
+    #[schemars(length(max = 8))]
+    pub notifications: Vec<Subscription>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

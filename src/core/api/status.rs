@@ -4,7 +4,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Advice, Approval, GateResult, PendingApproval, PoolPlan, RolloutVerdict, Verdict, WorkerPool};
+use super::{
+    Advice, Approval, GateResult, NotificationStatus, PendingApproval, PoolPlan, RolloutVerdict, Verdict, WorkerPool,
+};
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -145,6 +147,9 @@ pub struct RedisPoolPolicyStatus {
     /// Approvals given for the rollout in flight (or about to start), until it ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<Approval>,
+    /// Transitions to tell people about, and how telling them went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationStatus>,
     /// Pool size advice from `poolSeen`; never applied by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<Advice>,

@@ -10,6 +10,7 @@ pub(crate) mod conditions;
 mod identity;
 mod machine;
 pub mod messages;
+pub mod notices;
 mod questions;
 mod reason;
 mod refusals;
@@ -213,6 +214,10 @@ pub struct Input<'a> {
     pub deleting: bool,
     /// The operator's cluster-wide freeze windows (the policy's own are in its spec).
     pub cluster_windows: &'a [crate::core::freeze::Window],
+    /// The operator's cluster-wide notification destinations (the policy's own are in its spec).
+    pub cluster_subscriptions: &'a [crate::core::api::Subscription],
+    /// How deliveries of the outbox's notices ended since the shell last reported.
+    pub deliveries: &'a [notices::DeliveryResult],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

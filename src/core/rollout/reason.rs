@@ -66,6 +66,7 @@ reasons! {
     Normal ApprovalRequested: "The rollout waits at a gate for a person's or a webhook's approval.",
     Normal Approved: "A person or a webhook approved a gate.",
     Warning ApprovalRefused: "An approval webhook said no.",
+    Warning NotificationFailed: "A notification could not be delivered to a destination (named, never its URL).",
     Normal FreezeHolds: "A freeze window holds the rollout: nothing starts, advances or promotes until it ends (a rollback still may).",
     Normal FreezeEnded: "No freeze window holds the rollout any longer.",
     Warning ManualActionIgnored: "A person's action does not apply now, or is not understood.",

@@ -39,6 +39,7 @@ fn spec(total: i32) -> RedisPoolPolicySpec {
         promotion: Default::default(),
         env_names: Default::default(),
         suspend: false,
+        notifications: Vec::new(),
     }
 }
 
@@ -267,6 +268,8 @@ struct Sim {
     evidence: Option<String>,
     /// The operator's cluster-wide freeze windows.
     cluster_windows: Vec<crate::core::freeze::Window>,
+    /// What the shell reports of deliveries, for the next decision.
+    deliveries: Vec<notices::DeliveryResult>,
     /// A decision made while a freeze window held moved the rollout on: a start, a step, or a
     /// promotion that had not begun.
     moved_while_frozen: Option<String>,
@@ -298,6 +301,7 @@ impl Sim {
             evidence: None,
             cluster_windows: vec![],
             moved_while_frozen: None,
+            deliveries: vec![],
         }
     }
 
@@ -348,6 +352,8 @@ impl Sim {
             awake_since: self.awake_since,
             deleting,
             cluster_windows: &self.cluster_windows,
+            cluster_subscriptions: &[],
+            deliveries: &self.deliveries,
         }
     }
 
@@ -2457,5 +2463,90 @@ mod approvals {
             sim.events.last().unwrap(),
             &("ManualActionIgnored", "approve ignored: nothing waits for a person's approval".into())
         );
+    }
+}
+
+mod notifications {
+    use super::*;
+    use crate::core::api::{DeliveryState, SecretKeyRef, Subscription, Trigger, WebhookDestination};
+    use crate::core::rollout::notices::DeliveryResult;
+
+    fn webhook(name: &str, on: Vec<Trigger>) -> Subscription {
+        Subscription {
+            name: name.into(),
+            webhook: Some(WebhookDestination {
+                url_secret_ref: Some(SecretKeyRef { name: "hook".into(), key: "url".into() }),
+                signing_key_secret_ref: None,
+            }),
+            slack: None,
+            alertmanager: None,
+            on,
+        }
+    }
+
+    fn triggers(sim: &Sim) -> Vec<(i64, Trigger)> {
+        let n = sim.status.notifications.as_ref().unwrap();
+        n.outbox.iter().map(|n| (n.id, n.trigger)).collect()
+    }
+
+    #[test]
+    fn every_transition_is_recorded_once_with_the_status_that_says_it() {
+        let mut sim = Sim::new(10);
+        sim.spec.notifications = vec![webhook("oncall", vec![]), webhook("chat", vec![Trigger::Succeeded])];
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+        let t = triggers(&sim);
+        let ids: Vec<i64> = t.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>(), "ids count up without gaps: {t:?}");
+        let kinds: Vec<Trigger> = t.iter().map(|(_, k)| *k).collect();
+        use Trigger::*;
+        assert_eq!(kinds, [RolloutStarted, StepAdvanced, StepAdvanced, Succeeded]);
+        let outbox = &sim.status.notifications.as_ref().unwrap().outbox;
+        assert_eq!(outbox[0].pending, ["oncall"], "chat only wants Succeeded");
+        assert_eq!(outbox[3].pending, ["oncall", "chat"]);
+        assert_eq!(outbox[3].phase, Phase::Succeeded);
+        // Deciding again on the same status adds nothing.
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(triggers(&sim).len(), 4);
+    }
+
+    #[test]
+    fn deliveries_empty_the_outbox_and_failures_are_said_naming_the_destination() {
+        let mut sim = Sim::new(10);
+        sim.spec.notifications = vec![webhook("oncall", vec![])];
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(triggers(&sim), [(1, Trigger::RolloutStarted)]);
+        sim.deliveries =
+            vec![DeliveryResult { id: 1, destination: "oncall".into(), attempts: 6, result: Err("HTTP 503".into()) }];
+        sim.advance(1);
+        sim.reconcile_with(Verdict::Pass, None);
+        let n = sim.status.notifications.as_ref().unwrap();
+        assert!(n.outbox.is_empty(), "given up: out of the outbox");
+        assert_eq!((n.recent[0].state, n.recent[0].reason.as_deref()), (DeliveryState::Failed, Some("HTTP 503")));
+        let (_, said) = sim.events.iter().find(|(r, _)| *r == "NotificationFailed").unwrap();
+        assert_eq!(said, "notification 1 (RolloutStarted) to oncall failed after 6 attempts: HTTP 503");
+        let c = sim.status.conditions.iter().find(|c| c.type_ == "NotificationsDelivered").unwrap();
+        assert_eq!((c.status.as_str(), c.message.as_str()), ("False", "oncall: HTTP 503"));
+        // The same results again (the shell reports until status shows them taken) change nothing.
+        let before = sim.status.clone();
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.notifications, before.notifications);
+        assert_eq!(sim.count("NotificationFailed"), 1);
+    }
+
+    #[test]
+    fn a_destination_down_for_long_loses_only_the_oldest_and_says_so() {
+        let mut sim = Sim::new(10);
+        sim.spec.notifications = vec![webhook("oncall", vec![])];
+        // Pause and resume, over and over: two notices each.
+        sim.run_until(Verdict::Pass, 100, |s| s.status.step_started_at.is_some());
+        for _ in 0..20 {
+            sim.reconcile_with(Verdict::Pass, Some(ManualAction::Pause));
+            sim.reconcile_with(Verdict::Pass, Some(ManualAction::Resume));
+        }
+        let n = sim.status.notifications.as_ref().unwrap();
+        assert_eq!(n.outbox.len(), notices::OUTBOX_LIMIT);
+        assert_eq!(n.outbox.last().unwrap().id, n.sequence);
+        assert!(n.recent.iter().all(|d| d.reason.as_deref().is_some_and(|r| r.starts_with("dropped"))));
     }
 }

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::set_conditions;
 use super::messages;
+use super::notices;
 use super::{
     Action, AnalysisRun, CanaryView, Decision, Due, Input, ManualAction, Reason, TargetView, rollout_total,
     watched_verdict,
@@ -42,6 +43,9 @@ pub fn decide(input: &Input) -> Decision {
         frozen: freeze_at(input),
     };
     m.status.observed_generation = Some(input.generation);
+    for (reason, message) in notices::apply_deliveries(&mut m.status, input.deliveries, input.now) {
+        m.event(reason, message);
+    }
     // Set again below by whatever the freeze or an approval gate still holds.
     m.status.freeze = None;
     m.status.pending_approval = None;
@@ -79,6 +83,20 @@ pub fn decide(input: &Input) -> Decision {
         peak: m.status.phase.is_active().then(|| on_each_node(input, input.desired.plan.budget.peak_connections)),
     });
     set_conditions(&mut m.status, input, &m.budget);
+    // The transitions people are told about, recorded with the status that says them.
+    let subscriptions: Vec<_> = notices::destinations(&input.spec.notifications, input.cluster_subscriptions).collect();
+    notices::record(input.status, &mut m.status, &m.actions, &subscriptions, input.now);
+    if let Some((state, reason, message)) = notices::delivery_condition(&m.status) {
+        super::set_condition(
+            &mut m.status,
+            "NotificationsDelivered",
+            state,
+            reason,
+            &message,
+            input.now,
+            input.generation,
+        );
+    }
     Decision { status: m.status, actions: m.actions, action_consumed: m.consumed, released: m.released }
 }
 
