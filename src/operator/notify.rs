@@ -24,6 +24,8 @@ use crate::core::rollout::notices::{DeliveryResult, destinations};
 
 /// Deliveries waiting for a worker at most; more wait in status for the next reconcile.
 const QUEUE: usize = 1024;
+/// Results remembered per policy: more than a policy's outbox holds.
+const REMEMBERED: usize = 2 * crate::core::rollout::notices::OUTBOX_LIMIT;
 /// Deliveries at once.
 const WORKERS: usize = 4;
 /// One attempt's time, and the attempts (with backoff 1 s, 2 s, 4 s, ... between them).
@@ -48,8 +50,8 @@ pub struct Notifier {
     jobs: Mutex<Option<tokio::sync::mpsc::Receiver<Job>>>,
     /// (policy uid, notice id, destination) queued or being delivered.
     inflight: Mutex<HashSet<Key>>,
-    /// How deliveries ended, by policy uid, until the policy's written status no longer lists
-    /// them as pending.
+    /// How the last deliveries ended, by policy uid: reported to every decision (taking in a
+    /// result twice changes nothing), and never queued again however stale a cached status is.
     finished: Mutex<HashMap<String, Vec<DeliveryResult>>>,
     wake: Mutex<Option<UnboundedSender<ObjectRef<RedisPoolPolicy>>>>,
 }
@@ -79,15 +81,11 @@ impl Notifier {
         self.inflight.lock().expect("not poisoned").retain(|(u, _, _)| u != uid);
     }
 
-    /// Queues what `stored` (the policy's status as written) still has to deliver, and forgets
-    /// results that status has taken in.
+    /// Queues what `stored` (the policy's status as stored, perhaps as a lagging cache still
+    /// shows it) has to deliver, unless it is queued, in flight, or done.
     pub fn enqueue(&self, ctx: &Context, policy: &RedisPoolPolicy, stored: Option<&RedisPoolPolicyStatus>) {
         let uid = policy.uid().unwrap_or_default();
         let outbox = stored.and_then(|s| s.notifications.as_ref()).map(|n| n.outbox.as_slice()).unwrap_or_default();
-        let pending = |id: i64, d: &str| outbox.iter().any(|n| n.id == id && n.pending.iter().any(|p| p == d));
-        if let Some(results) = self.finished.lock().expect("not poisoned").get_mut(&uid) {
-            results.retain(|r| pending(r.id, &r.destination));
-        }
         if outbox.is_empty() {
             return;
         }
@@ -144,7 +142,13 @@ impl Notifier {
     }
 
     fn finish(&self, key: Key, result: DeliveryResult, policy: ObjectRef<RedisPoolPolicy>) {
-        self.finished.lock().expect("not poisoned").entry(key.0.clone()).or_default().push(result);
+        {
+            let mut finished = self.finished.lock().expect("not poisoned");
+            let results = finished.entry(key.0.clone()).or_default();
+            results.push(result);
+            let over = results.len().saturating_sub(REMEMBERED);
+            results.drain(..over);
+        }
         self.inflight.lock().expect("not poisoned").remove(&key);
         if let Some(wake) = self.wake.lock().expect("not poisoned").as_ref() {
             let _ = wake.unbounded_send(policy);
