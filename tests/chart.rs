@@ -274,7 +274,7 @@ fn alert_rules_fire_when_they_should_and_only_then() {
 /// `RPO_CLUSTER_SETTINGS` points, in the shape the operator reads (checked by its own reader),
 /// and a pod annotation that changes with them, so that a change restarts the operator.
 #[test]
-fn cluster_freeze_windows_reach_the_operator_and_restart_it_when_they_change() {
+fn cluster_settings_reach_the_operator_and_restart_it_when_they_change() {
     let weekend = "clusterSettings.freezeWindows[0].name=weekend,clusterSettings.freezeWindows[0].schedule=0 18 * * FRI,\
                    clusterSettings.freezeWindows[0].duration=63h,clusterSettings.freezeWindows[0].timeZone=Europe/Berlin";
     let config = render("templates/cluster-settings.yaml", weekend);
@@ -282,6 +282,14 @@ fn cluster_freeze_windows_reach_the_operator_and_restart_it_when_they_change() {
     let read = redis_pool_operator::core::cluster_settings::ClusterSettings::parse(file, "cluster-settings.yaml")
         .unwrap_or_else(|e| panic!("the operator cannot read what the chart renders: {e}\n{file}"));
     assert_eq!(read.freeze_windows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["cluster/weekend"]);
+    // Destinations alone turn the settings on too.
+    let pager = "clusterSettings.notifications[0].name=pager,\
+                 clusterSettings.notifications[0].alertmanager.urlSecretRef.name=rpo-notifications,\
+                 clusterSettings.notifications[0].alertmanager.urlSecretRef.key=alertmanager";
+    let file = render("templates/cluster-settings.yaml", pager)["data"]["cluster-settings.yaml"].as_str().unwrap().to_string();
+    let read = redis_pool_operator::core::cluster_settings::ClusterSettings::parse(&file, "cluster-settings.yaml")
+        .unwrap_or_else(|e| panic!("the operator cannot read what the chart renders: {e}\n{file}"));
+    assert_eq!(read.notifications[0].name, "pager");
 
     let deployment = render("templates/deployment.yaml", weekend);
     let pod = &deployment["spec"]["template"];

@@ -57,4 +57,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The operator's cluster-wide settings file (--cluster-settings). */}}
 {{- define "rpo.clusterSettings" -}}
 freezeWindows: {{- toYaml .Values.clusterSettings.freezeWindows | nindent 2 }}
+notifications: {{- toYaml .Values.clusterSettings.notifications | nindent 2 }}
+{{- end -}}
+
+{{/* "true" when there are cluster-wide settings to mount. */}}
+{{- define "rpo.clusterSettingsOn" -}}
+{{- if or .Values.clusterSettings.freezeWindows .Values.clusterSettings.notifications }}true{{ end -}}
 {{- end -}}

@@ -57,6 +57,9 @@ pub struct StatusReport {
     /// Approvals given for the rollout in flight.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ApprovalView>,
+    /// Notices waiting to be told, then the last deliveries, newest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationView>,
     /// How the last rollouts ended, newest first.
     pub verdicts: Vec<VerdictView>,
     pub steps: Vec<StepView>,
@@ -86,6 +89,19 @@ pub struct PendingView {
     pub waiting_seconds: i64,
     /// A webhook's last answer that was not 2xx.
     pub refused: Option<String>,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationView {
+    pub id: i64,
+    pub trigger: crate::core::api::Trigger,
+    pub destination: String,
+    /// `Pending`, `Delivered` or `Failed`.
+    pub state: String,
+    pub attempts: i32,
+    pub age_seconds: i64,
+    pub reason: Option<String>,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -317,6 +333,7 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
             waiting_seconds: secs_since(p.since.0),
             refused: p.refused.clone(),
         }),
+        notifications: notification_views(&st, &secs_since),
         approvals: st
             .approvals
             .iter()
@@ -339,6 +356,32 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
             .collect(),
         events: event_views(s, secs_since),
     }
+}
+
+/// What waits to be told, then how the last deliveries went.
+fn notification_views(st: &RedisPoolPolicyStatus, secs_since: &impl Fn(Timestamp) -> i64) -> Vec<NotificationView> {
+    let Some(n) = &st.notifications else { return Vec::new() };
+    let pending = n.outbox.iter().rev().flat_map(|notice| {
+        notice.pending.iter().map(|d| NotificationView {
+            id: notice.id,
+            trigger: notice.trigger,
+            destination: d.clone(),
+            state: "Pending".into(),
+            attempts: 0,
+            age_seconds: secs_since(notice.at.0),
+            reason: None,
+        })
+    });
+    let done = n.recent.iter().map(|d| NotificationView {
+        id: d.id,
+        trigger: d.trigger,
+        destination: d.destination.clone(),
+        state: format!("{:?}", d.state),
+        attempts: d.attempts,
+        age_seconds: secs_since(d.at.0),
+        reason: d.reason.clone(),
+    });
+    pending.chain(done).collect()
 }
 
 /// The policy's freeze windows as the operator reads them: which holds now, when each opens.

@@ -153,6 +153,30 @@ fn notes(s: &mut String, r: &StatusReport, style: Style) {
         let _ = writeln!(s, "  {}  {}  {}", pad(&w.name, width), w.when, w.state);
     }
     approvals(s, r, style);
+    notifications(s, r, style);
+}
+
+/// The notices waiting to be told and the last deliveries.
+fn notifications(s: &mut String, r: &StatusReport, style: Style) {
+    if r.notifications.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n{}", style.paint(Paint::Bold, "Notifications"));
+    for n in &r.notifications {
+        let state = match n.state.as_str() {
+            "Delivered" => style.paint(Paint::Green, "delivered"),
+            "Failed" => style.paint(Paint::Red, "failed"),
+            _ => style.paint(Paint::Yellow, "pending"),
+        };
+        let tries = match n.attempts {
+            0 => String::new(),
+            1 => " (1 attempt)".into(),
+            k => format!(" ({k} attempts)"),
+        };
+        let why = n.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default();
+        let trigger = format!("{:?}", n.trigger);
+        let _ = writeln!(s, "  #{:<3} {trigger:<17} {:<14} {state} {} ago{tries}{why}", n.id, n.destination, ago(n.age_seconds));
+    }
 }
 
 /// The gate the rollout waits at, and the approvals it was given.
