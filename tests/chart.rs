@@ -286,7 +286,8 @@ fn cluster_settings_reach_the_operator_and_restart_it_when_they_change() {
     let pager = "clusterSettings.notifications[0].name=pager,\
                  clusterSettings.notifications[0].alertmanager.urlSecretRef.name=rpo-notifications,\
                  clusterSettings.notifications[0].alertmanager.urlSecretRef.key=alertmanager";
-    let file = render("templates/cluster-settings.yaml", pager)["data"]["cluster-settings.yaml"].as_str().unwrap().to_string();
+    let file =
+        render("templates/cluster-settings.yaml", pager)["data"]["cluster-settings.yaml"].as_str().unwrap().to_string();
     let read = redis_pool_operator::core::cluster_settings::ClusterSettings::parse(&file, "cluster-settings.yaml")
         .unwrap_or_else(|e| panic!("the operator cannot read what the chart renders: {e}\n{file}"));
     assert_eq!(read.notifications[0].name, "pager");

@@ -175,7 +175,13 @@ fn notifications(s: &mut String, r: &StatusReport, style: Style) {
         };
         let why = n.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default();
         let trigger = format!("{:?}", n.trigger);
-        let _ = writeln!(s, "  #{:<3} {trigger:<17} {:<14} {state} {} ago{tries}{why}", n.id, n.destination, ago(n.age_seconds));
+        let _ = writeln!(
+            s,
+            "  #{:<3} {trigger:<17} {:<14} {state} {} ago{tries}{why}",
+            n.id,
+            n.destination,
+            ago(n.age_seconds)
+        );
     }
 }
 

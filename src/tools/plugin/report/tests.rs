@@ -281,14 +281,17 @@ fn the_screen_says_which_gate_waits_for_whom_and_who_approved() {
 fn the_screen_lists_pending_notices_then_deliveries() {
     let mut status = progressing_at_step_2();
     status["notifications"] = json!({"sequence": 3,
-        "outbox": [{"id": 3, "trigger": "StepAdvanced", "at": at(5), "phase": "Progressing", "message": "m", "pending": ["oncall"]}],
-        "recent": [
-            {"id": 2, "trigger": "RolloutStarted", "destination": "audit", "state": "Failed", "attempts": 6, "at": at(60), "reason": "HTTP 500"},
-            {"id": 2, "trigger": "RolloutStarted", "destination": "oncall", "state": "Delivered", "attempts": 1, "at": at(120)}
-        ]});
+    "outbox": [{"id": 3, "trigger": "StepAdvanced", "at": at(5), "phase": "Progressing", "message": "m", "pending": ["oncall"]}],
+    "recent": [
+        {"id": 2, "trigger": "RolloutStarted", "destination": "audit", "state": "Failed", "attempts": 6, "at": at(60), "reason": "HTTP 500"},
+        {"id": 2, "trigger": "RolloutStarted", "destination": "oncall", "state": "Delivered", "attempts": 1, "at": at(120)}
+    ]});
     let r = status_report(&snapshot(status));
     let plain = status_screen(&r, Style { colour: false }, 8);
     assert!(plain.contains("\nNotifications\n  #3   StepAdvanced      oncall         pending 5s ago\n"), "{plain}");
-    assert!(plain.contains("  #2   RolloutStarted    audit          failed 1m ago (6 attempts): HTTP 500\n"), "{plain}");
+    assert!(
+        plain.contains("  #2   RolloutStarted    audit          failed 1m ago (6 attempts): HTTP 500\n"),
+        "{plain}"
+    );
     assert!(plain.contains("  #2   RolloutStarted    oncall         delivered 2m ago (1 attempt)\n"), "{plain}");
 }
