@@ -167,3 +167,59 @@ async fn a_pre_rollout_check_says_no_then_yes() {
     );
     assert!(events.iter().all(|(_, m)| !m.contains("s3cret")), "the URL leaked into an Event");
 }
+
+/// Mid-incident, `kubectl redispool undo` returns to the configuration that ran before the last
+/// promotion: refused while GitOps owns the pool fields (it says what to change in Git), then,
+/// with --force, written back and, within `rollbackWindow`, promoted in one step: no canary, no
+/// step, the old pool in the target.
+#[tokio::test]
+async fn undo_returns_to_the_last_good_configuration_in_one_step() {
+    let env = Env::new("undo", 10).await;
+    let _fleet = env.fleet(all_pods(Health::good()));
+    let mut p = policy("auth-api");
+    // What the target runs (2 x 30) first, then 4 x 40.
+    p["spec"]["tiers"][1]["workers"] = 2.into();
+    p["spec"]["tiers"][1]["connectionsPerWorker"] = 30.into();
+    p["spec"]["rollout"]["rollbackWindow"] = serde_json::json!({"revisions": 1});
+    env.apply(p).await;
+    env.wait_status("auth-api", "2 x 30 in place", Duration::from_secs(90), |s| {
+        matches!(s.phase, Phase::Idle | Phase::Succeeded) && !s.succeeded.is_empty()
+    })
+    .await;
+    let gitops = PatchParams { field_manager: Some("argocd-controller".into()), ..Default::default() };
+    let bigger = serde_json::json!({"spec": {"tiers": [
+        {"name": "staging", "workers": 2, "connectionsPerWorker": 30},
+        {"name": "production", "workers": 4, "connectionsPerWorker": 40, "replicas": 10}]}});
+    env.policies().patch("auth-api", &gitops, &Patch::Merge(&bigger)).await.unwrap();
+    env.wait_status("auth-api", "4 x 40 promoted", Duration::from_secs(90), |s| {
+        s.phase == Phase::Succeeded && s.succeeded.len() >= 2
+    })
+    .await;
+    assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("4"));
+
+    let refused = plugin(&env.ns.name, &["undo", "auth-api"]).await;
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("written by argocd-controller") && said.contains("change them in Git"), "{said}");
+    assert!(said.contains("workers: 2\n      connectionsPerWorker: 30"), "{said}");
+    assert_eq!(env.policies().get("auth-api").await.unwrap().spec.tiers[1].workers, 4, "refused, unchanged");
+
+    let steps = env.events().await.iter().filter(|(r, _)| r == "StepAdvanced").count();
+    let undone = plugin(&env.ns.name, &["undo", "auth-api", "--force"]).await;
+    assert!(undone.status.success(), "{}", String::from_utf8_lossy(&undone.stderr));
+    assert!(out(&undone).contains("promoted without steps"), "{}", out(&undone));
+    let s = env
+        .wait_status("auth-api", "back on 2 x 30", Duration::from_secs(60), |s| {
+            s.phase == Phase::Succeeded
+                && s.stable.as_ref().and_then(|c| c.plan.as_ref()).is_some_and(|p| p.workers == 2)
+        })
+        .await;
+    assert_eq!(env_of(&env.target().await, "WORKERS").as_deref(), Some("2"));
+    assert_eq!(s.history[0].outcome, redis_pool_operator::core::api::Outcome::Succeeded);
+    let events = env.events().await;
+    assert_eq!(events.iter().filter(|(r, _)| r == "StepAdvanced").count(), steps, "the undo took a step");
+    assert!(
+        events.iter().any(|(r, m)| r == "RolloutStarted" && m.starts_with("fast undo to pool configuration")),
+        "{events:?}"
+    );
+}

@@ -10,6 +10,7 @@ pub mod deployments;
 pub mod durations;
 pub mod freeze;
 pub mod hand_release;
+pub mod hand_undo;
 pub mod node_budget;
 pub mod notify;
 pub mod plan;

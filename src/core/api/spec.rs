@@ -401,6 +401,19 @@ pub struct RolloutSpec {
         .message("spec.rollout.approvals lists the same approval twice; remove the duplicate"))]
     #[schemars(length(max = 16))]
     pub approvals: Vec<ApprovalSpec>,
+    /// A return to one of the last `revisions` configurations that succeeded (an undo) skips the
+    /// steps and soaks, and any freeze window: it is written into the target at once, within the
+    /// Redis budget. Like Argo Rollouts' `rollbackWindow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<RollbackWindow>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackWindow {
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 5")
+        .message("spec.rollout.rollbackWindow.revisions must be between 1 and 5 (status keeps the last 5 that succeeded)"))]
+    pub revisions: i32,
 }
 
 impl Default for RolloutSpec {
@@ -411,6 +424,7 @@ impl Default for RolloutSpec {
             metrics: MetricsSpec::default(),
             freeze_windows: Vec::new(),
             approvals: Vec::new(),
+            rollback_window: None,
         }
     }
 }

@@ -176,7 +176,26 @@ pub struct RedisPoolPolicyStatus {
     /// The last few rollouts, newest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// The last configurations that succeeded, newest first, with the values that make them:
+    /// what `kubectl redispool undo` writes back, and what `rollbackWindow` returns to fast.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub succeeded: Vec<SucceededConfig>,
 }
+
+/// A configuration that succeeded (or ran when the policy found the target up to date).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SucceededConfig {
+    pub hash: String,
+    pub tier: String,
+    pub workers: i32,
+    /// The per-worker pool: connections and the pool settings.
+    pub pool: WorkerPool,
+    pub at: Time,
+}
+
+/// Configurations kept in `status.succeeded`.
+pub const SUCCEEDED_LIMIT: usize = 5;
 
 /// The freeze window holding a rollout.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -161,6 +161,18 @@ pub fn promote_awaits_webhook(who: &str) -> String {
     format!("promote refused: the promotion waits for the approval of {who}")
 }
 
+/// An undo within `rollbackWindow`.
+pub fn fast_undo(hash: &str, succeeded_at: jiff::Timestamp, p: &PoolPlan) -> String {
+    format!(
+        "fast undo to pool configuration {hash} ({}: {} workers x {} connections), which succeeded here at {}: \
+         promoting it now without steps or soaks (spec.rollout.rollbackWindow)",
+        p.tier,
+        p.workers,
+        p.connections_per_worker,
+        succeeded_at.strftime("%Y-%m-%d %H:%M UTC")
+    )
+}
+
 /// What `kubectl get` shows of a freeze: `freeze weekend until Mon 7 Dec 09:00 CET`.
 pub fn frozen_short(f: &Frozen) -> String {
     format!("freeze {} until {}", f.window, f.until_local)

@@ -2550,3 +2550,71 @@ mod notifications {
         assert!(n.recent.iter().all(|d| d.reason.as_deref().is_some_and(|r| r.starts_with("dropped"))));
     }
 }
+
+mod undo {
+    use super::*;
+    use crate::core::api::RollbackWindow;
+
+    /// The policy found OLD running, then rolled NEW out: both succeeded here.
+    fn after_a_rollout() -> Sim {
+        let mut sim = Sim::new(10);
+        sim.hash = OLD.into();
+        sim.reconcile_with(Verdict::Pass, None);
+        sim.hash = NEW.into();
+        sim.generation += 1;
+        sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+        let kept: Vec<&str> = sim.status.succeeded.iter().map(|s| s.hash.as_str()).collect();
+        assert_eq!(kept, [NEW, OLD]);
+        assert_eq!((sim.status.succeeded[1].workers, sim.status.succeeded[1].pool.connections_per_worker), (4, 40));
+        sim
+    }
+
+    fn back_to_old(sim: &mut Sim) {
+        sim.hash = OLD.into();
+        sim.generation += 1;
+        sim.advance(5);
+    }
+
+    #[test]
+    fn an_undo_within_the_window_is_promoted_at_once() {
+        let mut sim = after_a_rollout();
+        sim.spec.rollout.rollback_window = Some(RollbackWindow { revisions: 1 });
+        // Mid-incident, inside a freeze window: an undo is a rollback.
+        sim.spec.rollout.freeze_windows = vec![crate::core::api::FreezeWindow {
+            name: "incident".into(),
+            schedule: None,
+            duration: None,
+            time_zone: None,
+            start: Some((sim.now - SignedDuration::from_hours(1)).to_string()),
+            end: Some((sim.now + SignedDuration::from_hours(1)).to_string()),
+        }];
+        back_to_old(&mut sim);
+        let steps_before = sim.count("StepAdvanced");
+        let d = sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Promoting);
+        assert!(d.actions.iter().any(|a| matches!(a, Action::PromoteTarget { .. })), "{:?}", d.actions);
+        assert!(!d.actions.iter().any(|a| matches!(a, Action::ApplyCanary { .. })), "no canary: {:?}", d.actions);
+        let (_, said) = sim.events.iter().rev().find(|(r, _)| *r == "RolloutStarted").unwrap();
+        assert!(said.starts_with(&format!("fast undo to pool configuration {OLD}")), "{said}");
+        sim.run_until(Verdict::Pass, 50, |s| s.status.phase == Phase::Succeeded);
+        assert_eq!(sim.world.target.config_hash, OLD);
+        assert_eq!(sim.count("StepAdvanced"), steps_before, "no step");
+    }
+
+    #[test]
+    fn without_a_window_or_beyond_it_an_undo_takes_the_steps() {
+        for window in [None, Some(RollbackWindow { revisions: 1 })] {
+            let mut sim = after_a_rollout();
+            sim.spec.rollout.rollback_window = window.clone();
+            if window.is_some() {
+                // NEW2 succeeded after NEW: OLD is two revisions back.
+                sim.hash = "new2222222".into();
+                sim.generation += 1;
+                sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
+            }
+            back_to_old(&mut sim);
+            sim.reconcile_with(Verdict::Pass, None);
+            assert_eq!(sim.status.phase, Phase::Progressing, "window {window:?}");
+        }
+    }
+}

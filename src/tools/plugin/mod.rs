@@ -8,6 +8,7 @@ mod live_plan;
 mod release;
 pub mod report;
 pub mod screen;
+mod undo;
 mod watch;
 
 use std::io::IsTerminal as _;
@@ -119,6 +120,17 @@ pub enum Command {
         name: String,
         /// Delete the canary even when the stable cannot be given its replicas back (someone
         /// else set them since the operator did).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write a configuration that succeeded here back into the spec (the newest besides the one
+    /// the target runs, or --to HASH); with spec.rollout.rollbackWindow it is promoted at once.
+    Undo {
+        name: String,
+        /// The configuration (a hash from `status`, or its prefix).
+        #[arg(long)]
+        to: Option<String>,
+        /// Write the spec even when a GitOps tool owns those fields.
         #[arg(long)]
         force: bool,
     },
@@ -356,6 +368,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Status(args) => return status(&kube, args).await,
         Command::Plan(args) => return live_plan::live(&kube, args).await,
         Command::Release { name, force } => return release::run(&kube, name, *force).await,
+        Command::Undo { name, to, force } => return undo::run(&kube, name, to.as_deref(), *force).await,
         Command::Promote { name, wait, .. } => manual(ManualAction::Promote, name, wait),
         Command::Abort { name, wait } => manual(ManualAction::Abort, name, wait),
         Command::Retry { name, wait } => manual(ManualAction::Retry, name, wait),

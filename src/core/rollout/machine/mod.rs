@@ -14,9 +14,9 @@ use super::{
 };
 use crate::core::analysis::Verdict;
 use crate::core::api::{
-    AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus, Phase, PoolSeen,
-    RedisConnections, RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, ScalingMode, ScalingStatus,
-    SoakStatus,
+    AnalysisStatus, ConfigRef, FailedConfig, HISTORY_LIMIT, HistoryEntry, Outcome, OverrideStatus, Phase, PoolPlan,
+    PoolSeen, RedisConnections, RedisPoolPolicyStatus, ReplicaStatus, RollbackKind, RollbackStatus, SUCCEEDED_LIMIT,
+    ScalingMode, ScalingStatus, SoakStatus, SucceededConfig,
 };
 use crate::core::api::{FreezeStatus, RolloutVerdict, VerdictResult, WorkerPool};
 use crate::core::durations::{durations, human, step_pause};

@@ -73,6 +73,10 @@ impl Machine<'_> {
                 Some("the target has no replicas: there is nothing to measure".into());
         }
         let plan = self.status.canary.as_ref().and_then(|c| c.plan.clone());
+        let pool = self.status.canary.as_ref().and_then(|c| c.worker_pool.clone());
+        if let (Some(plan), Some(pool)) = (&plan, pool) {
+            self.remember_succeeded(&canary_hash, plan, pool);
+        }
         self.status.stable = Some(stable_ref(&canary_hash, plan.as_ref(), target));
         self.clear_rollout();
         self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));

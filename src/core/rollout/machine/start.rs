@@ -18,11 +18,13 @@ impl Machine<'_> {
         let waiting_on_override = self.status.phase == Phase::Overridden && overridden_here.is_some();
         let may_start = !up_to_date && target.unusable.is_none() && !not_retried && !waiting_on_override;
         let gate = if may_start { self.clearance() } else { Clearance::Clear(Vec::new()) };
+        // An undo within the rollback window is a rollback: no freeze holds it.
+        let undo = self.fast_undo(target).is_some();
         let starting = may_start
             && matches!(gate, Clearance::Clear(_))
             && self.budget.ok
             && !self.taken_back_again(target)
-            && self.frozen.is_none()
+            && (self.frozen.is_none() || undo)
             && self.start_approved();
         if !starting && !self.remove_leftover_canary(target) {
             return Next::Done;
@@ -42,7 +44,7 @@ impl Machine<'_> {
             self.status.message = Some(messages::overridden(self.status.overridden.as_ref().expect("checked")));
             return Next::Done;
         }
-        if let Some(f) = self.hold_for_freeze() {
+        if let Some(f) = self.hold_for_freeze().filter(|_| !undo) {
             // Said by the freeze's own Event, once.
             self.status.phase = Phase::Waiting;
             self.status.message = Some(messages::frozen(&f));
@@ -122,6 +124,11 @@ impl Machine<'_> {
         let generation = self.input.generation;
         self.status.stable = Some(stable_ref(&desired.hash, Some(&desired.plan.pool), target));
         self.status.replicas = Some(replica_status(target.spec_replicas, target.spec_replicas, 0));
+        // What the policy found running is a configuration to come back to, too.
+        if !self.status.succeeded.iter().any(|s| s.hash == desired.hash) {
+            let pool = self.desired_worker_pool();
+            self.remember_succeeded(&desired.hash, &desired.plan.pool, pool);
+        }
         if self.status.phase != Phase::Succeeded {
             self.enter(Phase::Idle, Reason::UpToDate, messages::up_to_date(&desired.hash));
         }
@@ -142,6 +149,23 @@ impl Machine<'_> {
             self.status.replicas_applied_generation = Some(generation);
         }
         Next::Done
+    }
+
+    /// The configuration asked for is one of the last `rollbackWindow.revisions` that succeeded
+    /// here (other than the one the target runs): an undo, which goes straight to the promotion.
+    pub(super) fn fast_undo(&self, target: &TargetView) -> Option<&SucceededConfig> {
+        let revisions = self.input.spec.rollout.rollback_window.as_ref()?.revisions.max(0) as usize;
+        let recent = self.status.succeeded.iter().filter(|s| s.hash != target.config_hash).take(revisions);
+        recent.into_iter().find(|s| s.hash == self.input.desired.hash)
+    }
+
+    /// Remembers a configuration that succeeded, with the values that make it (newest first).
+    pub(super) fn remember_succeeded(&mut self, hash: &str, plan: &PoolPlan, pool: WorkerPool) {
+        self.status.succeeded.retain(|s| s.hash != hash);
+        let at = Time(self.now());
+        let entry = SucceededConfig { hash: hash.into(), tier: plan.tier.clone(), workers: plan.workers, pool, at };
+        self.status.succeeded.insert(0, entry);
+        self.status.succeeded.truncate(SUCCEEDED_LIMIT);
     }
 
     /// We promoted the desired configuration, and the target carries another one now.
@@ -195,6 +219,15 @@ impl Machine<'_> {
         };
         self.status.replicas_applied_generation = Some(self.input.generation);
         let p = &desired.plan.pool;
+        if let Some(back) = self.fast_undo(target).cloned() {
+            // Straight to the promotion: the configuration succeeded here before.
+            self.status.replicas = Some(replica_status(total, total, 0));
+            let msg = messages::fast_undo(&back.hash, back.at.0, &desired.plan.pool);
+            self.event(Reason::RolloutStarted, msg.clone());
+            self.status.phase = Phase::Promoting;
+            self.status.message = Some(msg);
+            return Next::Promote;
+        }
         if total == 0 {
             // No pods, no risk to measure: write the configuration straight away.
             self.status.replicas = Some(replica_status(0, 0, 0));
