@@ -133,18 +133,20 @@ pub struct Context {
     pub remotes: verdicts::RemoteClients,
     /// Delivers the notices of the policies' outboxes.
     pub notifier: notify::Notifier,
-    /// When each policy's approval webhooks were last asked and what they answered, by uid.
-    asked: std::sync::Mutex<HashMap<String, (std::time::Instant, Vec<crate::core::rollout::WebhookAnswer>)>>,
+    /// Asks approval webhooks in the background.
+    pub approvals: Arc<approvals::Asker>,
 }
 
 impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
+        let http = reqwest::Client::builder().no_proxy().build().expect("http client");
         Context {
             recorder: events::Recorder::new(client.clone(), MANAGER, settings.instance.as_deref()),
+            approvals: Arc::new(approvals::Asker::new(client.clone(), http.clone())),
             client,
             metrics,
             settings,
-            http: reqwest::Client::builder().no_proxy().build().expect("http client"),
+            http,
             baselines: Mutex::default(),
             written: std::sync::Mutex::default(),
             spec_checks: std::sync::Mutex::default(),
@@ -156,7 +158,6 @@ impl Context {
             failures: std::sync::Mutex::default(),
             budgets: budgets::Budgets::default(),
             remotes: verdicts::RemoteClients::default(),
-            asked: std::sync::Mutex::default(),
             notifier: notify::Notifier::default(),
         }
     }
@@ -168,7 +169,7 @@ impl Context {
         self.written.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
         self.spec_checks.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
         self.budgets.forget(&policy.uid().unwrap_or_default());
-        self.asked.lock().expect("not poisoned").remove(&policy.uid().unwrap_or_default());
+        self.approvals.forget(&policy.uid().unwrap_or_default());
         self.notifier.forget(&policy.uid().unwrap_or_default());
     }
 }

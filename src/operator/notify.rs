@@ -76,6 +76,13 @@ impl Notifier {
         self.finished.lock().expect("not poisoned").get(&uid).cloned().unwrap_or_default()
     }
 
+    /// Asks for a reconcile of `policy` (its deliveries or webhook answers came in).
+    pub fn wake(&self, policy: ObjectRef<RedisPoolPolicy>) {
+        if let Some(wake) = self.wake.lock().expect("not poisoned").as_ref() {
+            let _ = wake.unbounded_send(policy);
+        }
+    }
+
     pub fn forget(&self, uid: &str) {
         self.finished.lock().expect("not poisoned").remove(uid);
         self.inflight.lock().expect("not poisoned").retain(|(u, _, _)| u != uid);
@@ -93,10 +100,12 @@ impl Notifier {
         let ns = policy.namespace().unwrap_or_default();
         let subscriptions: Vec<(String, &Subscription)> =
             destinations(&policy.spec.notifications, &ctx.settings.cluster_subscriptions).collect();
+        // One notice at a time per destination, oldest first: a receiver hears them in order.
+        let mut first: HashSet<&str> = HashSet::new();
         for notice in outbox {
             for destination in &notice.pending {
                 let key = (uid.clone(), notice.id, destination.clone());
-                if done.contains(&(notice.id, destination.clone())) {
+                if done.contains(&(notice.id, destination.clone())) || !first.insert(destination.as_str()) {
                     continue;
                 }
                 if !self.inflight.lock().expect("not poisoned").insert(key.clone()) {
@@ -150,9 +159,7 @@ impl Notifier {
             results.drain(..over);
         }
         self.inflight.lock().expect("not poisoned").remove(&key);
-        if let Some(wake) = self.wake.lock().expect("not poisoned").as_ref() {
-            let _ = wake.unbounded_send(policy);
-        }
+        self.wake(policy);
     }
 
     /// Starts the workers; the returned stream wakes the policies whose deliveries ended.

@@ -174,7 +174,7 @@ pub async fn observe(objects: Objects, ctx: &Context, now: Timestamp) -> Result<
         redis,
         peers: Vec::new(),
         required,
-        approval_answers: super::approvals::ask(ctx, policy, &status, &desired).await,
+        approval_answers: ctx.approvals.answers(policy, &status, &desired),
     };
     Ok(Observation { objects, status, desired, env, build, observed, analysis, baseline, action })
 }

@@ -122,6 +122,8 @@ async fn carry_out(
     let held = if holds { hold(o.policy(), ctx).await? } else { None };
     let current = held.as_ref().unwrap_or(o.policy());
     // Act, in order; a failure leaves status unwritten so the next reconcile decides again.
+    // What the stored status has to tell goes out even if acting fails below.
+    ctx.notifier.enqueue(ctx, o.policy(), o.policy().status.as_ref());
     for a in &decision.actions {
         act(a, o, ctx).await?;
     }

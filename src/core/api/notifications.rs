@@ -90,6 +90,9 @@ pub enum Trigger {
     FreezeEntered,
     FreezeLeft,
     ApprovalRequested,
+    /// For Alertmanager destinations only (whatever their `on`): the alerts a policy fires
+    /// changed without a transition that says so (an environment fault ended, say).
+    AlertsChanged,
 }
 
 /// What status remembers of telling people.
@@ -104,6 +107,10 @@ pub struct NotificationStatus {
     /// The last deliveries, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<Delivery>,
+    /// The alerts firing as the last notice recorded them: what Alertmanager destinations were
+    /// told, so that an alert that ends is resolved whatever ends it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
 }
 
 /// A transition to tell, as it was recorded.

@@ -397,8 +397,8 @@ pub struct RolloutSpec {
     /// the promotion. Soaking and analyses go on while a gate waits (a failing canary still
     /// rolls back), and waiting never counts against `progressDeadline`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.before == a.before && b.by == a.by && (a.by == 'Person' || !has(a.webhook) || !has(b.webhook) || b.webhook.urlSecretRef == a.webhook.urlSecretRef)))")
-        .message("spec.rollout.approvals lists the same approval twice; remove the duplicate"))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.before == a.before && b.by == a.by && (a.by == 'Person' || !has(a.webhook) || !has(b.webhook) || b.webhook.urlSecretRef.name == a.webhook.urlSecretRef.name)))")
+        .message("spec.rollout.approvals lists the same approval twice (webhooks are told apart by their Secret's name); remove the duplicate"))]
     #[schemars(length(max = 16))]
     pub approvals: Vec<ApprovalSpec>,
     /// A return to one of the last `revisions` configurations that succeeded (an undo) skips the

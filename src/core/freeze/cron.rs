@@ -1,5 +1,5 @@
-//! Cron schedules, `minute hour day-of-month month day-of-week`, as Vixie cron reads them: lists
-//! (`1,15`), ranges (`MON-FRI`, and ranges that wrap, `FRI-MON`), steps (`*/15`, `9-17/2`),
+//! Cron schedules, `minute hour day-of-month month day-of-week`, as cron reads them: lists
+//! (`1,15`), ranges (`MON-FRI`, and, beyond cron, ranges that wrap, `FRI-MON`), steps (`*/15`, `9-17/2`),
 //! names for months and weekdays (any case), Sunday as 0 or 7. When both day fields are
 //! restricted, a day matches either (cron's rule); otherwise both.
 //!

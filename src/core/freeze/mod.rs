@@ -4,7 +4,7 @@
 //!
 //! Daylight-saving time: a schedule names wall-clock times. One that falls in the hour skipped
 //! in spring opens when the clocks have jumped (02:30 opens at 03:30), one in the hour repeated
-//! in autumn opens the first time (cron's rule, and `jiff`'s "compatible" reading), and a
+//! in autumn opens the first time (`jiff`'s "compatible" reading), and a
 //! window's `duration` is counted on the wall clock, so Friday 18:00 for 63h ends Monday 09:00
 //! local time whether the weekend had 62, 63 or 64 hours.
 
@@ -52,8 +52,9 @@ pub struct WindowError {
     pub message: String,
 }
 
-/// Days a window may last: no freeze runs longer than a year.
-const LONGEST: SignedDuration = SignedDuration::from_hours(366 * 24);
+/// How far back a window's openings are looked for: ten years (a window that lasts longer is
+/// a one-off window in all but name).
+const LOOKBACK_DAYS: i64 = 3660;
 
 impl Window {
     /// Reads a window; `at` is where it is written (`spec.rollout.freezeWindows[0]`) and
@@ -63,9 +64,9 @@ impl Window {
         let kind = match (&w.schedule, &w.duration, &w.start, &w.end) {
             (Some(schedule), Some(duration), None, None) => {
                 let schedule = Schedule::parse(schedule).map_err(|e| err("schedule", e.to_string()))?;
-                let lasts = parse_duration(duration).filter(|d| d.is_positive() && *d <= LONGEST).ok_or_else(|| {
-                    err("duration", format!("{duration:?} is not a duration between 1s and 366 days, like 63h"))
-                })?;
+                let lasts = parse_duration(duration)
+                    .filter(|d| d.is_positive())
+                    .ok_or_else(|| err("duration", format!("{duration:?} is not a positive duration, like 63h")))?;
                 let zone = w.time_zone.as_deref().unwrap_or("UTC");
                 let tz = time_zone(zone).ok_or_else(|| {
                     err("timeZone", format!("{zone:?} is not an IANA time zone name, like Europe/Berlin"))
@@ -106,7 +107,7 @@ impl Window {
                 // are all before it. Wall-clock times up to two hours after `now` are looked at
                 // too, since an autumn night repeats an hour.
                 let from = now.to_zoned(tz.clone()).datetime().saturating_add(2.hours());
-                let days = lasts.as_hours() / 24 + 2;
+                let days = (lasts.as_hours() / 24 + 2).min(LOOKBACK_DAYS);
                 let mut date = from.date();
                 let mut limit = from.time();
                 for _ in 0..=days {

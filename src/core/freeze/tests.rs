@@ -171,7 +171,7 @@ fn unreadable_windows_name_the_field() {
         (FreezeWindow { schedule: Some("0 25 * * *".into()), ..base.clone() }, "x.schedule", "hour field"),
         (FreezeWindow { schedule: Some("0 18 * * FRY".into()), ..base.clone() }, "x.schedule", "(or SUN-SAT)"),
         (FreezeWindow { schedule: Some("*/0 * * * *".into()), ..base.clone() }, "x.schedule", "minute field"),
-        (FreezeWindow { duration: Some("0s".into()), ..base.clone() }, "x.duration", "between 1s"),
+        (FreezeWindow { duration: Some("0s".into()), ..base.clone() }, "x.duration", "positive duration"),
         (FreezeWindow { time_zone: Some("Europe/Berlinn".into()), ..base.clone() }, "x.timeZone", "IANA"),
         (
             FreezeWindow {

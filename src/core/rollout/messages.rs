@@ -158,7 +158,7 @@ pub fn held_for_approval(label: &str, gate: &str, waiting: &[String], refused: O
 }
 
 pub fn promote_awaits_webhook(who: &str) -> String {
-    format!("promote refused: the promotion waits for the approval of {who}")
+    format!("promote refused: it would skip the approval of {who}, which has not come")
 }
 
 /// An undo within `rollbackWindow`.

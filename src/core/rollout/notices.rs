@@ -78,9 +78,9 @@ pub fn destinations<'s>(
 }
 
 /// Records the decision's transitions (its Events that are triggers) in the outbox of `after`,
-/// each with the destinations that want it.
+/// each with the destinations that want it; Alertmanager destinations also get every change of
+/// the policy's alerts (an `AlertsChanged` notice when no transition carried it).
 pub fn record(
-    before: &RedisPoolPolicyStatus,
     after: &mut RedisPoolPolicyStatus,
     actions: &[Action],
     subscriptions: &[(String, &Subscription)],
@@ -90,7 +90,6 @@ pub fn record(
         return;
     }
     let firing = alerts_for(after);
-    let was_firing = alerts_for(before);
     let gates: Vec<String> = after
         .analysis
         .as_ref()
@@ -105,17 +104,37 @@ pub fn record(
         })
         .unwrap_or_default();
     let mut notes = after.notifications.take().unwrap_or_default();
-    for a in actions {
-        let Action::Event { reason, message } = a else { continue };
-        let Some(trigger) = trigger_of(*reason, after) else { continue };
-        let pending: Vec<String> = subscriptions
+    // Alertmanager destinations hear every change of the alerts, whatever their `on`.
+    let alerting: Vec<String> =
+        subscriptions.iter().filter(|(_, s)| s.alertmanager.is_some()).map(|(name, _)| name.clone()).collect();
+    let mut events: Vec<(Trigger, String)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event { reason, message } => trigger_of(*reason, after).map(|t| (t, message.clone())),
+            _ => None,
+        })
+        .collect();
+    if events.is_empty() && firing != notes.alerts && !alerting.is_empty() {
+        let message = format!("alerts firing: {}", if firing.is_empty() { "none".into() } else { firing.join(", ") });
+        events.push((Trigger::AlertsChanged, message));
+    }
+    for (trigger, message) in events {
+        let changed = firing != notes.alerts;
+        let mut pending: Vec<String> = subscriptions
             .iter()
-            .filter(|(_, s)| s.on.is_empty() || s.on.contains(&trigger))
+            .filter(|(_, s)| trigger != Trigger::AlertsChanged && (s.on.is_empty() || s.on.contains(&trigger)))
             .map(|(name, _)| name.clone())
             .collect();
+        for a in alerting.iter().filter(|_| changed) {
+            if !pending.contains(a) {
+                pending.push(a.clone());
+            }
+        }
         if pending.is_empty() {
             continue;
         }
+        let resolved = notes.alerts.iter().filter(|a| !firing.contains(a)).cloned().collect();
+        notes.alerts = firing.clone();
         notes.sequence += 1;
         notes.outbox.push(Notice {
             id: notes.sequence,
@@ -123,12 +142,12 @@ pub fn record(
             at: Time(now),
             phase: after.phase,
             progress: after.progress.clone(),
-            message: message.clone(),
+            message,
             canary: after.canary.as_ref().map(|c| c.hash.clone()),
             stable: after.stable.as_ref().map(|c| c.hash.clone()),
             gates: gates.clone(),
             firing: firing.clone(),
-            resolved: was_firing.iter().filter(|a| !firing.contains(a)).cloned().collect(),
+            resolved,
             pending,
         });
     }

@@ -2397,6 +2397,13 @@ mod approvals {
             sim.status.message
         );
         assert_eq!(sim.count("ApprovalRequested"), 1, "said once: {:?}", sim.events);
+        // One failing analysis (below failureLimit) between two looks: the gate stays said.
+        sim.advance(10);
+        sim.reconcile_with(Verdict::Fail, None);
+        assert!(sim.status.pending_approval.is_some(), "the wait was forgotten: {:?}", sim.status.message);
+        sim.advance(10);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.count("ApprovalRequested"), 1, "said again after a blip: {:?}", sim.events);
         sim.reconcile_with(Verdict::Pass, Some(ManualAction::Approve));
         assert_eq!(sim.status.step, Some(1), "approved: the step begins in the same decision");
         let (_, said) = sim.events.iter().find(|(r, _)| *r == "Approved").unwrap();
@@ -2447,10 +2454,42 @@ mod approvals {
         sim.reconcile_with(Verdict::Pass, Some(ManualAction::Promote));
         assert_eq!(sim.status.phase, Phase::Progressing);
         let (_, said) = sim.events.iter().rev().find(|(r, _)| *r == "ManualActionIgnored").unwrap();
-        assert_eq!(said, "promote refused: the promotion waits for the approval of webhook incident-bot");
+        assert_eq!(
+            said,
+            "promote refused: it would skip the approval of webhook incident-bot at promotion, which has not come"
+        );
         sim.world.webhook = Some(Ok(()));
         sim.run_until(Verdict::Pass, 200, |s| s.status.phase == Phase::Succeeded);
         assert!(sim.reasons().contains(&"Approved"));
+    }
+
+    #[test]
+    fn a_webhooks_yes_ends_its_refusal_while_a_person_is_still_to_approve() {
+        let mut sim = Sim::new(10);
+        sim.spec.rollout.approvals = vec![webhook("start", "change-ticket"), person("start")];
+        sim.world.webhook = Some(Err("HTTP 409: not yet".into()));
+        sim.reconcile_with(Verdict::Pass, None);
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Blocked);
+        sim.world.webhook = Some(Ok(()));
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Waiting, "{:?}", sim.status.message);
+        assert_eq!(sim.status.pending_approval.as_ref().unwrap().refused, None);
+        sim.reconcile_with(Verdict::Pass, Some(ManualAction::Approve));
+        assert_eq!(sim.status.phase, Phase::Progressing);
+    }
+
+    #[test]
+    fn a_persons_promote_does_not_skip_a_later_steps_webhook() {
+        let mut sim = Sim::new(10);
+        sim.spec.rollout.approvals = vec![webhook("step-3", "cab")];
+        sim.run_until(Verdict::Pass, 100, |s| s.status.step_started_at.is_some());
+        sim.reconcile_with(Verdict::Pass, Some(ManualAction::Promote));
+        assert_eq!(sim.status.phase, Phase::Progressing);
+        let (_, said) = sim.events.iter().rev().find(|(r, _)| *r == "ManualActionIgnored").unwrap();
+        assert_eq!(said, "promote refused: it would skip the approval of webhook cab at step-3, which has not come");
     }
 
     #[test]
@@ -2532,6 +2571,31 @@ mod notifications {
         sim.reconcile_with(Verdict::Pass, None);
         assert_eq!(sim.status.notifications, before.notifications);
         assert_eq!(sim.count("NotificationFailed"), 1);
+    }
+
+    #[test]
+    fn alertmanager_hears_an_alert_end_whatever_it_subscribed_to() {
+        let mut sim = Sim::new(10);
+        let mut pager = webhook("pager", vec![Trigger::RolledBack]);
+        pager.webhook = None;
+        pager.alertmanager = Some(crate::core::api::AlertmanagerDestination {
+            url_secret_ref: Some(SecretKeyRef { name: "am".into(), key: "url".into() }),
+        });
+        sim.spec.notifications = vec![pager];
+        sim.run_until(Verdict::Fail, 100, |s| s.status.phase == Phase::RolledBack);
+        let last = |sim: &Sim| sim.status.notifications.as_ref().unwrap().outbox.last().cloned().unwrap();
+        let fired = last(&sim);
+        assert_eq!(
+            (fired.trigger, fired.firing.as_slice()),
+            (Trigger::RolledBack, &["RedisPoolRolledBack".to_string()][..])
+        );
+        sim.reconcile_with(Verdict::Pass, Some(ManualAction::Retry));
+        sim.advance(5);
+        sim.reconcile_with(Verdict::Pass, None);
+        assert_eq!(sim.status.phase, Phase::Progressing);
+        let ended = last(&sim);
+        assert_eq!(ended.resolved, ["RedisPoolRolledBack"], "{ended:?}");
+        assert_eq!(ended.pending, ["pager"], "told although it subscribed to RolledBack only");
     }
 
     #[test]

@@ -55,6 +55,9 @@ impl Machine<'_> {
         let mut refused = pending.and_then(|p| p.refused.clone());
         for answer in self.input.observed.approval_answers.iter().filter(|a| a.gate == name && a.hash == hash) {
             let who = format!("webhook {}", answer.webhook);
+            if answer.answer.is_ok() && refused.as_deref().is_some_and(|r| r.starts_with(&format!("{who}:"))) {
+                refused = None;
+            }
             match &answer.answer {
                 Ok(()) if !self.approved(&name, hash, &who) => {
                     let at = Time(self.now());
@@ -103,6 +106,22 @@ impl Machine<'_> {
             .all(|who| self.approved(&name, hash, &who) || answered(&who))
     }
 
+    /// While the step soaks, what held its end at the last look stays said: a failed analysis or
+    /// a missing pod between two looks neither ends a freeze nor a wait for approval (nor its
+    /// Events, alerts or a person's `approve`).
+    pub(super) fn keep_holds(&mut self, step: usize) {
+        if self.input.status.freeze.is_some() {
+            self.hold_for_freeze();
+        }
+        let gate = if step + 1 >= self.steps() { GateAt::Promotion } else { GateAt::Step(step + 1) };
+        let hash = self.canary_hash();
+        let waiting = self.input.status.pending_approval.as_ref().filter(|p| p.gate == gate.name() && p.hash == hash);
+        if let Some(p) = waiting.cloned() {
+            self.status.waiting_for = Some(messages::awaiting_approval_short(&p));
+            self.status.pending_approval = Some(p);
+        }
+    }
+
     /// An approval by `who` (`person`: any person) of `gate` for `hash` was given.
     fn approved(&self, gate: &str, hash: &str, who: &str) -> bool {
         self.status.approvals.iter().any(|a| {
@@ -125,19 +144,23 @@ impl Machine<'_> {
         self.event(Reason::Approved, messages::approved(&p.gate, &p.hash, &who));
     }
 
-    /// The promotion waits for a webhook's approval that has not come: a person's `promote`
-    /// (which is a person's approval of it) cannot skip that.
+    /// A gate between here and the promotion waits for a webhook's approval that has not come:
+    /// a person's `promote` (a person's approval of what it skips) cannot skip a webhook's.
     pub(super) fn promotion_awaits_webhook(&self) -> Option<String> {
         let hash = self.canary_hash();
-        let name = GateAt::Promotion.name();
+        let ahead: Vec<String> = (self.step() + 1..self.steps())
+            .map(|i| GateAt::Step(i).name())
+            .chain(std::iter::once(GateAt::Promotion.name()))
+            .collect();
         self.input
             .spec
             .rollout
             .approvals
             .iter()
-            .filter(|a| a.before == name && a.by == Approver::Webhook)
-            .map(who_approves)
-            .find(|who| !self.approved(&name, &hash, who))
+            .filter(|a| ahead.contains(&a.before) && a.by == Approver::Webhook)
+            .map(|a| (a.before.clone(), who_approves(a)))
+            .find(|(gate, who)| !self.approved(gate, &hash, who))
+            .map(|(gate, who)| format!("{who} at {gate}"))
     }
 
     /// An Event when the rollout begins waiting at a gate, and when a webhook says no anew.

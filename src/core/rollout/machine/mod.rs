@@ -85,7 +85,7 @@ pub fn decide(input: &Input) -> Decision {
     set_conditions(&mut m.status, input, &m.budget);
     // The transitions people are told about, recorded with the status that says them.
     let subscriptions: Vec<_> = notices::destinations(&input.spec.notifications, input.cluster_subscriptions).collect();
-    notices::record(input.status, &mut m.status, &m.actions, &subscriptions, input.now);
+    notices::record(&mut m.status, &m.actions, &subscriptions, input.now);
     if let Some((state, reason, message)) = notices::delivery_condition(&m.status) {
         super::set_condition(
             &mut m.status,
@@ -157,7 +157,7 @@ fn freeze_at(input: &Input) -> Option<Frozen> {
         Err(e) => Some(Frozen {
             window: format!("(unreadable: {e})"),
             since: input.now,
-            until: input.now,
+            until: Timestamp::MAX,
             until_local: "it is fixed".into(),
         }),
     }
@@ -541,7 +541,9 @@ impl Machine<'_> {
         }
         match (&self.frozen, now) {
             (Some(f), Some(_)) => self.event(Reason::FreezeHolds, messages::frozen(f)),
-            (_, _) => self.event(Reason::FreezeEnded, messages::freeze_ended(&before.unwrap_or_default())),
+            // It ended, not merely stopped being the reason of this look's hold.
+            (None, None) => self.event(Reason::FreezeEnded, messages::freeze_ended(&before.unwrap_or_default())),
+            (_, _) => {}
         }
     }
 

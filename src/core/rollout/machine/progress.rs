@@ -22,6 +22,7 @@ impl Machine<'_> {
         }
         self.hand_over_replicas(target);
         let step = self.step();
+        self.keep_holds(step);
         let weight = self.weight_of(step);
         let split = self.record_split(target, weight);
         self.status.step = Some(step as i32);
