@@ -10,6 +10,7 @@ mod budgets;
 mod error;
 mod events;
 mod frozen;
+mod index;
 pub mod metrics;
 mod notify;
 mod observe;
@@ -119,6 +120,8 @@ pub struct Context {
     pub awake_since: Timestamp,
     /// Every policy the controller watches (to tell which one holds a shared target).
     pub policies: OnceLock<Store<RedisPoolPolicy>>,
+    /// Which policies name which Deployment, kept by the policy watch's events.
+    pub targets: index::TargetIndex,
     /// Every HorizontalPodAutoscaler in the watched namespaces.
     pub hpas: OnceLock<Store<HorizontalPodAutoscaler>>,
     /// Every Deployment in the watched namespaces, slimmed to what decisions read and frozen.
@@ -152,6 +155,7 @@ impl Context {
             spec_checks: std::sync::Mutex::default(),
             awake_since: Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid timestamp"),
             policies: OnceLock::new(),
+            targets: index::TargetIndex::default(),
             hpas: OnceLock::new(),
             deployments: OnceLock::new(),
             canary_pods: OnceLock::new(),
@@ -309,10 +313,13 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let asks = predicates::generation.combine(predicates::annotations).combine(predicates::finalizers);
     // A deleted policy is forgotten (its metrics, baselines, budget records) when its deletion
     // is seen: one at rest holds no finalizer, so no reconcile runs for its going.
+    // The (namespace, target) index follows the same events as the cache.
     let forgetting = ctx.clone();
     let policy_events = reflector(writer, watcher(policies, config.clone()).modify(slim_policy))
         .inspect(move |event| {
-            if let Ok(watcher::Event::Delete(policy)) = event {
+            let Ok(event) = event else { return };
+            forgetting.targets.apply(event);
+            if let watcher::Event::Delete(policy) = event {
                 let (ctx, policy) = (forgetting.clone(), policy.clone());
                 tokio::spawn(async move { ctx.forget(&policy).await });
             }
@@ -344,28 +351,24 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     while tokio::time::timeout(Duration::from_secs(10), hpa_store.wait_until_ready()).await.is_err() {
         tracing::warn!("waiting for the HorizontalPodAutoscaler cache (list/watch horizontalpodautoscalers)");
     }
-    let targets_of = move |store: &Store<RedisPoolPolicy>, ns: String, name: String, owner: Option<String>| {
-        store
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|p| p.spec.target_ref.name == name || owner.as_deref() == p.metadata.name.as_deref())
-            .map(|p| ObjectRef::from_obj(&*p))
-            .collect::<Vec<_>>()
+    // A lookup in the index, not a scan of every policy per event.
+    let targets_of = |ctx: &Context, ns: String, name: String, owner: Option<String>| {
+        let mut policies = ctx.targets.targeting(&ns, &name);
+        policies.extend(owner.map(|o| ObjectRef::new(&o).within(&ns)));
+        policies
     };
-    let deployment_store = store.clone();
-    let hpa_policies = store.clone();
+    let (deployment_ctx, hpa_ctx) = (ctx.clone(), ctx.clone());
     // A Deployment wakes the policies that target it, and its owner policy if it is a canary;
     // an HPA wakes the policies of the Deployment it scales.
     let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency.max(1)))
         .watches_stream(deployment_events, move |d: FrozenDeployment| {
             let owner = d.owner_references().iter().find(|o| o.kind == "RedisPoolPolicy").map(|o| o.name.clone());
-            targets_of(&deployment_store, d.namespace().unwrap_or_default(), d.name_any(), owner)
+            targets_of(&deployment_ctx, d.namespace().unwrap_or_default(), d.name_any(), owner)
         })
         .watches(hpas, config, move |h: HorizontalPodAutoscaler| {
             let target = h.spec.scale_target_ref.name.clone();
-            targets_of(&hpa_policies, h.namespace().unwrap_or_default(), target, None)
+            targets_of(&hpa_ctx, h.namespace().unwrap_or_default(), target, None)
         });
     let readiness = ready_when_listable(client, ns, ready);
     // A delivery that ended wakes its policy, whose next decision takes the notice out.

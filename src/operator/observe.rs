@@ -190,10 +190,13 @@ fn claim(policy: &RedisPoolPolicy, ctx: &Context, canary: Option<&Deployment>) -
         created: policy.creation_timestamp().map(|t| t.0),
         active: policy.status.as_ref().is_some_and(|s| s.phase.is_active()),
     };
-    // Borrowed compares: this scans every policy the operator watches, on every reconcile.
-    let mut claimants: Vec<Claimant> = store
-        .state()
+    // The policies the index says name this target, each read from the cache (which may have
+    // moved on since: it is checked again).
+    let mut claimants: Vec<Claimant> = ctx
+        .targets
+        .targeting(ns.as_deref().unwrap_or_default(), target)
         .iter()
+        .filter_map(|r| store.get(r))
         .filter(|p| &p.spec.target_ref.name == target && p.metadata.namespace == policy.metadata.namespace)
         .filter(|p| p.metadata.uid != policy.metadata.uid && p.metadata.deletion_timestamp.is_none())
         .map(|p| Claimant {
