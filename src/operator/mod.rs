@@ -305,29 +305,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let deployments: Api<FrozenDeployment> = apis(&client, ns.as_deref());
     let hpas: Api<HorizontalPodAutoscaler> = apis(&client, ns.as_deref());
     let config = list_strategy(&client, ns.as_deref()).await;
-    // A policy's own changes wake it when they change what it asks for: its spec (generation,
-    // bumped by a deletion too), annotations (a person's action) or finalizers. Not its status:
-    // the operator writes that itself, and each write woke one more reconcile that found nothing
-    // to do. The cache still takes every change.
-    let (store, writer) = reflector::store();
-    let asks = predicates::generation.combine(predicates::annotations).combine(predicates::finalizers);
-    // A deleted policy is forgotten (its metrics, baselines, budget records) when its deletion
-    // is seen: one at rest holds no finalizer, so no reconcile runs for its going.
-    // The (namespace, target) index follows the same events as the cache.
-    let forgetting = ctx.clone();
-    let policy_events = reflector(writer, watcher(policies, config.clone()).modify(slim_policy))
-        .inspect(move |event| {
-            let Ok(event) = event else { return };
-            forgetting.targets.apply(event);
-            if let watcher::Event::Delete(policy) = event {
-                let (ctx, policy) = (forgetting.clone(), policy.clone());
-                tokio::spawn(async move { ctx.forget(&policy).await });
-            }
-        })
-        .applied_objects()
-        .predicate_filter(asks, PredicateConfig::default());
-    let controller = Controller::for_stream(policy_events, store.clone());
-    let _ = ctx.policies.set(store.clone());
+    let controller = watch_policies(&ctx, policies, config.clone());
     // Deployments: a cache the reconciles read, whose watch also wakes the policies.
     let (deployment_store, deployment_writer) = reflector::store();
     let _ = ctx.deployments.set(deployment_store);
@@ -386,6 +364,37 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     readiness.abort();
     hpa_cache.abort();
     pod_cache.abort();
+}
+
+/// The controller over the policies' watch, whose cache the reconciles read (`ctx.policies`).
+fn watch_policies(
+    ctx: &Arc<Context>,
+    policies: Api<RedisPoolPolicy>,
+    config: watcher::Config,
+) -> Controller<RedisPoolPolicy> {
+    // A policy's own changes wake it when they change what it asks for: its spec (generation,
+    // bumped by a deletion too), annotations (a person's action) or finalizers. Not its status:
+    // the operator writes that itself, and each write woke one more reconcile that found nothing
+    // to do. The cache still takes every change.
+    let (store, writer) = reflector::store();
+    let asks = predicates::generation.combine(predicates::annotations).combine(predicates::finalizers);
+    // A deleted policy is forgotten (its metrics, baselines, budget records) when its deletion
+    // is seen: one at rest holds no finalizer, so no reconcile runs for its going.
+    // The (namespace, target) index follows the same events as the cache.
+    let forgetting = ctx.clone();
+    let policy_events = reflector(writer, watcher(policies, config).modify(slim_policy))
+        .inspect(move |event| {
+            let Ok(event) = event else { return };
+            forgetting.targets.apply(event);
+            if let watcher::Event::Delete(policy) = event {
+                let (ctx, policy) = (forgetting.clone(), policy.clone());
+                tokio::spawn(async move { ctx.forget(&policy).await });
+            }
+        })
+        .applied_objects()
+        .predicate_filter(asks, PredicateConfig::default());
+    let _ = ctx.policies.set(store.clone());
+    Controller::for_stream(policy_events, store)
 }
 
 /// Keeps a cache that only reconciles read (it wakes none) in a task of its own, retrying its

@@ -90,19 +90,7 @@ pub fn record(
         return;
     }
     let firing = alerts_for(after);
-    let gates: Vec<String> = after
-        .analysis
-        .as_ref()
-        .map(|a| {
-            a.gates
-                .iter()
-                .map(|g| {
-                    let value = g.value.map_or("no data".into(), |v| format!("{v:.2}"));
-                    format!("{} {value} {:?}", g.gate.name(), g.verdict)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let gates = gate_lines(after);
     let mut notes = after.notifications.take().unwrap_or_default();
     // Alertmanager destinations hear every change of the alerts, whatever their `on`.
     let alerting: Vec<String> =
@@ -151,7 +139,24 @@ pub fn record(
             pending,
         });
     }
-    // A destination down for long: the oldest notices go, and people are told which.
+    drop_overflow(&mut notes, now);
+    after.notifications = Some(notes);
+}
+
+/// The gates of the latest analysis, a line each: `poolUtilization 95.00 Fail`.
+fn gate_lines(status: &RedisPoolPolicyStatus) -> Vec<String> {
+    let Some(a) = &status.analysis else { return Vec::new() };
+    a.gates
+        .iter()
+        .map(|g| {
+            let value = g.value.map_or("no data".into(), |v| format!("{v:.2}"));
+            format!("{} {value} {:?}", g.gate.name(), g.verdict)
+        })
+        .collect()
+}
+
+/// A destination down for long: the oldest notices go, and people are told which.
+fn drop_overflow(notes: &mut crate::core::api::NotificationStatus, now: Timestamp) {
     while notes.outbox.len() > OUTBOX_LIMIT {
         let dropped = notes.outbox.remove(0);
         for destination in dropped.pending.clone() {
@@ -160,7 +165,6 @@ pub fn record(
         }
     }
     notes.recent.truncate(RECENT_LIMIT);
-    after.notifications = Some(notes);
 }
 
 fn delivery(

@@ -14,6 +14,9 @@ use crate::core::durations::{human, step_pause};
 use crate::core::render::observed_connections_per_pod;
 use crate::core::rollout::watched_verdict;
 
+mod people;
+pub use people::*;
+
 /// Everything one screen is made of, as read at `now`.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -69,57 +72,6 @@ pub struct StatusReport {
     pub history: Vec<HistoryView>,
     /// Oldest first.
     pub events: Vec<EventView>,
-}
-
-#[derive(Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FrozenView {
-    pub window: String,
-    pub until: Timestamp,
-    /// How long it has held the rollout.
-    pub held_seconds: i64,
-}
-
-#[derive(Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingView {
-    pub gate: String,
-    /// `person`, `webhook change-ticket`.
-    pub waiting_for: Vec<String>,
-    pub waiting_seconds: i64,
-    /// A webhook's last answer that was not 2xx.
-    pub refused: Option<String>,
-}
-
-#[derive(Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct NotificationView {
-    pub id: i64,
-    pub trigger: crate::core::api::Trigger,
-    pub destination: String,
-    /// `Pending`, `Delivered` or `Failed`.
-    pub state: String,
-    pub attempts: i32,
-    pub age_seconds: i64,
-    pub reason: Option<String>,
-}
-
-#[derive(Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ApprovalView {
-    pub gate: String,
-    pub who: String,
-    pub age_seconds: i64,
-}
-
-#[derive(Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct WindowView {
-    pub name: String,
-    /// `0 18 * * FRI for 63h (Europe/Berlin)`, or the one-off's start and end.
-    pub when: String,
-    /// `holds until Mon 7 Dec 09:00 CET`, `opens Fri 11 Dec 18:00 CET`, or `over`.
-    pub state: String,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -321,24 +273,11 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
         plan,
         advice: st.advice.as_ref().map(|a| a.message.clone()),
         waiting_for: st.waiting_for.clone(),
-        frozen: st.freeze.as_ref().map(|f| FrozenView {
-            window: f.window.clone(),
-            until: f.until.0,
-            held_seconds: secs_since(f.since.0),
-        }),
+        frozen: frozen_view(&st, &secs_since),
         freeze_windows: window_views(p, s.now),
-        pending_approval: st.pending_approval.as_ref().map(|p| PendingView {
-            gate: p.gate.clone(),
-            waiting_for: p.waiting_for.clone(),
-            waiting_seconds: secs_since(p.since.0),
-            refused: p.refused.clone(),
-        }),
+        pending_approval: pending_view(&st, &secs_since),
+        approvals: approval_views(&st, &secs_since),
         notifications: notification_views(&st, &secs_since),
-        approvals: st
-            .approvals
-            .iter()
-            .map(|a| ApprovalView { gate: a.gate.clone(), who: a.who.clone(), age_seconds: secs_since(a.at.0) })
-            .collect(),
         verdicts: verdict_views(p, &st, secs_since),
         steps: steps(s),
         analysis: analysis_view(p, &st, secs_since),
@@ -356,59 +295,6 @@ pub fn status_report(s: &Snapshot) -> StatusReport {
             .collect(),
         events: event_views(s, secs_since),
     }
-}
-
-/// What waits to be told, then how the last deliveries went.
-fn notification_views(st: &RedisPoolPolicyStatus, secs_since: &impl Fn(Timestamp) -> i64) -> Vec<NotificationView> {
-    let Some(n) = &st.notifications else { return Vec::new() };
-    let pending = n.outbox.iter().rev().flat_map(|notice| {
-        notice.pending.iter().map(|d| NotificationView {
-            id: notice.id,
-            trigger: notice.trigger,
-            destination: d.clone(),
-            state: "Pending".into(),
-            attempts: 0,
-            age_seconds: secs_since(notice.at.0),
-            reason: None,
-        })
-    });
-    let done = n.recent.iter().map(|d| NotificationView {
-        id: d.id,
-        trigger: d.trigger,
-        destination: d.destination.clone(),
-        state: format!("{:?}", d.state),
-        attempts: d.attempts,
-        age_seconds: secs_since(d.at.0),
-        reason: d.reason.clone(),
-    });
-    pending.chain(done).collect()
-}
-
-/// The policy's freeze windows as the operator reads them: which holds now, when each opens.
-fn window_views(p: &RedisPoolPolicy, now: Timestamp) -> Vec<WindowView> {
-    p.spec
-        .rollout
-        .freeze_windows
-        .iter()
-        .map(|w| {
-            let when = match (&w.schedule, &w.duration, &w.start, &w.end) {
-                (Some(cron), Some(lasts), _, _) => {
-                    format!("{cron} for {lasts} ({})", w.time_zone.as_deref().unwrap_or("UTC"))
-                }
-                (_, _, Some(start), Some(end)) => format!("{start} to {end}"),
-                _ => String::new(),
-            };
-            let state = match crate::core::freeze::Window::read(w, "window", w.name.clone()) {
-                Err(e) => format!("unreadable: {}", e.message),
-                Ok(read) => match (read.holds_at(now), read.next_open(now)) {
-                    (Some((_, until)), _) => format!("holds until {}", read.local(until)),
-                    (None, Some(opens)) => format!("opens {}", read.local(opens)),
-                    (None, None) => "over".into(),
-                },
-            };
-            WindowView { name: w.name.clone(), when, state }
-        })
-        .collect()
 }
 
 /// The latest analysis, each gate beside the thresholds of the tier in force (as the operator

@@ -44,11 +44,8 @@ impl Machine<'_> {
             self.status.message = Some(messages::overridden(self.status.overridden.as_ref().expect("checked")));
             return Next::Done;
         }
-        if let Some(f) = self.hold_for_freeze().filter(|_| !undo) {
-            // Said by the freeze's own Event, once.
-            self.status.phase = Phase::Waiting;
-            self.status.message = Some(messages::frozen(&f));
-            return Next::Done;
+        if !undo && let Some(waiting) = self.waits_for_freeze() {
+            return waiting;
         }
         match gate {
             Clearance::Wait { message, short, unreadable } => {
@@ -64,15 +61,8 @@ impl Machine<'_> {
         if !self.budget.ok {
             return self.end_in(Phase::Blocked, Reason::BudgetExceeded, messages::over_budget(&self.budget));
         }
-        if let Some(closed) = self.gate_closed(GateAt::Start, &desired.hash) {
-            // Said by the approval's own Events.
-            let (phase, msg) = match &closed.refused {
-                Some(why) => (Phase::Blocked, messages::start_refused(&desired.hash, why)),
-                None => (Phase::Waiting, messages::start_awaits_approval(&desired.hash, &closed.waiting, None)),
-            };
-            self.status.phase = phase;
-            self.status.message = Some(msg);
-            return Next::Done;
+        if let Some(waiting) = self.waits_at_start_gate() {
+            return waiting;
         }
         if self.taken_back(target) {
             // We promoted exactly this configuration and another writer put something else back.
@@ -149,6 +139,28 @@ impl Machine<'_> {
             self.status.replicas_applied_generation = Some(generation);
         }
         Next::Done
+    }
+
+    /// A freeze window holds the start: Waiting, said by the freeze's own Event, once.
+    fn waits_for_freeze(&mut self) -> Option<Next> {
+        let f = self.hold_for_freeze()?;
+        self.status.phase = Phase::Waiting;
+        self.status.message = Some(messages::frozen(&f));
+        Some(Next::Done)
+    }
+
+    /// The start gate waits for approvals: Waiting, or Blocked when a pre-rollout check said no
+    /// (said by the approval's own Events).
+    fn waits_at_start_gate(&mut self) -> Option<Next> {
+        let hash = self.input.desired.hash.clone();
+        let closed = self.gate_closed(GateAt::Start, &hash)?;
+        let (phase, msg) = match &closed.refused {
+            Some(why) => (Phase::Blocked, messages::start_refused(&hash, why)),
+            None => (Phase::Waiting, messages::start_awaits_approval(&hash, &closed.waiting, None)),
+        };
+        self.status.phase = phase;
+        self.status.message = Some(msg);
+        Some(Next::Done)
     }
 
     /// The configuration asked for is one of the last `rollbackWindow.revisions` that succeeded
